@@ -1,0 +1,26 @@
+# Helpers shared by the rules.
+from pathlib import Path
+
+
+def raw_files():
+    """Every file under raw_dir, so that adding, editing or removing one reruns cleaning."""
+    raw = Path(config["raw_dir"])
+    if not raw.is_dir():
+        return []  # clean_text then stops with a message naming raw_dir
+    return sorted(str(p) for p in raw.rglob("*") if p.is_file())
+
+
+def library(*modules):
+    """Project modules a rule script imports: listed as inputs so that editing one reruns the rule
+    (Snakemake itself only tracks the script file)."""
+    return [f"scripts/farense/{m}.py" for m in ("__init__", "errors", "runlog", "textio", *modules)]
+
+
+def jsonl_schema():
+    return f"config/schemas/jsonl_{config['records']['format']}.schema.yaml"
+
+
+def record_params():
+    """The record options build_records uses (the JSONL rendering ones go to split_jsonl)."""
+    rendering = ("format", "system_prompt", "continuation_prompt", "keep_conflicts")
+    return {k: v for k, v in config["records"].items() if k not in rendering}

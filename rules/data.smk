@@ -1,0 +1,66 @@
+# Data stages: raw files -> cleaned corpus -> training records -> train/valid/test JSONL.
+
+
+rule clean_text:
+    input:
+        raw=raw_files(),
+        code=library("cleaning", "markup", "mojibake", "dedup", "corpus"),
+    output:
+        corpus="results/clean/corpus.parquet",
+        stats="results/clean/stats.json",
+    params:
+        raw_dir=config["raw_dir"],
+        cleaning=config["cleaning"],
+    log:
+        "results/logs/clean_text.log",
+    benchmark:
+        "results/benchmarks/clean_text.tsv"
+    conda:
+        "../environment.yml"
+    script:
+        "../scripts/clean_text.py"
+
+
+rule build_records:
+    input:
+        corpus=rules.clean_text.output.corpus,
+        code=library("records"),
+    output:
+        records="results/data/records.parquet",
+        stats="results/data/records_stats.json",
+    params:
+        records=record_params(),
+    log:
+        "results/logs/build_records.log",
+    benchmark:
+        "results/benchmarks/build_records.tsv"
+    conda:
+        "../environment.yml"
+    script:
+        "../scripts/build_records.py"
+
+
+rule split_jsonl:
+    input:
+        records=rules.build_records.output.records,
+        schema=jsonl_schema(),
+        code=library("dedup", "records", "splitting"),
+    output:
+        train="results/data/train.jsonl",
+        valid="results/data/valid.jsonl",
+        test="results/data/test.jsonl",
+        stats="results/data/split_stats.json",
+    params:
+        split=config["split"],
+        format=config["records"]["format"],
+        system_prompt=config["records"]["system_prompt"],
+        continuation_prompt=config["records"]["continuation_prompt"],
+        keep_conflicts=config["records"]["keep_conflicts"],
+    log:
+        "results/logs/split_jsonl.log",
+    benchmark:
+        "results/benchmarks/split_jsonl.tsv"
+    conda:
+        "../environment.yml"
+    script:
+        "../scripts/split_jsonl.py"

@@ -1,0 +1,19 @@
+# The report: one self-contained HTML page built from what the stages measured.
+
+
+rule report:
+    input:
+        clean_stats=rules.clean_text.output.stats,
+        records_stats=rules.build_records.output.stats,
+        split_stats=rules.split_jsonl.output.stats,
+        code=library("report_html"),
+    output:
+        html="results/report.html",
+    params:
+        config=config,
+    log:
+        "results/logs/report.log",
+    conda:
+        "../environment.yml"
+    script:
+        "../scripts/report.py"

@@ -1,0 +1,296 @@
+"""Text cleaning steps. Each step takes text and returns (text, count of what it changed).
+
+`clean_prose` chains them for one document. The output is NFC text with Unix newlines,
+one paragraph per line and a blank line between paragraphs; feeding it back through
+`clean_prose` returns it unchanged (the tests hold us to that).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from .markup import html_to_text, markdown_to_text
+from .mojibake import fix_mojibake
+
+# Every count a document can carry, in the order the steps run. The names are the
+# columns of corpus.parquet (prefixed "n_") and the keys of stats.json.
+STEPS = (
+    "line_endings",
+    "mojibake",
+    "html",
+    "markdown",
+    "soft_hyphens",
+    "control_chars",
+    "page_numbers",
+    "running_headers",
+    "stray_bullets",
+    "hyphenation",
+    "wrapped_lines",
+    "emoji",
+    "whitespace",
+    "unicode_nfc",
+)
+
+
+@dataclass(frozen=True)
+class CleaningOptions:
+    fix_mojibake: bool = True
+    strip_html: bool = True
+    markdown_to_text: bool = True
+    join_hyphenation: bool = True
+    join_wrapped_lines: bool = True
+    remove_page_furniture: bool = True
+    running_header_min_repeats: int = 3
+    remove_emoji: bool = True
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "CleaningOptions":
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in cfg.items() if k in names})
+
+
+def normalize_line_endings(text: str) -> tuple[str, int]:
+    count = text.count("\r\n") + text.count("\r") - text.count("\r\n")
+    # A form feed is a page break in scanned text: treat it as a line break.
+    count += text.count("\f")
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\f", "\n"), count
+
+
+_SOFT_HYPHEN_BREAK = re.compile("\u00ad[ \t]*\n[ \t]*")
+
+
+def remove_soft_hyphens(text: str) -> tuple[str, int]:
+    # A soft hyphen before a line break marks a word split by the typesetter: join it.
+    count = text.count("\u00ad")
+    text = _SOFT_HYPHEN_BREAK.sub("", text)
+    return text.replace("\u00ad", ""), count
+
+
+_ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f" + _ZERO_WIDTH + "]")
+
+
+def remove_control_chars(text: str) -> tuple[str, int]:
+    """Drop C0/C1 control characters (keeping tab and newline) and zero-width characters."""
+    return _CONTROL.subn("", text)
+
+
+# "12", "- 13 -", "— 14 —", "Pág. 14", "Página 15", "p. 16", "[17]": a page number on its own line.
+# Four-digit numbers are left alone: a year on its own line is more likely than page 1910.
+_PAGE_NUMBER = re.compile(
+    r"^[ \t]*(?:[-–—][ \t]*)?(?:(?:p[áa]g(?:ina)?|p)\.?[ \t]*)?\[?\d{1,3}\]?(?:[ \t]*[-–—])?[ \t]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def remove_page_numbers(text: str) -> tuple[str, int]:
+    return _PAGE_NUMBER.subn("", text)
+
+
+def remove_running_headers(text: str, min_repeats: int = 3) -> tuple[str, int]:
+    """Drop short lines that repeat on many pages (running headers and footers).
+
+    A line counts when it has at most 80 characters, does not end a sentence and occurs
+    at least `min_repeats` times in the document.
+    """
+    lines = text.split("\n")
+    counts: dict[str, int] = {}
+    for line in lines:
+        key = line.strip()
+        if key and len(key) <= 80 and not key.endswith((".", "!", "?")):
+            counts[key] = counts.get(key, 0) + 1
+    furniture = {key for key, n in counts.items() if n >= min_repeats}
+    if not furniture:
+        return text, 0
+    kept = [line for line in lines if line.strip() not in furniture]
+    return "\n".join(kept), len(lines) - len(kept)
+
+
+_BULLETS = "•▪▫◦·●○■□➢►‣⁃∙"
+_BULLET_LINE = re.compile(rf"^[ \t]*[{_BULLETS}][ \t]*$", re.MULTILINE)
+_BULLET_START = re.compile(rf"^[ \t]*[{_BULLETS}][ \t]+", re.MULTILINE)
+
+
+def remove_stray_bullets(text: str) -> tuple[str, int]:
+    text, alone = _BULLET_LINE.subn("", text)
+    text, leading = _BULLET_START.subn("", text)
+    return text, alone + leading
+
+
+_LINE_BREAK_HYPHEN = re.compile(r"(\w+)-[ \t]*\n(?:[ \t]*\n)*[ \t]*([a-zà-ÿ]\w*)")
+
+
+def join_hyphenation(text: str) -> tuple[str, int]:
+    """Join words split across a line break: "associa-\\ntiva" -> "associativa".
+
+    The hyphen stays when the document elsewhere writes the same compound with it
+    ("guarda-\\nredes" -> "guarda-redes"), since Portuguese has many such compounds.
+    """
+    compounds = {m.group().lower() for m in re.finditer(r"\w+-\w+", text)}
+    count = 0
+
+    def join(match: re.Match) -> str:
+        nonlocal count
+        count += 1
+        left, right = match.group(1), match.group(2)
+        if f"{left}-{right}".lower() in compounds:
+            return f"{left}-{right}"
+        return left + right
+
+    return _LINE_BREAK_HYPHEN.sub(join, text), count
+
+
+_SENTENCE_END = (".", "!", "?", ":", "…", "»", '"', "”", ";")
+
+
+def _is_hard_wrapped(lines: list[str]) -> bool:
+    """Lines of similar length under 100 characters: a block wrapped at a fixed width."""
+    if len(lines) < 2:
+        return False
+    width = max(len(line) for line in lines)
+    if width > 100:
+        return False
+    full = sum(1 for line in lines[:-1] if len(line) >= 0.6 * width)
+    return full >= 0.6 * (len(lines) - 1)
+
+
+def _split_block(lines: list[str]) -> list[str]:
+    """Turn one block of lines (no blank lines inside) into paragraphs."""
+    if _is_hard_wrapped(lines):
+        width = max(len(line) for line in lines)
+        paragraphs, current = [], []
+        for line in lines:
+            current.append(line)
+            if line.endswith(_SENTENCE_END) and len(line) < 0.85 * width:
+                paragraphs.append(" ".join(current))
+                current = []
+        if current:
+            paragraphs.append(" ".join(current))
+        return paragraphs
+    # Long lines: each is a paragraph, unless a line was visibly cut mid-sentence.
+    paragraphs = []
+    for line in lines:
+        if paragraphs and not paragraphs[-1].endswith(_SENTENCE_END) and line[:1].islower():
+            paragraphs[-1] += " " + line
+        else:
+            paragraphs.append(line)
+    return paragraphs
+
+
+def _continues(previous: str, paragraph: str) -> bool:
+    """A page break cut a sentence: the previous paragraph stops without punctuation, and the
+    next starts in lower case, or the previous one is too long to be a heading."""
+    if previous.endswith(_SENTENCE_END):
+        return False
+    return paragraph[:1].islower() or len(previous) >= 80
+
+
+def join_wrapped_lines(text: str, across_pages: bool = False) -> tuple[str, int]:
+    """Rebuild paragraphs: one line each, separated by a blank line.
+
+    Hard-wrapped blocks are joined. With `across_pages` (paginated plain text), a paragraph
+    that stops mid-sentence and is followed by one starting in lower case is joined to it:
+    the blank lines between them were a page break.
+    """
+    blocks = [[line.strip() for line in block.split("\n") if line.strip()] for block in re.split(r"\n[ \t]*\n", text)]
+    paragraphs: list[str] = []
+    for block in blocks:
+        for paragraph in _split_block(block):
+            if across_pages and paragraphs and _continues(paragraphs[-1], paragraph):
+                paragraphs[-1] += " " + paragraph
+            else:
+                paragraphs.append(paragraph)
+    result = "\n\n".join(paragraphs)
+    before = sum(len(block) for block in blocks)
+    return result, before - len(paragraphs)
+
+
+def _is_emoji(char: str) -> bool:
+    code = ord(char)
+    if code in (0x200D, 0xFE0F, 0xFE0E, 0x20E3) or 0x1F3FB <= code <= 0x1F3FF:
+        return True  # joiners, variation selectors, skin tones: parts of emoji sequences
+    return code >= 0x2600 and unicodedata.category(char) == "So"
+
+
+def remove_emoji(text: str) -> tuple[str, int]:
+    kept = [c for c in text if not _is_emoji(c)]
+    return "".join(kept), len(text) - len(kept)
+
+
+_SPACES = re.compile(r"[^\S\n]+")
+_BLANK_RUNS = re.compile(r"\n{3,}")
+_SPACE_BEFORE_PUNCT = re.compile(r" +([,.;:!?»)])")
+
+
+def normalize_whitespace(text: str) -> tuple[str, int]:
+    """Unicode spaces and tabs become one space; lines are stripped; at most one blank line."""
+    new = _SPACES.sub(" ", text)
+    new = _SPACE_BEFORE_PUNCT.sub(r"\1", new)
+    new = "\n".join(line.strip() for line in new.split("\n"))
+    new = _BLANK_RUNS.sub("\n\n", new).strip("\n")
+    if new == text:
+        return text, 0
+    # Count changed lines rather than characters: a readable figure for the stats.
+    old_lines, new_lines = text.split("\n"), new.split("\n")
+    return new, max(1, sum(1 for a, b in zip(old_lines, new_lines) if a != b) + abs(len(old_lines) - len(new_lines)))
+
+
+def to_nfc(text: str) -> tuple[str, int]:
+    new = unicodedata.normalize("NFC", text)
+    return new, 0 if new == text else sum(1 for a, b in zip(text, new) if a != b) or 1
+
+
+def clean_inline(text: str, options: CleaningOptions, counts: dict[str, int]) -> str:
+    """The steps that apply to a short field (a table cell, a question): no layout work."""
+    def run(step: str, fn, *args):
+        nonlocal text
+        text, n = fn(text, *args)
+        counts[step] = counts.get(step, 0) + n
+
+    run("line_endings", normalize_line_endings)
+    if options.fix_mojibake:
+        run("mojibake", fix_mojibake)
+    run("soft_hyphens", remove_soft_hyphens)
+    run("control_chars", remove_control_chars)
+    if options.remove_emoji:
+        run("emoji", remove_emoji)
+    text = text.replace("\n", " ")
+    run("whitespace", normalize_whitespace)
+    run("unicode_nfc", to_nfc)
+    return text
+
+
+def clean_prose(text: str, fmt: str, options: CleaningOptions, counts: dict[str, int] | None = None) -> str:
+    """Clean one document's prose. `fmt` is txt, md or html; counts are added into `counts`."""
+    counts = {} if counts is None else counts
+
+    def run(step: str, fn, *args):
+        nonlocal text
+        text, n = fn(text, *args)
+        counts[step] = counts.get(step, 0) + n
+
+    run("line_endings", normalize_line_endings)
+    if options.fix_mojibake:
+        run("mojibake", fix_mojibake)
+    if fmt == "html" and options.strip_html:
+        run("html", html_to_text)
+    if fmt == "md" and options.markdown_to_text:
+        run("markdown", markdown_to_text)
+    run("soft_hyphens", remove_soft_hyphens)
+    run("control_chars", remove_control_chars)
+    # Page furniture only exists in paginated text (scans, exports): plain text files.
+    if fmt == "txt" and options.remove_page_furniture:
+        run("page_numbers", remove_page_numbers)
+        run("running_headers", remove_running_headers, options.running_header_min_repeats)
+        run("stray_bullets", remove_stray_bullets)
+    if options.join_hyphenation:
+        run("hyphenation", join_hyphenation)
+    if options.remove_emoji:
+        run("emoji", remove_emoji)
+    run("whitespace", normalize_whitespace)
+    if options.join_wrapped_lines:
+        run("wrapped_lines", join_wrapped_lines, fmt == "txt")
+    run("unicode_nfc", to_nfc)
+    return text

@@ -1,0 +1,398 @@
+"""The clean_text stage: read every raw file, clean it, drop duplicate paragraphs, write the corpus.
+
+Documents are processed one at a time and written to Parquet in batches, so memory holds
+one file plus the duplicate index (a hash and a small signature per paragraph kept).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .cleaning import STEPS, CleaningOptions, clean_inline, clean_prose
+from .errors import PipelineError
+from .dedup import MinHasher, NearDuplicateIndex, exact_key
+from .textio import UndecodableError, atomic_path, decode_bytes, looks_binary, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+FORMATS = {
+    ".txt": "txt", ".text": "txt",
+    ".md": "md", ".markdown": "md",
+    ".html": "html", ".htm": "html",
+    ".csv": "csv",
+    ".json": "json",
+    ".jsonl": "jsonl", ".ndjson": "jsonl",
+}
+KIND_OF_FORMAT = {"txt": "prose", "md": "prose", "html": "prose", "jsonl": "prose", "csv": "table", "json": "qa"}
+
+# Column names accepted for each field, in Portuguese and English (compared case- and accent-insensitively).
+TABLE_COLUMNS = {
+    "date": ("data", "date"),
+    "season": ("epoca", "season", "temporada"),
+    "competition": ("competicao", "competition", "prova"),
+    "home": ("casa", "home", "visitado", "equipa da casa"),
+    "away": ("fora", "away", "visitante"),
+    "score": ("resultado", "score", "result"),
+}
+QUESTION_KEYS = ("pergunta", "question", "q")
+ANSWER_KEYS = ("resposta", "answer", "a")
+PARAGRAPH_KEYS = ("texto", "text", "content", "paragrafo", "paragraph")
+
+SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("source_path", pa.string()),
+        ("format", pa.string()),
+        ("kind", pa.string()),
+        ("encoding", pa.string()),
+        ("raw_sha256", pa.string()),
+        ("raw_bytes", pa.int64()),
+        ("text", pa.string()),
+        ("payload", pa.string()),
+        ("n_paragraphs", pa.int64()),
+        ("n_exact_duplicates", pa.int64()),
+        ("n_near_duplicates", pa.int64()),
+    ]
+    + [(f"n_{step}", pa.int64()) for step in STEPS]
+)
+
+
+class CorpusError(PipelineError):
+    """A problem that stops the stage: no raw directory, or nothing usable in it."""
+
+
+class SkipFile(Exception):
+    """This file cannot be used; the message is the reason recorded in the stats."""
+
+
+@dataclass
+class DedupOptions:
+    exact: bool = True
+    near: bool = True
+    threshold: float = 0.7
+    min_chars: int = 40
+
+
+@dataclass
+class CleanReport:
+    steps: dict = field(default_factory=lambda: {s: 0 for s in STEPS})
+    files: dict = field(default_factory=dict)
+    skipped: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+    duplicates: list = field(default_factory=list)
+    dropped_documents: list = field(default_factory=list)
+
+    def warn(self, path: str, message: str, line: int | None = None) -> None:
+        entry = {"path": path, "message": message} if line is None else {"path": path, "line": line, "message": message}
+        self.warnings.append(entry)
+        log.warning("%s%s: %s", path, "" if line is None else f":{line}", message)
+
+
+def make_doc_id(relative_path: str) -> str:
+    """Stable across content edits (so a fixed typo does not move a document between splits)."""
+    stem = Path(relative_path).stem.lower()
+    slug = "".join(c if c.isalnum() else "-" for c in stem).strip("-")[:40] or "doc"
+    return f"{slug}-{hashlib.sha256(relative_path.encode('utf-8')).hexdigest()[:8]}"
+
+
+def list_raw_files(raw_dir: str | os.PathLike) -> list[Path]:
+    raw = Path(raw_dir)
+    if not raw.is_dir():
+        raise CorpusError(f"raw_dir '{raw_dir}' does not exist or is not a directory (config key: raw_dir)")
+    files = sorted(p for p in raw.rglob("*") if p.is_file())
+    if not files:
+        raise CorpusError(f"raw_dir '{raw_dir}' contains no files (config key: raw_dir)")
+    return files
+
+
+def _fold(name: str) -> str:
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFKD", name.strip().casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def _pick(obj: dict, keys: tuple[str, ...]):
+    folded = {_fold(str(k)): v for k, v in obj.items()}
+    for key in keys:
+        if key in folded:
+            return folded[key]
+    return None
+
+
+def _parse_table(text: str, path: str, options: CleaningOptions, counts: dict, report: CleanReport):
+    lines = text.split("\n")
+    header = lines[0] if lines else ""
+    delimiter = ";" if header.count(";") > header.count(",") else ","
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    rows = list(reader)
+    if not rows:
+        raise SkipFile("CSV file has no header row")
+    columns = [_fold(clean_inline(c, options, counts)) for c in rows[0]]
+    index = {}
+    for field_name, aliases in TABLE_COLUMNS.items():
+        for i, column in enumerate(columns):
+            if column in aliases:
+                index[field_name] = i
+                break
+    missing = [f for f in TABLE_COLUMNS if f not in index]
+    if missing:
+        raise SkipFile(f"CSV header lacks column(s) {missing}; expected e.g. Data;Época;Competição;Casa;Fora;Resultado")
+    records = []
+    for line_no, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) < len(columns):
+            report.warn(path, f"row has {len(row)} cells, header has {len(columns)}: skipped", line_no)
+            continue
+        record = {f: clean_inline(row[i], options, counts) for f, i in index.items()}
+        record["line"] = line_no
+        records.append(record)
+    return records
+
+
+def _parse_qa(text: str, path: str, options: CleaningOptions, counts: dict, report: CleanReport):
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SkipFile(f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from err
+    if isinstance(data, dict):
+        lists = [v for v in data.values() if isinstance(v, list)]
+        if len(lists) != 1:
+            raise SkipFile("JSON object must hold exactly one list of question/answer objects")
+        data = lists[0]
+    if not isinstance(data, list):
+        raise SkipFile("JSON must be a list of question/answer objects, or an object holding one")
+    pairs = []
+    for i, item in enumerate(data):
+        question = _pick(item, QUESTION_KEYS) if isinstance(item, dict) else None
+        answer = _pick(item, ANSWER_KEYS) if isinstance(item, dict) else None
+        if not isinstance(question, str) or not isinstance(answer, str) or not question.strip() or not answer.strip():
+            report.warn(path, f"item {i} has no 'pergunta'/'question' and 'resposta'/'answer' strings: skipped")
+            continue
+        pairs.append({"question": clean_inline(question, options, counts), "answer": clean_inline(answer, options, counts), "item": i})
+    return pairs
+
+
+def _parse_jsonl(text: str, path: str, report: CleanReport) -> list[str]:
+    paragraphs = []
+    for line_no, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            report.warn(path, f"invalid JSON ({err.msg}): line skipped", line_no)
+            continue
+        value = _pick(obj, PARAGRAPH_KEYS) if isinstance(obj, dict) else obj if isinstance(obj, str) else None
+        if not isinstance(value, str):
+            report.warn(path, "no 'texto'/'text' string in this line: skipped", line_no)
+            continue
+        paragraphs.append(value)
+    return paragraphs
+
+
+def read_document(path: Path, raw_dir: Path, options: CleaningOptions, report: CleanReport) -> dict:
+    """Read and clean one raw file into a corpus row (before paragraph deduplication)."""
+    relative = path.relative_to(raw_dir).as_posix()
+    fmt = FORMATS.get(path.suffix.lower())
+    if path.name.startswith("."):
+        raise SkipFile("hidden file")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise SkipFile(f"unreadable: {err.strerror or err}") from err
+    if not data.strip():
+        raise SkipFile("empty file")
+    if looks_binary(data):
+        raise SkipFile("binary content (NUL bytes), not text")
+    if fmt is None:
+        raise SkipFile(f"unsupported extension '{path.suffix}' (supported: {', '.join(sorted(FORMATS))})")
+    try:
+        raw_text, encoding = decode_bytes(data)
+    except UndecodableError as err:
+        raise SkipFile(str(err)) from err
+    raw_text = raw_text.lstrip("\ufeff")
+    counts = {step: 0 for step in STEPS}
+    payload = ""
+    if fmt == "csv":
+        rows = _parse_table(raw_text, relative, options, counts, report)
+        payload = json.dumps(rows, ensure_ascii=False)
+        names = TABLE_COLUMNS.keys()
+        text = "\n\n".join("; ".join(f"{n}: {r[n]}" for n in names if r[n]) + "." for r in rows)
+    elif fmt == "json":
+        pairs = _parse_qa(raw_text, relative, options, counts, report)
+        payload = json.dumps(pairs, ensure_ascii=False)
+        text = "\n\n".join(f"Pergunta: {p['question']} Resposta: {p['answer']}" for p in pairs)
+    elif fmt == "jsonl":
+        paragraphs = [clean_prose(p, "txt", options, counts) for p in _parse_jsonl(raw_text, relative, report)]
+        text = "\n\n".join(p for p in paragraphs if p)
+    else:
+        text = clean_prose(raw_text, fmt, options, counts)
+    if not text.strip():
+        raise SkipFile("no text left after cleaning")
+    return {
+        "doc_id": make_doc_id(relative),
+        "source_path": relative,
+        "format": fmt,
+        "kind": KIND_OF_FORMAT[fmt],
+        "encoding": encoding,
+        "raw_sha256": hashlib.sha256(data).hexdigest(),
+        "raw_bytes": len(data),
+        "text": text,
+        "payload": payload,
+        "chars_in": len(raw_text),
+        **{f"n_{step}": n for step, n in counts.items()},
+    }
+
+
+class ParagraphDeduplicator:
+    """Drops paragraphs seen before in the corpus, exactly (after normalisation) or nearly."""
+
+    def __init__(self, options: DedupOptions):
+        self.options = options
+        self.exact_seen: dict[str, str] = {}
+        self.hasher = MinHasher()
+        self.index = NearDuplicateIndex(options.threshold, num_perm=self.hasher.num_perm)
+
+    def filter(self, paragraphs: list[str], source: str, report: CleanReport) -> tuple[list[str], int, int]:
+        opts = self.options
+        candidates = [i for i, p in enumerate(paragraphs) if len(p) >= opts.min_chars]
+        signatures = self.hasher.signatures([paragraphs[i] for i in candidates]) if opts.near else None
+        drop: set[int] = set()
+        exact = near = 0
+        for row, i in enumerate(candidates):
+            paragraph = paragraphs[i]
+            key = exact_key(paragraph)
+            if opts.exact and key in self.exact_seen:
+                drop.add(i)
+                exact += 1
+                self._note(report, source, self.exact_seen[key], 1.0, paragraph, "exact")
+                continue
+            if opts.near:
+                found = self.index.find(signatures[row])
+                if found is not None:
+                    drop.add(i)
+                    near += 1
+                    self._note(report, source, found[0], found[1], paragraph, "near")
+                    continue
+                self.index.add(signatures[row], source)
+            self.exact_seen.setdefault(key, source)
+        return [p for i, p in enumerate(paragraphs) if i not in drop], exact, near
+
+    @staticmethod
+    def _note(report, source, first_seen_in, sim, paragraph, kind):
+        if len(report.duplicates) < 200:  # a sample for the report; the totals are in the counts
+            report.duplicates.append(
+                {"kind": kind, "path": source, "duplicate_of": first_seen_in, "similarity": round(sim, 3), "text_start": paragraph[:80]}
+            )
+
+
+def clean_corpus(raw_dir, corpus_path, stats_path, options: CleaningOptions, dedup: DedupOptions, batch_rows: int = 256) -> CleanReport:
+    """Run the whole stage. Raises CorpusError when nothing usable is found."""
+    raw_dir = Path(raw_dir)
+    files = list_raw_files(raw_dir)
+    report = CleanReport()
+    deduplicator = ParagraphDeduplicator(dedup)
+    written = 0
+    with atomic_path(corpus_path, ".parquet") as tmp:
+        writer = pq.ParquetWriter(tmp, SCHEMA, compression="zstd")
+        batch: list[dict] = []
+        try:
+            for path in files:
+                relative = path.relative_to(raw_dir).as_posix()
+                try:
+                    row = read_document(path, raw_dir, options, report)
+                except SkipFile as reason:
+                    report.skipped.append({"path": relative, "reason": str(reason)})
+                    log.warning("skipped %s: %s", relative, reason)
+                    continue
+                paragraphs = row["text"].split("\n\n")
+                exact = near = 0
+                if row["kind"] == "prose" and (dedup.exact or dedup.near):
+                    paragraphs, exact, near = deduplicator.filter(paragraphs, relative, report)
+                row["text"] = "\n\n".join(paragraphs)
+                row.update(n_paragraphs=len(paragraphs) if row["text"] else 0, n_exact_duplicates=exact, n_near_duplicates=near)
+                report.files[relative] = _file_stats(row)
+                for step in STEPS:
+                    report.steps[step] += row[f"n_{step}"]
+                if not row["text"]:
+                    report.dropped_documents.append({"path": relative, "reason": "every paragraph duplicates earlier files"})
+                    continue
+                batch.append(row)
+                if len(batch) >= batch_rows:
+                    writer.write_table(pa.Table.from_pylist(batch, schema=SCHEMA))
+                    written += len(batch)
+                    batch = []
+            if batch:
+                writer.write_table(pa.Table.from_pylist(batch, schema=SCHEMA))
+                written += len(batch)
+        finally:
+            writer.close()
+        if written == 0:
+            reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in report.skipped[:10])
+            raise CorpusError(f"no usable file in raw_dir '{raw_dir}' ({len(files)} file(s) seen; {reasons})")
+    write_json_atomic(stats_path, _stats_json(raw_dir, files, written, report, options, dedup))
+    return report
+
+
+def _file_stats(row: dict) -> dict:
+    return {
+        "doc_id": row["doc_id"],
+        "format": row["format"],
+        "encoding": row["encoding"],
+        "bytes": row["raw_bytes"],
+        "chars_in": row["chars_in"],
+        "chars_out": len(row["text"]),
+        "paragraphs_kept": row["n_paragraphs"],
+        "exact_duplicates_dropped": row["n_exact_duplicates"],
+        "near_duplicates_dropped": row["n_near_duplicates"],
+        "steps": {step: row[f"n_{step}"] for step in STEPS if row[f"n_{step}"]},
+    }
+
+
+def _stats_json(raw_dir, files, written, report: CleanReport, options, dedup) -> dict:
+    from dataclasses import asdict
+
+    return {
+        "raw_dir": str(raw_dir),
+        "files_seen": len(files),
+        "documents_written": written,
+        "files_skipped": report.skipped,
+        "documents_dropped": report.dropped_documents,
+        "warnings": report.warnings,
+        "steps": report.steps,
+        "step_units": {
+            "line_endings": "CR/CRLF/form-feed line breaks converted",
+            "mojibake": "lines repaired",
+            "html": "tags removed",
+            "markdown": "markup constructs removed",
+            "soft_hyphens": "soft hyphens removed",
+            "control_chars": "control or zero-width characters removed",
+            "page_numbers": "page-number lines removed",
+            "running_headers": "running header/footer lines removed",
+            "stray_bullets": "stray bullets removed",
+            "hyphenation": "line-break hyphenations joined",
+            "wrapped_lines": "line breaks joined into paragraphs",
+            "emoji": "emoji characters removed",
+            "whitespace": "lines whose spacing changed",
+            "unicode_nfc": "characters recomposed to NFC",
+        },
+        "dedup": {
+            "exact_paragraphs_dropped": sum(f["exact_duplicates_dropped"] for f in report.files.values()),
+            "near_paragraphs_dropped": sum(f["near_duplicates_dropped"] for f in report.files.values()),
+            "examples": report.duplicates,
+        },
+        "files": report.files,
+        "options": {"cleaning": asdict(options), "dedup": asdict(dedup)},
+    }

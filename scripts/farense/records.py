@@ -1,0 +1,363 @@
+"""The build_records stage: training records from the cleaned corpus.
+
+Three kinds of record, each with the doc_id it came from:
+- chunk: a window of whole sentences of a prose document;
+- qa_curated: a question/answer pair from a curated JSON file;
+- qa_table: questions generated from the match-results table, answered from Farense's side.
+Records with the same normalised question but different answers are marked `conflict`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import date
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import PipelineError
+from .textio import atomic_path, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+RECORD_SCHEMA = pa.schema(
+    [
+        ("record_id", pa.string()),
+        ("doc_id", pa.string()),
+        ("source_path", pa.string()),
+        ("origin", pa.string()),
+        ("kind", pa.string()),
+        ("group_key", pa.string()),
+        ("question", pa.string()),
+        ("answer", pa.string()),
+        ("text", pa.string()),
+        ("question_key", pa.string()),
+        ("conflict", pa.bool_()),
+    ]
+)
+
+TABLE_TEMPLATES = ("result", "venue", "competition")
+
+
+@dataclass(frozen=True)
+class RecordOptions:
+    chunk_size_chars: int = 1000
+    chunk_overlap_chars: int = 200
+    min_chunk_chars: int = 80
+    include_chunks: bool = True
+    include_curated_qa: bool = True
+    include_table_qa: bool = True
+    table_templates: tuple[str, ...] = ("result", "venue")
+    club_name: str = "Farense"
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "RecordOptions":
+        names = cls.__dataclass_fields__
+        values = {k: v for k, v in cfg.items() if k in names}
+        if "table_templates" in values:
+            values["table_templates"] = tuple(values["table_templates"])
+        return cls(**values)
+
+
+@dataclass
+class RecordReport:
+    counts: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+    conflicts: list = field(default_factory=list)
+    duplicates_dropped: int = 0
+
+    def warn(self, path: str, message: str, line: int | None = None) -> None:
+        entry = {"path": path, "message": message} if line is None else {"path": path, "line": line, "message": message}
+        self.warnings.append(entry)
+        log.warning("%s%s: %s", path, "" if line is None else f":{line}", message)
+
+
+# ---------------------------------------------------------------- normalisation
+
+
+def fold(text: str) -> str:
+    """Case-, accent-, punctuation- and spacing-insensitive form of a short text."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(re.findall(r"\w+", stripped))
+
+
+# ---------------------------------------------------------------- sentences and chunks
+
+_ABBREVIATIONS = {
+    "sr", "sra", "srs", "dr", "dra", "drs", "prof", "profa", "eng", "arq", "av", "n", "nº", "n.º", "no",
+    "p", "pp", "pag", "pág", "sec", "séc", "vol", "cap", "cf", "vs", "ex", "st", "sto", "sta", "fig", "tel",
+    "jan", "fev", "mar", "abr", "mai", "jun", "jul", "ago", "set", "out", "nov", "dez", "s.c", "c.f", "u.d", "e.g", "i.e",
+}
+_BOUNDARY = re.compile(r"([.!?…]+[»\"”')\]]*)\s+(?=[«\"“(\[]?[A-ZÀ-ÖØ-Ý0-9])")
+
+
+def split_sentences(paragraph: str) -> list[str]:
+    """Split on ., ! or ? followed by a capital, except after abbreviations and initials."""
+    sentences, start = [], 0
+    for match in _BOUNDARY.finditer(paragraph):
+        before = paragraph[start : match.start(1)]
+        last_word = before.rsplit(None, 1)[-1] if before.split() else ""
+        token = last_word.lower().lstrip("(«\"“")
+        if match.group(1).startswith(".") and (token in _ABBREVIATIONS or (len(token) == 1 and token.isalpha())):
+            continue
+        sentences.append(paragraph[start : match.end(1)].strip())
+        start = match.end()
+    tail = paragraph[start:].strip()
+    if tail:
+        sentences.append(tail)
+    return sentences
+
+
+def _hard_split(sentence: str, size: int) -> list[str]:
+    """A sentence longer than a chunk is cut at word boundaries (rare: tables, lists)."""
+    pieces, current = [], ""
+    for word in sentence.split():
+        if current and len(current) + 1 + len(word) > size:
+            pieces.append(current)
+            current = word
+        else:
+            current = f"{current} {word}" if current else word
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def chunk_document(text: str, size: int, overlap: int) -> list[str]:
+    """Windows of whole sentences up to `size` characters; consecutive windows share trailing
+    sentences up to `overlap` characters. Paragraph breaks inside a chunk stay as newlines."""
+    units: list[tuple[int, str]] = []  # (paragraph number, sentence)
+    for number, paragraph in enumerate(p for p in text.split("\n\n") if p.strip()):
+        for sentence in split_sentences(paragraph):
+            units.extend((number, piece) for piece in (_hard_split(sentence, size) if len(sentence) > size else [sentence]))
+
+    def render(window):
+        out = ""
+        for i, (number, sentence) in enumerate(window):
+            if i:
+                out += "\n" if number != window[i - 1][0] else " "
+            out += sentence
+        return out
+
+    chunks, start = [], 0
+    while start < len(units):
+        end, length = start, 0
+        while end < len(units) and (end == start or length + 1 + len(units[end][1]) <= size):
+            length += len(units[end][1]) + (1 if end > start else 0)
+            end += 1
+        chunks.append(render(units[start:end]))
+        if end >= len(units):
+            break
+        # Step back over trailing sentences that fit in the overlap, always moving forward.
+        back, kept = end, 0
+        while back - 1 > start and kept + len(units[back - 1][1]) <= overlap:
+            back -= 1
+            kept += len(units[back][1])
+        start = back
+    return chunks
+
+
+# ---------------------------------------------------------------- questions from the results table
+
+_MONTHS = ("janeiro", "fevereiro", "março", "abril", "maio", "junho", "julho", "agosto", "setembro", "outubro", "novembro", "dezembro")
+_SCORE = re.compile(r"^\s*(\d{1,2})\s*[-–x:]\s*(\d{1,2})\s*(.*?)\s*$")
+
+
+def parse_date(value: str) -> date | None:
+    value = value.strip()
+    for pattern, order in ((r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})", "dmy"), (r"(\d{4})-(\d{1,2})-(\d{1,2})", "ymd")):
+        m = re.fullmatch(pattern, value)
+        if m:
+            a, b, c = (int(g) for g in m.groups())
+            day, month, year = (a, b, c) if order == "dmy" else (c, b, a)
+            try:
+                return date(year, month, day)
+            except ValueError:
+                return None
+    return None
+
+
+def date_pt(d: date) -> str:
+    return f"{d.day} de {_MONTHS[d.month - 1]} de {d.year}"
+
+
+def match_questions(row: dict, club: str, templates: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Question/answer pairs for one results row. Raises ValueError with the reason to skip it."""
+    when = parse_date(row.get("date", ""))
+    if when is None:
+        raise ValueError(f"date '{row.get('date', '')}' is not dd/mm/yyyy or yyyy-mm-dd")
+    score = _SCORE.match(row.get("score", ""))
+    if score is None:
+        raise ValueError(f"score '{row.get('score', '')}' is not a result like 2-1")
+    home, away = row["home"].strip(), row["away"].strip()
+    club_key = fold(club)
+    at_home, away_game = club_key in fold(home), club_key in fold(away)
+    if at_home == away_game:
+        raise ValueError(f"{club} is {'both teams' if at_home else 'neither team'} ({home} vs {away})")
+    opponent = away if at_home else home
+    home_goals, away_goals, note = int(score.group(1)), int(score.group(2)), score.group(3)
+    ours, theirs = (home_goals, away_goals) if at_home else (away_goals, home_goals)
+    where = "em casa" if at_home else "fora"
+    when_text = date_pt(when)
+    competition = row.get("competition", "").strip()
+    season = row.get("season", "").strip()
+    context = ", ".join(x for x in (competition, f"época {season}" if season else "") if x)
+    context_text = f" ({context})" if context else ""
+    note_text = f" {note}" if note else ""
+    if ours > theirs:
+        outcome = f"O {club} venceu o {opponent} por {ours}-{theirs}{note_text}, {where}"
+    elif ours < theirs:
+        outcome = f"O {club} perdeu com o {opponent} por {ours}-{theirs}{note_text}, {where}"
+    else:
+        outcome = f"O {club} empatou {ours}-{theirs}{note_text} com o {opponent}, {where}"
+    pairs = []
+    if "result" in templates:
+        pairs.append((f"Qual foi o resultado do {club} contra o {opponent} em {when_text}?", f"{outcome}, a {when_text}{context_text}."))
+    if "venue" in templates:
+        venue = f"Em casa: o {club} recebeu o {opponent}" if at_home else f"Fora: o {club} jogou no terreno do {opponent}"
+        pairs.append((f"O jogo do {club} com o {opponent} em {when_text} foi em casa ou fora?", f"{venue}, e o resultado foi {ours}-{theirs} do lado do {club}."))
+    if "competition" in templates and competition:
+        pairs.append((f"Em que competição jogou o {club} contra o {opponent} em {when_text}?", f"Na {competition}{f', época {season}' if season else ''}."))
+    return pairs
+
+
+# ---------------------------------------------------------------- the stage
+
+
+def _record(doc: dict, kind: str, origin: str, group_key: str, text: str, question: str = "", answer: str = "") -> dict:
+    digest = hashlib.sha256("\x1f".join((kind, origin, text)).encode("utf-8")).hexdigest()[:16]
+    return {
+        "record_id": f"{kind}-{digest}",
+        "doc_id": doc["doc_id"],
+        "source_path": doc["source_path"],
+        "origin": origin,
+        "kind": kind,
+        "group_key": group_key,
+        "question": question,
+        "answer": answer,
+        "text": text,
+        "question_key": fold(question) if question else "",
+        "conflict": False,
+    }
+
+
+def records_for_document(doc: dict, options: RecordOptions, report: RecordReport) -> list[dict]:
+    kind, path = doc["kind"], doc["source_path"]
+    out = []
+    if kind == "prose" and options.include_chunks:
+        for i, chunk in enumerate(chunk_document(doc["text"], options.chunk_size_chars, options.chunk_overlap_chars)):
+            if len(chunk) >= options.min_chunk_chars:
+                out.append(_record(doc, "chunk", f"{path}#chunk{i}", f"doc:{doc['doc_id']}", chunk))
+    elif kind == "qa" and options.include_curated_qa:
+        for pair in json.loads(doc["payload"]):
+            q, a = pair["question"], pair["answer"]
+            out.append(_record(doc, "qa_curated", f"{path}#item{pair['item']}", f"q:{fold(q)}", f"{q}\n{a}", q, a))
+    elif kind == "table" and options.include_table_qa:
+        for row in json.loads(doc["payload"]):
+            try:
+                pairs = match_questions(row, options.club_name, options.table_templates)
+            except ValueError as reason:
+                report.warn(path, f"row skipped: {reason}", row.get("line"))
+                continue
+            match_key = f"match:{fold(row['date'])}:{fold(row['home'])}:{fold(row['away'])}"
+            for q, a in pairs:
+                out.append(_record(doc, "qa_table", f"{path}:{row['line']}", match_key, f"{q}\n{a}", q, a))
+    return out
+
+
+def _fact_tokens(answer: str) -> set[str]:
+    """Numbers and capitalised words after the first: what a factual answer hinges on."""
+    tokens = re.findall(r"\w+", answer)
+    # Short capitalised words are mostly sentence starts ("O", "Em", "Foi"), not names.
+    return {t for i, t in enumerate(tokens) if t.isdigit() or (i > 0 and t[:1].isupper() and len(t) > 3)}
+
+
+def answers_agree(a: str, b: str) -> bool:
+    """Two answers agree when they name the same numbers and proper nouns and share most words
+    ("venceu os dois jogos" vs "venceu as duas mãos"); "fundado em 1910" vs "em 1912" disagree."""
+    if fold(a) == fold(b):
+        return True
+    if _fact_tokens(a) != _fact_tokens(b):
+        return False
+    words_a, words_b = set(fold(a).split()), set(fold(b).split())
+    return len(words_a & words_b) / len(words_a | words_b) >= 0.5
+
+
+def mark_conflicts(records: list[dict], report: RecordReport) -> list[dict]:
+    """Drop exact repeats of a question/answer pair; flag questions answered in different ways."""
+    seen, kept = set(), []
+    for record in records:
+        if record["question_key"]:
+            key = (record["question_key"], fold(record["answer"]))
+            if key in seen:
+                report.duplicates_dropped += 1
+                continue
+            seen.add(key)
+        kept.append(record)
+    answers: dict[str, list[dict]] = {}
+    for record in kept:
+        if record["question_key"]:
+            answers.setdefault(record["question_key"], []).append(record)
+    for key, group in answers.items():
+        if any(not answers_agree(a["answer"], b["answer"]) for a, b in itertools.combinations(group, 2)):
+            for record in group:
+                record["conflict"] = True
+            report.conflicts.append(
+                {
+                    "question": group[0]["question"],
+                    "question_key": key,
+                    "answers": [{"answer": r["answer"], "origin": r["origin"]} for r in group],
+                }
+            )
+    return kept
+
+
+def build_records(corpus_path, records_path, stats_path, options: RecordOptions) -> RecordReport:
+    for name in options.table_templates:
+        if name not in TABLE_TEMPLATES:
+            raise PipelineError(f"records.table_templates: unknown template '{name}' (choose from {', '.join(TABLE_TEMPLATES)})")
+    if options.chunk_overlap_chars >= options.chunk_size_chars:
+        raise PipelineError("records.chunk_overlap_chars must be smaller than records.chunk_size_chars")
+    report = RecordReport()
+    # Chunks stream straight to disk; questions are few and must be seen together for conflicts.
+    questions: list[dict] = []
+    written = conflicting = 0
+    with atomic_path(records_path, ".parquet") as tmp:
+        with pq.ParquetWriter(tmp, RECORD_SCHEMA, compression="zstd") as writer:
+            parquet = pq.ParquetFile(corpus_path)
+            for batch in parquet.iter_batches(columns=["doc_id", "source_path", "kind", "text", "payload"], batch_size=64):
+                chunks = []
+                for doc in batch.to_pylist():
+                    for record in records_for_document(doc, options, report):
+                        (questions if record["question_key"] else chunks).append(record)
+                if chunks:
+                    writer.write_table(pa.Table.from_pylist(chunks, schema=RECORD_SCHEMA))
+                    written += len(chunks)
+                    report.counts["chunk"] = report.counts.get("chunk", 0) + len(chunks)
+            questions = mark_conflicts(questions, report)
+            if questions:
+                writer.write_table(pa.Table.from_pylist(questions, schema=RECORD_SCHEMA))
+            for record in questions:
+                report.counts[record["kind"]] = report.counts.get(record["kind"], 0) + 1
+                conflicting += record["conflict"]
+            written += len(questions)
+        if not written:
+            raise PipelineError(f"no training records could be built from {corpus_path}; check the records.include_* switches")
+    write_json_atomic(
+        stats_path,
+        {
+            "records": written,
+            "by_kind": report.counts,
+            "conflicts": report.conflicts,
+            "conflicting_records": conflicting,
+            "duplicate_pairs_dropped": report.duplicates_dropped,
+            "warnings": report.warnings,
+        },
+    )
+    return report

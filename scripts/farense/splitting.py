@@ -1,0 +1,355 @@
+"""The split_jsonl stage: leakage-free, seeded train/valid/test JSONL files that mlx-lm reads.
+
+Records are grouped before they are split: chunks of one document, questions with the same
+normalised wording, all questions about one match, and any records whose texts are exact or
+near duplicates end up in one group, and a group goes to one split. After assignment an
+independent check looks for exact and near duplicates across splits; it must find none.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pyarrow.parquet as pq
+import yaml
+
+from .dedup import MinHasher, NearDuplicateIndex, exact_key
+from .errors import PipelineError
+from .records import split_sentences
+from .textio import atomic_path, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+FORMATS = ("text", "completions", "chat")
+
+
+@dataclass(frozen=True)
+class SplitOptions:
+    seed: int = 42
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1
+    near_duplicate_threshold: float = 0.7
+    keep_conflicts: bool = False
+    format: str = "chat"
+    system_prompt: str = ""
+    continuation_prompt: str = "Continua este texto sobre o SC Farense:"
+
+    @property
+    def fractions(self) -> dict[str, float]:
+        return {"train": 1.0 - self.valid_fraction - self.test_fraction, "valid": self.valid_fraction, "test": self.test_fraction}
+
+
+# ---------------------------------------------------------------- grouping
+
+
+class UnionFind:
+    def __init__(self, n: int):
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def group_records(group_keys: list[str], texts_iter, threshold: float, hasher: MinHasher):
+    """Component id per record: same group key, same normalised text, or near-duplicate text.
+
+    `texts_iter` yields lists of texts in record order (batches), so texts need not all be in memory.
+    Returns (component ids, signatures, exact keys).
+    """
+    n = len(group_keys)
+    uf = UnionFind(n)
+    first_with_key: dict[str, int] = {}
+    for i, key in enumerate(group_keys):
+        uf.union(first_with_key.setdefault(key, i), i)
+    index = NearDuplicateIndex(threshold, num_perm=hasher.num_perm)
+    first_with_text: dict[str, int] = {}
+    signatures, keys = [], []
+    i = 0
+    for texts in texts_iter:
+        batch_signatures = hasher.signatures(texts)
+        for text, signature in zip(texts, batch_signatures):
+            key = exact_key(text)
+            uf.union(first_with_text.setdefault(key, i), i)
+            for other in index.find_all(signature):
+                uf.union(other, i)
+            index.add(signature, i)
+            signatures.append(signature)
+            keys.append(key)
+            i += 1
+    return [uf.find(j) for j in range(n)], signatures, keys
+
+
+def assign_splits(components: list[int], kinds: list[str], options: SplitOptions) -> list[str]:
+    """Seeded assignment of whole components to splits, stratified by kind.
+
+    Components are shuffled, then each goes to the split furthest below its target share of
+    that kind's records, so every kind is spread over train, valid and test in proportion.
+    """
+    members: dict[int, list[int]] = {}
+    for i, component in enumerate(components):
+        members.setdefault(component, []).append(i)
+    strata: dict[str, list[int]] = {}
+    for component, idx in members.items():
+        kind_counts: dict[str, int] = {}
+        for i in idx:
+            kind_counts[kinds[i]] = kind_counts.get(kinds[i], 0) + 1
+        dominant = max(sorted(kind_counts), key=kind_counts.get)
+        strata.setdefault(dominant, []).append(component)
+    rng = np.random.default_rng(options.seed)
+    fractions = options.fractions
+    assignment = [""] * len(components)
+    for kind in sorted(strata):
+        order = sorted(strata[kind])
+        order = [order[j] for j in rng.permutation(len(order))]
+        total = sum(len(members[c]) for c in order)
+        filled = {s: 0 for s in SPLITS}
+        for component in order:
+            target = max(SPLITS, key=lambda s: (fractions[s] * total - filled[s]) if fractions[s] > 0 else -math.inf)
+            filled[target] += len(members[component])
+            for i in members[component]:
+                assignment[i] = target
+    return assignment
+
+
+def leakage_check(assignment: list[str], group_keys: list[str], exact_keys: list[str], signatures, threshold: float, num_perm: int) -> dict:
+    """Count what crosses splits: group keys, exact duplicate texts, near-duplicate pairs."""
+    def crossing(keys):
+        seen: dict[str, set] = {}
+        for key, split in zip(keys, assignment):
+            seen.setdefault(key, set()).add(split)
+        return sum(1 for splits in seen.values() if len(splits) > 1)
+
+    index = NearDuplicateIndex(threshold, num_perm=num_perm)
+    near = 0
+    examples = []
+    for i, signature in enumerate(signatures):
+        for other in index.find_all(signature):
+            if assignment[other] != assignment[i]:
+                near += 1
+                if len(examples) < 10:
+                    examples.append([int(other), i])
+        index.add(signature, i)
+    result = {
+        "groups_across_splits": crossing(group_keys),
+        "exact_duplicates_across_splits": crossing(exact_keys),
+        "near_duplicate_pairs_across_splits": near,
+        "near_duplicate_threshold": threshold,
+    }
+    result["passed"] = not any((result["groups_across_splits"], result["exact_duplicates_across_splits"], near))
+    if examples:
+        result["examples"] = examples
+    return result
+
+
+# ---------------------------------------------------------------- rendering and validation
+
+
+def render(record: dict, options: SplitOptions) -> dict:
+    """One JSONL object in the chosen mlx-lm format, plus a `meta` object mlx-lm ignores."""
+    question, answer, text = record["question"], record["answer"], record["text"]
+    if not question:  # a prose chunk: a continuation exercise in the dialogue formats
+        sentences = split_sentences(text.replace("\n", " "))
+        if len(sentences) > 1:
+            head, tail = sentences[0], " ".join(sentences[1:])
+        else:
+            words = text.split()
+            head, tail = " ".join(words[: len(words) // 2]), " ".join(words[len(words) // 2 :])
+        question, answer = f"{options.continuation_prompt} {head}".strip(), tail
+    if options.format == "text":
+        obj = {"text": text if not record["question"] else f"Pergunta: {question}\nResposta: {answer}"}
+    elif options.format == "completions":
+        obj = {"prompt": question, "completion": answer}
+    else:
+        messages = [{"role": "system", "content": options.system_prompt}] if options.system_prompt else []
+        messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        obj = {"messages": messages}
+    obj["meta"] = {"id": record["record_id"], "kind": record["kind"], "doc_id": record["doc_id"], "origin": record["origin"]}
+    return obj
+
+
+def load_validator(schema_path: str | os.PathLike) -> jsonschema.protocols.Validator:
+    with open(schema_path, encoding="utf-8") as handle:
+        schema = yaml.safe_load(handle)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def validate_line(validator, obj: dict, file_label: str, line_no: int) -> None:
+    error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise PipelineError(f"{file_label} line {line_no}: field '{where}': {error.message}")
+
+
+# ---------------------------------------------------------------- the stage
+
+_BUCKET_BYTES = 32 * 1024 * 1024
+
+
+def _lengths_summary(values: list[int]) -> dict:
+    if not values:
+        return {"count": 0}
+    arr = np.asarray(values)
+    return {
+        "count": int(arr.size),
+        "min": int(arr.min()),
+        "mean": round(float(arr.mean()), 1),
+        "p50": int(np.percentile(arr, 50)),
+        "p90": int(np.percentile(arr, 90)),
+        "p99": int(np.percentile(arr, 99)),
+        "max": int(arr.max()),
+    }
+
+
+def _histogram(values: list[int], bins: int = 20) -> dict:
+    if not values:
+        return {"edges": [], "counts": []}
+    counts, edges = np.histogram(np.asarray(values), bins=bins)
+    return {"edges": [int(round(e)) for e in edges], "counts": [int(c) for c in counts]}
+
+
+def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOptions) -> dict:
+    if options.format not in FORMATS:
+        raise PipelineError(f"records.format: '{options.format}' is not one of {', '.join(FORMATS)}")
+    if options.fractions["train"] <= 0:
+        raise PipelineError("split.valid_fraction + split.test_fraction must be below 1")
+    validator = load_validator(schema_path)
+    parquet = pq.ParquetFile(records_path)
+    meta = parquet.read(columns=["group_key", "kind", "conflict"]).to_pydict()
+    # Conflicting answers stay out unless asked for: drop them before grouping.
+    keep = [options.keep_conflicts or not c for c in meta["conflict"]]
+    excluded_conflicts = keep.count(False)
+    group_keys = [g for g, k in zip(meta["group_key"], keep) if k]
+    kinds = [g for g, k in zip(meta["kind"], keep) if k]
+    if not group_keys:
+        raise PipelineError(f"{records_path} holds no usable record")
+
+    def kept_batches(columns):
+        row = 0
+        for batch in parquet.iter_batches(columns=columns, batch_size=1024):
+            rows = batch.to_pylist()
+            yield [r for r, k in zip(rows, keep[row : row + len(rows)]) if k]
+            row += len(rows)
+
+    hasher = MinHasher()
+    components, signatures, exact_keys = group_records(
+        group_keys, ([r["text"] for r in rows] for rows in kept_batches(["text"])), options.near_duplicate_threshold, hasher
+    )
+    assignment = assign_splits(components, kinds, options)
+    for split, fraction in options.fractions.items():
+        if fraction > 0 and split not in assignment:
+            raise PipelineError(
+                f"split '{split}' came out empty: only {len(set(components))} independent group(s) of records; "
+                "lower split.valid_fraction/split.test_fraction or add raw data"
+            )
+    leakage = leakage_check(assignment, group_keys, exact_keys, signatures, options.near_duplicate_threshold, hasher.num_perm)
+    if not leakage["passed"]:
+        raise PipelineError(f"leakage check failed (a bug in grouping): {leakage}")
+
+    out_dir = Path(out_dir)
+    rng = np.random.default_rng(options.seed + 1)
+    total_chars = sum(len(r["text"]) for rows in kept_batches(["text"]) for r in rows)
+    n_buckets = max(1, math.ceil(total_chars / _BUCKET_BYTES))
+    stats = {s: {"records": 0, "by_kind": {}, "chars": [], "words": []} for s in SPLITS}
+    with _BucketFiles(out_dir, n_buckets) as buckets:
+        # Pass 1: render each record into a random bucket of its split (bounded memory shuffle).
+        position = 0
+        for rows in kept_batches(list(_RECORD_COLUMNS)):
+            for record in rows:
+                split = assignment[position]
+                position += 1
+                obj = render(record, options)
+                buckets.write(split, int(rng.integers(n_buckets)), json.dumps(obj, ensure_ascii=False))
+                entry = stats[split]
+                entry["records"] += 1
+                entry["by_kind"][record["kind"]] = entry["by_kind"].get(record["kind"], 0) + 1
+                entry["chars"].append(len(record["text"]))
+                entry["words"].append(len(record["text"].split()))
+        # Pass 2: shuffle each bucket, validate every line, write each split atomically.
+        targets = {s: out_dir / f"{s}.jsonl" for s in SPLITS}
+        with atomic_path(targets["train"]) as t_train, atomic_path(targets["valid"]) as t_valid, atomic_path(targets["test"]) as t_test:
+            for split, tmp in zip(SPLITS, (t_train, t_valid, t_test)):
+                label = str(targets[split])
+                line_no = 0
+                with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
+                    for lines in buckets.read(split):
+                        for j in rng.permutation(len(lines)):
+                            line_no += 1
+                            validate_line(validator, json.loads(lines[j]), label, line_no)
+                            handle.write(lines[j] + "\n")
+
+    summary = {
+        "seed": options.seed,
+        "fractions": options.fractions,
+        "format": options.format,
+        "records": len(group_keys),
+        "excluded_conflicting_records": excluded_conflicts,
+        "groups": len(set(components)),
+        "largest_group": max(np.bincount(np.unique(components, return_inverse=True)[1])).item(),
+        "splits": {
+            s: {
+                "records": stats[s]["records"],
+                "share": round(stats[s]["records"] / len(group_keys), 4),
+                "by_kind": stats[s]["by_kind"],
+                "chars": _lengths_summary(stats[s]["chars"]),
+                "words": _lengths_summary(stats[s]["words"]),
+                "chars_histogram": _histogram(stats[s]["chars"]),
+            }
+            for s in SPLITS
+        },
+        "leakage_check": leakage,
+    }
+    write_json_atomic(stats_path, summary)
+    return summary
+
+
+_RECORD_COLUMNS = ("record_id", "doc_id", "origin", "kind", "question", "answer", "text")
+
+
+class _BucketFiles:
+    """Temporary files per (split, bucket), removed on exit whatever happens."""
+
+    def __init__(self, out_dir: Path, n_buckets: int):
+        self.dir = out_dir
+        self.n = n_buckets
+        self.paths = {(s, b): out_dir / f".{s}.bucket{b}.tmp" for s in SPLITS for b in range(n_buckets)}
+        self.handles = {}
+
+    def __enter__(self):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.handles = {key: open(path, "w", encoding="utf-8") for key, path in self.paths.items()}
+        return self
+
+    def write(self, split: str, bucket: int, line: str) -> None:
+        self.handles[(split, bucket)].write(line + "\n")
+
+    def read(self, split: str):
+        for handle in self.handles.values():
+            handle.flush()
+        for bucket in range(self.n):
+            with open(self.paths[(split, bucket)], encoding="utf-8") as handle:
+                yield handle.read().splitlines()
+
+    def __exit__(self, *exc):
+        for handle in self.handles.values():
+            handle.close()
+        for path in self.paths.values():
+            path.unlink(missing_ok=True)
+        return False

@@ -1,0 +1,22 @@
+"""Rule script for split_jsonl: records -> results/data/{train,valid,test}.jsonl and split_stats.json."""
+
+from pathlib import Path
+
+from farense.runlog import stage
+from farense.splitting import SplitOptions, split_jsonl
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+with stage(smk.log[0]) as log:
+    options = SplitOptions(
+        **dict(smk.params.split),
+        keep_conflicts=smk.params.keep_conflicts,
+        format=smk.params.format,
+        system_prompt=smk.params.system_prompt,
+        continuation_prompt=smk.params.continuation_prompt,
+    )
+    summary = split_jsonl(smk.input.records, Path(smk.output.train).parent, smk.output.stats, smk.input.schema, options)
+    log.info(
+        "records per split: %s; leakage check passed: %s",
+        {s: v["records"] for s, v in summary["splits"].items()},
+        summary["leakage_check"]["passed"],
+    )
