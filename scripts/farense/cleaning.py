@@ -119,14 +119,15 @@ def remove_stray_bullets(text: str) -> tuple[str, int]:
     return text, alone + leading
 
 
-_LINE_BREAK_HYPHEN = re.compile(r"(\w+)-[ \t]*\n(?:[ \t]*\n)*[ \t]*([a-zà-ÿ]\w*)")
+_LINE_BREAK_HYPHEN = re.compile(r"(\w+)-[ \t]*\n(?:[ \t]*\n)*[ \t]*(-?)([a-zà-ÿ]\w*)")
 
 
 def join_hyphenation(text: str) -> tuple[str, int]:
     """Join words split across a line break: "associa-\\ntiva" -> "associativa".
 
     The hyphen stays when the document elsewhere writes the same compound with it
-    ("guarda-\\nredes" -> "guarda-redes"), since Portuguese has many such compounds.
+    ("guarda-\\nredes" -> "guarda-redes"), since Portuguese has many such compounds, and
+    when the next line repeats it ("pré-\\n-época" -> "pré-época").
     """
     compounds = {m.group().lower() for m in re.finditer(r"\w+-\w+", text)}
     count = 0
@@ -134,8 +135,9 @@ def join_hyphenation(text: str) -> tuple[str, int]:
     def join(match: re.Match) -> str:
         nonlocal count
         count += 1
-        left, right = match.group(1), match.group(2)
-        if f"{left}-{right}".lower() in compounds:
+        left, repeated, right = match.groups()
+        # Portuguese typesetting repeats the hyphen of a compound on the next line: "pré-\n-época".
+        if repeated or f"{left}-{right}".lower() in compounds:
             return f"{left}-{right}"
         return left + right
 
@@ -239,7 +241,8 @@ def normalize_whitespace(text: str) -> tuple[str, int]:
 
 def to_nfc(text: str) -> tuple[str, int]:
     new = unicodedata.normalize("NFC", text)
-    return new, 0 if new == text else sum(1 for a, b in zip(text, new) if a != b) or 1
+    # Count the combining marks absorbed into precomposed letters.
+    return new, 0 if new == text else max(1, len(text) - len(new))
 
 
 def clean_inline(text: str, options: CleaningOptions, counts: dict[str, int]) -> str:

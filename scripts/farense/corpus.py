@@ -79,7 +79,7 @@ class SkipFile(Exception):
 class DedupOptions:
     exact: bool = True
     near: bool = True
-    threshold: float = 0.7
+    threshold: float = 0.5
     min_chars: int = 40
 
 
@@ -256,6 +256,9 @@ def read_document(path: Path, raw_dir: Path, options: CleaningOptions, report: C
     }
 
 
+NEAR_DUPLICATE_MIN_WORDS = 12
+
+
 class ParagraphDeduplicator:
     """Drops paragraphs seen before in the corpus, exactly (after normalisation) or nearly."""
 
@@ -279,7 +282,9 @@ class ParagraphDeduplicator:
                 exact += 1
                 self._note(report, source, self.exact_seen[key], 1.0, paragraph, "exact")
                 continue
-            if opts.near:
+            # MinHash estimates are noisy on a handful of shingles: short paragraphs are only
+            # compared exactly.
+            if opts.near and len(paragraph.split()) >= NEAR_DUPLICATE_MIN_WORDS:
                 found = self.index.find(signatures[row])
                 if found is not None:
                     drop.add(i)

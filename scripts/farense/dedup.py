@@ -27,7 +27,7 @@ def exact_key(text: str) -> str:
 class MinHasher:
     """MinHash signatures over word shingles (multiply-shift hashing, vectorised with numpy)."""
 
-    def __init__(self, num_perm: int = 64, shingle_words: int = 3, seed: int = 1):
+    def __init__(self, num_perm: int = 120, shingle_words: int = 3, seed: int = 1):
         rng = np.random.default_rng(seed)
         self.num_perm = num_perm
         self.shingle_words = shingle_words
@@ -88,7 +88,7 @@ def similarity(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
 class NearDuplicateIndex:
     """LSH over MinHash signatures; `find` returns the first indexed item similar enough."""
 
-    def __init__(self, threshold: float, num_perm: int = 64, bands: int = 16):
+    def __init__(self, threshold: float, num_perm: int = 120, bands: int = 40):
         if num_perm % bands:
             raise ValueError("num_perm must be a multiple of bands")
         self.threshold = threshold

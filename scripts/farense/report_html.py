@@ -1,0 +1,199 @@
+"""The HTML report: one self-contained page (inline styles and SVG, no network).
+
+Every text that can come from the corpus or the config goes through `esc`, so a `<script>`
+in a raw file shows as text.
+"""
+
+from __future__ import annotations
+
+import html
+import platform
+from datetime import datetime, timezone
+from importlib import metadata
+
+import yaml
+
+PACKAGES = ("mlx", "mlx-lm", "snakemake", "pandas", "pyarrow", "jsonschema", "ftfy", "numpy", "transformers", "tokenizers")
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d1d1f;background:#fafafa}
+main{max-width:1040px;margin:0 auto;padding:24px}
+header{background:#111;color:#fff;padding:24px}
+header h1{margin:0 auto;max-width:1040px;font-size:26px}
+header p{margin:6px auto 0;max-width:1040px;color:#ccc}
+section{background:#fff;border:1px solid #e3e3e3;border-radius:8px;padding:16px 20px;margin:18px 0}
+h2{margin-top:0;font-size:20px;border-bottom:2px solid #111;padding-bottom:4px}
+table{border-collapse:collapse;width:100%;font-size:14px;margin:8px 0}
+th,td{border-bottom:1px solid #eee;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f2f2f2}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.cards{display:flex;flex-wrap:wrap;gap:12px}
+.card{flex:1 1 150px;border:1px solid #ddd;border-radius:6px;padding:10px;background:#fcfcfc}
+.card b{display:block;font-size:22px}
+.ok{color:#0a7d27;font-weight:bold}.bad{color:#b00020;font-weight:bold}
+pre{background:#f5f5f5;padding:10px;overflow-x:auto;font-size:12px}
+small{color:#666}
+"""
+
+
+def esc(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def num(value) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}".replace(",", " ")
+    if isinstance(value, int):
+        return f"{value:,}".replace(",", " ")
+    return esc(value)
+
+
+def table(headers: list[str], rows: list[list], numeric: set[int] = frozenset()) -> str:
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="num">{num(c)}</td>' if i in numeric else f"<td>{esc(c)}</td>" for i, c in enumerate(row)) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def cards(items: list[tuple[str, object]]) -> str:
+    return '<div class="cards">' + "".join(f'<div class="card"><b>{num(v)}</b>{esc(k)}</div>' for k, v in items) + "</div>"
+
+
+def histogram_svg(series: dict[str, dict], width: int = 640, height: int = 200, xlabel: str = "") -> str:
+    """Overlaid step histograms, one per series ({name: {"edges": [...], "counts": [...]}})."""
+    colours = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
+    series = {k: v for k, v in series.items() if v.get("counts")}
+    if not series:
+        return "<p><small>no data</small></p>"
+    lo = min(v["edges"][0] for v in series.values())
+    hi = max(v["edges"][-1] for v in series.values()) or 1
+    top = max(max(v["counts"]) for v in series.values()) or 1
+    pad, w, h = 40, width - 50, height - 40
+    x = lambda value: pad + (value - lo) / max(hi - lo, 1) * w  # noqa: E731
+    y = lambda count: 10 + h - count / top * h  # noqa: E731
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
+    parts.append(f'<line x1="{pad}" y1="{10 + h}" x2="{pad + w}" y2="{10 + h}" stroke="#333"/>')
+    parts.append(f'<text x="{pad}" y="{height - 8}" font-size="11">{num(lo)}</text>')
+    parts.append(f'<text x="{pad + w - 30}" y="{height - 8}" font-size="11">{num(hi)}</text>')
+    parts.append(f'<text x="{pad + w / 2 - 40}" y="{height - 8}" font-size="11">{esc(xlabel)}</text>')
+    parts.append(f'<text x="2" y="18" font-size="11">{num(top)}</text>')
+    for i, (name, data) in enumerate(series.items()):
+        points = []
+        for left, right, count in zip(data["edges"], data["edges"][1:], data["counts"]):
+            points += [f"{x(left):.1f},{y(count):.1f}", f"{x(right):.1f},{y(count):.1f}"]
+        colour = colours[i % len(colours)]
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(points)}"/>')
+        parts.append(f'<text x="{pad + w - 120}" y="{22 + 14 * i}" font-size="12" fill="{colour}">{esc(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def versions() -> list[list[str]]:
+    rows = []
+    for package in PACKAGES:
+        try:
+            rows.append([package, metadata.version(package)])
+        except metadata.PackageNotFoundError:
+            rows.append([package, "not installed"])
+    return rows
+
+
+def data_section(clean: dict, records: dict, split: dict) -> str:
+    out = ["<section><h2>Data</h2>"]
+    out.append(
+        cards(
+            [
+                ("raw files seen", clean["files_seen"]),
+                ("documents kept", clean["documents_written"]),
+                ("files skipped", len(clean["files_skipped"])),
+                ("records", records["records"]),
+                ("conflicting questions", len(records["conflicts"])),
+            ]
+        )
+    )
+    out.append("<h3>Files read</h3>")
+    rows = [
+        [path, f["format"], f["encoding"], f["bytes"], f["chars_out"], f["paragraphs_kept"], f["exact_duplicates_dropped"] + f["near_duplicates_dropped"]]
+        for path, f in clean["files"].items()
+    ]
+    out.append(table(["file", "format", "encoding", "bytes", "characters kept", "paragraphs", "duplicates dropped"], rows, {3, 4, 5, 6}))
+    if clean["files_skipped"]:
+        out.append("<h3>Files skipped</h3>")
+        out.append(table(["file", "reason"], [[s["path"], s["reason"]] for s in clean["files_skipped"]]))
+    out.append("<h3>What cleaning changed</h3>")
+    units = clean.get("step_units", {})
+    out.append(table(["step", "count", "unit"], [[s, n, units.get(s, "")] for s, n in clean["steps"].items()], {1}))
+    dedup = clean["dedup"]
+    out.append(f"<p>Duplicate paragraphs dropped: {num(dedup['exact_paragraphs_dropped'])} exact, {num(dedup['near_paragraphs_dropped'])} near.</p>")
+    if dedup["examples"]:
+        out.append(
+            table(
+                ["kind", "file", "duplicate of", "similarity", "paragraph starts"],
+                [[d["kind"], d["path"], d["duplicate_of"], d["similarity"], d["text_start"]] for d in dedup["examples"][:20]],
+                {3},
+            )
+        )
+    warnings = clean["warnings"] + records["warnings"]
+    if warnings:
+        out.append("<h3>Warnings</h3>")
+        out.append(table(["file", "line", "message"], [[w["path"], w.get("line", ""), w["message"]] for w in warnings]))
+    out.append("<h3>Records per split and kind</h3>")
+    kinds = sorted({k for s in split["splits"].values() for k in s["by_kind"]})
+    rows = [[name, s["records"], s["share"]] + [s["by_kind"].get(k, 0) for k in kinds] for name, s in split["splits"].items()]
+    out.append(table(["split", "records", "share"] + kinds, rows, set(range(1, 3 + len(kinds)))))
+    out.append(
+        f"<p>Format <b>{esc(split['format'])}</b>, seed {num(split['seed'])}; {num(split['groups'])} independent groups "
+        f"(largest: {num(split['largest_group'])} records); {num(split['excluded_conflicting_records'])} conflicting records kept out.</p>"
+    )
+    out.append("<h3>Length of records (characters)</h3>")
+    out.append(histogram_svg({name: s["chars_histogram"] for name, s in split["splits"].items()}, xlabel="characters"))
+    rows = [[name] + [s["chars"].get(k, "") for k in ("min", "p50", "p90", "max")] + [s["words"].get("p50", "")] for name, s in split["splits"].items()]
+    out.append(table(["split", "min chars", "median", "p90", "max", "median words"], rows, {1, 2, 3, 4, 5}))
+    leak = split["leakage_check"]
+    verdict = '<span class="ok">passed</span>' if leak["passed"] else '<span class="bad">FAILED</span>'
+    out.append(
+        f"<h3>Leakage check: {verdict}</h3><p>Groups across splits: {num(leak['groups_across_splits'])}; exact duplicates across splits: "
+        f"{num(leak['exact_duplicates_across_splits'])}; near-duplicate pairs across splits (similarity ≥ {num(leak['near_duplicate_threshold'])}): "
+        f"{num(leak['near_duplicate_pairs_across_splits'])}.</p>"
+    )
+    out.append("<h3>Conflicting answers</h3>")
+    if records["conflicts"]:
+        rows = [[c["question"], a["answer"], a["origin"]] for c in records["conflicts"] for a in c["answers"]]
+        out.append(table(["question", "answer", "source"], rows))
+    else:
+        out.append("<p>None found.</p>")
+    out.append("</section>")
+    return "".join(out)
+
+
+def build_report(clean: dict, records: dict, split: dict, config: dict, stage_graph: str = "") -> str:
+    made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    splits = split["splits"]
+    summary = (
+        "<section><h2>Summary</h2>"
+        f"<p>The raw corpus in <code>{esc(clean['raw_dir'])}</code> ({num(clean['files_seen'])} files) was cleaned into "
+        f"{num(clean['documents_written'])} documents and turned into {num(split['records'])} training records in mlx-lm's "
+        f"<b>{esc(split['format'])}</b> format: {num(splits['train']['records'])} for training, {num(splits['valid']['records'])} "
+        f"for validation and {num(splits['test']['records'])} for testing, with no leakage between them.</p>"
+        "</section>"
+    )
+    environment = (
+        "<section><h2>Environment</h2>"
+        + table(["package", "version"], versions())
+        + f"<p>Python {esc(platform.python_version())} on {esc(platform.platform())} ({esc(platform.machine())}).</p>"
+        + "<h3>Configuration used</h3><pre>"
+        + esc(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
+        + "</pre></section>"
+    )
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>Farense QLoRA pipeline report</title><style>{STYLE}</style></head><body>"
+        f"<header><h1>Farense QLoRA pipeline: report</h1><p>Built {esc(made)}</p></header><main>"
+        + summary
+        + data_section(clean, records, split)
+        + environment
+        + "</main></body></html>"
+    )

@@ -1,0 +1,46 @@
+"""Shared fixtures: a copy of the workflow in a temporary folder, and a real Snakemake to run it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RAW = ROOT / "resources" / "raw"
+WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "config", "resources", "environment.yml", "requirements.txt")
+
+
+def copy_workflow(dest: Path) -> Path:
+    for part in WORKFLOW_PARTS:
+        src = ROOT / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / part)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the real Snakemake CLI in `workdir`; return the finished process (stdout+stderr in .stdout)."""
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", *args]
+    proc = subprocess.run(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}")
+    return proc
+
+
+@pytest.fixture
+def workflow(tmp_path) -> Path:
+    return copy_workflow(tmp_path / "wf")
+
+
+@pytest.fixture(scope="session")
+def built_data(tmp_path_factory) -> Path:
+    """The data targets built once on the shipped corpus, shared by read-only tests."""
+    wf = copy_workflow(tmp_path_factory.mktemp("built") / "wf")
+    snakemake(wf, "results/data/train.jsonl", "results/data/valid.jsonl", "results/data/test.jsonl")
+    return wf
