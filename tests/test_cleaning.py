@@ -3,6 +3,7 @@
 import pytest
 
 from farense.cleaning import (
+    PAGE_BREAK,
     CleaningOptions,
     clean_prose,
     join_hyphenation,
@@ -66,7 +67,7 @@ def test_running_header_needs_repeats():
 
 def test_hyphenation_joins_words_but_keeps_known_compounds():
     text = "uma associa-\ntiva e o guarda-redes e o guarda-\nredes e o campeo-\n\nnato na pré-\n-época"
-    assert join_hyphenation(text) == ("uma associativa e o guarda-redes e o guarda-redes e o campeonato na pré-época", 4)
+    assert join_hyphenation(text) == ("uma associativa\ne o guarda-redes e o guarda-redes\ne o campeonato\nna pré-época", 4)
     # An upper-case continuation is a new sentence or a name, not a split word.
     assert join_hyphenation("Faro-\nLoulé") == ("Faro-\nLoulé", 0)
 
@@ -87,10 +88,19 @@ def test_wrapped_lines_become_paragraphs():
     assert joined == 2
 
 
-def test_page_break_inside_a_sentence_is_joined_only_in_paginated_text():
-    text = "O Farense recebeu no São Luís os grandes de Lisboa e do Porto, e os adeptos puderam ver\n\nBenfica e Sporting ao vivo."
-    assert join_wrapped_lines(text, across_pages=True)[0].count("\n") == 0
-    assert join_wrapped_lines(text, across_pages=False)[0].count("\n\n") == 1
+def test_page_break_inside_a_sentence_is_joined_only_across_a_page_break():
+    cut = "O Farense recebeu no São Luís os grandes de Lisboa e do Porto, e os adeptos puderam ver"
+    rest = "Benfica e Sporting ao vivo."
+    joined = f"{cut} {rest}"
+    assert join_wrapped_lines(f"{cut}\n{PAGE_BREAK}\n{rest}", across_pages=True)[0] == joined
+    assert join_wrapped_lines(f"{cut}\n\n{PAGE_BREAK}\n\n{rest}", across_pages=True)[0] == joined
+    # a blank line alone is a paragraph break, not a page break
+    assert join_wrapped_lines(f"{cut}\n\n{rest}", across_pages=True)[0] == f"{cut}\n\n{rest}"
+    # a short heading before a page break is not a cut sentence
+    assert join_wrapped_lines(f"Capítulo II\n{PAGE_BREAK}\n{rest}", across_pages=True)[0] == f"Capítulo II\n\n{rest}"
+    # the whole chain: a form feed, a page number and a running header between the halves
+    page = f"{cut}\n\n- 13 -\n\fHISTÓRIA\n{rest}\n\nHISTÓRIA\ntexto.\n\nHISTÓRIA\nfim."
+    assert clean_prose(page, "txt", OPTIONS) == f"{joined}\n\ntexto.\n\nfim."
 
 
 def test_emoji_whitespace_nfc():

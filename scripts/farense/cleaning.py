@@ -51,11 +51,16 @@ class CleaningOptions:
         return cls(**{k: v for k, v in cfg.items() if k in names})
 
 
-def normalize_line_endings(text: str) -> tuple[str, int]:
-    count = text.count("\r\n") + text.count("\r") - text.count("\r\n")
-    # A form feed is a page break in scanned text: treat it as a line break.
-    count += text.count("\f")
-    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\f", "\n"), count
+# Marks, on a line of its own, where a page ended (a form feed, a removed page number or
+# running header), so that a sentence cut by a page break can be rejoined. Only that: blank
+# lines alone never join paragraphs, which keeps cleaning idempotent. Removed before output.
+PAGE_BREAK = "\ue000"
+
+
+def normalize_line_endings(text: str, page_marks: bool = False) -> tuple[str, int]:
+    count = text.count("\r\n") + text.count("\r") - text.count("\r\n") + text.count("\f")
+    page = f"\n{PAGE_BREAK}\n" if page_marks else "\n"
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\f", page), count
 
 
 _SOFT_HYPHEN_BREAK = re.compile("\u00ad[ \t]*\n[ \t]*")
@@ -86,7 +91,7 @@ _PAGE_NUMBER = re.compile(
 
 
 def remove_page_numbers(text: str) -> tuple[str, int]:
-    return _PAGE_NUMBER.subn("", text)
+    return _PAGE_NUMBER.subn(PAGE_BREAK, text)
 
 
 def remove_running_headers(text: str, min_repeats: int = 3) -> tuple[str, int]:
@@ -99,17 +104,17 @@ def remove_running_headers(text: str, min_repeats: int = 3) -> tuple[str, int]:
     counts: dict[str, int] = {}
     for line in lines:
         key = line.strip()
-        if key and len(key) <= 80 and not key.endswith((".", "!", "?")):
+        if key and key != PAGE_BREAK and len(key) <= 80 and not key.endswith((".", "!", "?")):
             counts[key] = counts.get(key, 0) + 1
     furniture = {key for key, n in counts.items() if n >= min_repeats}
     if not furniture:
         return text, 0
-    kept = [line for line in lines if line.strip() not in furniture]
-    return "\n".join(kept), len(lines) - len(kept)
+    kept = [PAGE_BREAK if line.strip() in furniture else line for line in lines]
+    return "\n".join(kept), sum(1 for line in lines if line.strip() in furniture)
 
 
 _BULLETS = "•▪▫◦·●○■□➢►‣⁃∙"
-_BULLET_LINE = re.compile(rf"^[ \t]*[{_BULLETS}][ \t]*$", re.MULTILINE)
+_BULLET_LINE = re.compile(rf"^[ \t]*[{_BULLETS}](?:[ \t]*[{_BULLETS}])*[ \t]*$", re.MULTILINE)
 _BULLET_START = re.compile(rf"^[ \t]*[{_BULLETS}][ \t]+", re.MULTILINE)
 
 
@@ -119,7 +124,7 @@ def remove_stray_bullets(text: str) -> tuple[str, int]:
     return text, alone + leading
 
 
-_LINE_BREAK_HYPHEN = re.compile(r"(\w+)-[ \t]*\n(?:[ \t]*\n)*[ \t]*(-?)([a-zà-ÿ]\w*)")
+_LINE_BREAK_HYPHEN = re.compile(rf"(\w+)-[ \t]*\n(?:[ \t{PAGE_BREAK}]*\n)*[ \t]*(-?)([a-zà-ÿ]\w*)([ \t]+)?")
 
 
 def join_hyphenation(text: str) -> tuple[str, int]:
@@ -135,11 +140,12 @@ def join_hyphenation(text: str) -> tuple[str, int]:
     def join(match: re.Match) -> str:
         nonlocal count
         count += 1
-        left, repeated, right = match.groups()
+        left, repeated, right, space = match.groups()
         # Portuguese typesetting repeats the hyphen of a compound on the next line: "pré-\n-época".
-        if repeated or f"{left}-{right}".lower() in compounds:
-            return f"{left}-{right}"
-        return left + right
+        word = f"{left}-{right}" if repeated or f"{left}-{right}".lower() in compounds else left + right
+        # The space after the rejoined word becomes a line break, so that line lengths still
+        # show the wrapping to join_wrapped_lines.
+        return word + "\n" if space else word
 
     return _LINE_BREAK_HYPHEN.sub(join, text), count
 
@@ -192,21 +198,32 @@ def _continues(previous: str, paragraph: str) -> bool:
 def join_wrapped_lines(text: str, across_pages: bool = False) -> tuple[str, int]:
     """Rebuild paragraphs: one line each, separated by a blank line.
 
-    Hard-wrapped blocks are joined. With `across_pages` (paginated plain text), a paragraph
-    that stops mid-sentence and is followed by one starting in lower case is joined to it:
-    the blank lines between them were a page break.
+    Hard-wrapped blocks are joined. With `across_pages`, a paragraph that a page break
+    (a PAGE_BREAK line) cut mid-sentence is joined to its continuation on the next page.
     """
-    blocks = [[line.strip() for line in block.split("\n") if line.strip()] for block in re.split(r"\n[ \t]*\n", text)]
+    blocks: list[tuple[list[str], bool]] = []  # (lines, follows a page break)
+    current: list[str] = []
+    page_break = False
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if stripped and stripped != PAGE_BREAK:
+            current.append(stripped)
+            continue
+        if current:
+            blocks.append((current, page_break))
+            current, page_break = [], False
+        page_break = page_break or stripped == PAGE_BREAK
+    if current:
+        blocks.append((current, page_break))
     paragraphs: list[str] = []
-    for block in blocks:
-        for paragraph in _split_block(block):
-            if across_pages and paragraphs and _continues(paragraphs[-1], paragraph):
+    for lines, after_page_break in blocks:
+        for i, paragraph in enumerate(_split_block(lines)):
+            if across_pages and after_page_break and i == 0 and paragraphs and _continues(paragraphs[-1], paragraph):
                 paragraphs[-1] += " " + paragraph
             else:
                 paragraphs.append(paragraph)
-    result = "\n\n".join(paragraphs)
-    before = sum(len(block) for block in blocks)
-    return result, before - len(paragraphs)
+    before = sum(len(lines) for lines, _ in blocks)
+    return "\n\n".join(paragraphs), before - len(paragraphs)
 
 
 def _is_emoji(char: str) -> bool:
@@ -274,7 +291,7 @@ def clean_prose(text: str, fmt: str, options: CleaningOptions, counts: dict[str,
         text, n = fn(text, *args)
         counts[step] = counts.get(step, 0) + n
 
-    run("line_endings", normalize_line_endings)
+    run("line_endings", normalize_line_endings, fmt == "txt")
     if options.fix_mojibake:
         run("mojibake", fix_mojibake)
     if fmt == "html" and options.strip_html:
@@ -292,8 +309,9 @@ def clean_prose(text: str, fmt: str, options: CleaningOptions, counts: dict[str,
         run("hyphenation", join_hyphenation)
     if options.remove_emoji:
         run("emoji", remove_emoji)
-    run("whitespace", normalize_whitespace)
     if options.join_wrapped_lines:
         run("wrapped_lines", join_wrapped_lines, fmt == "txt")
+    text = text.replace(PAGE_BREAK, "")  # left when line joining is switched off
+    run("whitespace", normalize_whitespace)
     run("unicode_nfc", to_nfc)
     return text
