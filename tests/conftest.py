@@ -15,6 +15,7 @@ WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "config", "resources", "envir
 
 
 def copy_workflow(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
     for part in WORKFLOW_PARTS:
         src = ROOT / part
         if src.is_dir():

@@ -1,0 +1,140 @@
+"""Records: sentences, chunks, questions from the results table, conflicts."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from farense.errors import PipelineError
+from farense.records import (
+    RecordOptions,
+    RecordReport,
+    answers_agree,
+    build_records,
+    chunk_document,
+    fold,
+    mark_conflicts,
+    match_questions,
+    split_sentences,
+)
+
+
+def test_sentences_respect_abbreviations_and_initials():
+    text = "O Sr. Silva chegou em 1990. A equipa do S.C. Farense venceu! J. Nader marcou. Qual foi o 5.º lugar? Sim."
+    assert split_sentences(text) == [
+        "O Sr. Silva chegou em 1990.",
+        "A equipa do S.C. Farense venceu!",
+        "J. Nader marcou.",
+        "Qual foi o 5.º lugar?",
+        "Sim.",
+    ]
+
+
+def test_chunks_hold_whole_sentences_within_size_and_overlap():
+    sentences = [f"Frase número {i} sobre a história do Farense em Faro." for i in range(40)]
+    text = " ".join(sentences[:20]) + "\n\n" + " ".join(sentences[20:])
+    chunks = chunk_document(text, size=300, overlap=120)
+    assert len(chunks) > 3
+    for chunk in chunks:
+        assert len(chunk) <= 300
+        assert chunk.startswith("Frase número") and chunk.endswith("Faro.")
+    # consecutive chunks share trailing sentences, at most `overlap` characters of them
+    for a, b in zip(chunks, chunks[1:]):
+        shared = [s for s in split_sentences(b.replace("\n", " ")) if s in a]
+        assert shared and sum(len(s) for s in shared) <= 120
+    covered = set()
+    for chunk in chunks:
+        covered.update(split_sentences(chunk.replace("\n", " ")))
+    assert covered == set(sentences)
+    assert "\n" in next(c for c in chunks if "número 19 " in c and "número 20 " in c)  # paragraph break kept
+
+
+def test_chunks_without_overlap_partition_the_text_and_long_sentences_are_cut():
+    text = "Primeira frase curta. " + "palavra " * 100 + "fim."
+    chunks = chunk_document(text, size=120, overlap=0)
+    assert all(len(c) <= 120 for c in chunks)
+    assert " ".join(chunks).split() == text.split()
+
+
+ROW = {"date": "27/05/1990", "season": "1989/90", "competition": "Taça de Portugal", "home": "Estrela da Amadora", "away": "SC Farense", "score": "1-1 (a.p.)", "line": 7}
+
+
+def test_table_questions_take_farense_side_home_and_away():
+    (q1, a1), (q2, a2) = match_questions(ROW, "Farense", ("result", "venue"))
+    assert q1 == "Qual foi o resultado do Farense contra o Estrela da Amadora em 27 de maio de 1990?"
+    assert a1 == "O Farense empatou 1-1 (a.p.) com o Estrela da Amadora, fora, a 27 de maio de 1990 (Taça de Portugal, época 1989/90)."
+    assert a2.startswith("Fora: o Farense jogou no terreno do Estrela da Amadora")
+    away_loss = dict(ROW, home="Olympique Lyonnais", away="Farense", score="1-0", date="1995-09-12")
+    (_, answer), = match_questions(away_loss, "Farense", ("result",))
+    assert answer.startswith("O Farense perdeu com o Olympique Lyonnais por 0-1, fora, a 12 de setembro de 1995")
+    home_win = dict(ROW, home="Farense", away="Olhanense", score="3 - 1")
+    (_, answer), (_, venue) = match_questions(home_win, "Farense", ("result", "venue"))
+    assert answer.startswith("O Farense venceu o Olhanense por 3-1, em casa")
+    assert venue.startswith("Em casa: o Farense recebeu o Olhanense") and "3-1 do lado do Farense" in venue
+    (question, answer), = match_questions(home_win, "Farense", ("competition",))
+    assert answer == "Na Taça de Portugal, época 1989/90."
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({"score": "adiado"}, "score 'adiado'"),
+        ({"score": ""}, "score ''"),
+        ({"date": "31/02/1990"}, "date '31/02/1990'"),
+        ({"home": "Lyon", "away": "Lazio"}, "neither team"),
+    ],
+)
+def test_bad_table_rows_are_refused_with_the_reason(change, reason):
+    with pytest.raises(ValueError, match=reason):
+        match_questions(dict(ROW, **change), "Farense", ("result",))
+
+
+def test_answers_agree_on_wording_but_not_on_facts():
+    assert answers_agree("O adversário foi o Olympique Lyonnais, que venceu os dois jogos.", "O adversário foi o Olympique Lyonnais, que venceu as duas mãos.")
+    assert not answers_agree("O Farense foi fundado em 1910, na cidade de Faro.", "O Farense foi fundado em 1912, na cidade de Faro.")
+    assert not answers_agree("O treinador era Paco Fortes.", "O treinador era Manuel Cajuda.")
+
+
+def _qa(question, answer, origin):
+    return {"question": question, "answer": answer, "question_key": fold(question), "origin": origin, "conflict": False, "kind": "qa_curated"}
+
+
+def test_conflicts_are_flagged_and_repeats_dropped():
+    records = [
+        _qa("Em que ano foi fundado o Farense?", "Em 1910.", "a#0"),
+        _qa("Em que ano foi fundado o Farense ?", "Em 1912.", "b#0"),
+        _qa("Onde joga o Farense?", "No Estádio de São Luís.", "a#1"),
+        _qa("onde joga o farense", "No Estádio de São Luís.", "b#1"),
+    ]
+    report = RecordReport()
+    kept = mark_conflicts(records, report)
+    assert len(kept) == 3 and report.duplicates_dropped == 1
+    assert [r["conflict"] for r in kept] == [True, True, False]
+    assert report.conflicts[0]["question_key"] == "em que ano foi fundado o farense"
+    assert {a["origin"] for a in report.conflicts[0]["answers"]} == {"a#0", "b#0"}
+
+
+def test_build_records_on_the_cleaned_corpus(built_data):
+    records = pd.read_parquet(built_data / "results/data/records.parquet")
+    stats = json.loads((built_data / "results/data/records_stats.json").read_text())
+    assert set(records["kind"]) == {"chunk", "qa_curated", "qa_table"}
+    assert records["record_id"].is_unique
+    assert (records["doc_id"] != "").all()
+    chunks = records[records["kind"] == "chunk"]
+    assert chunks["text"].str.len().max() <= 1000 and chunks["text"].str.len().min() >= 80
+    # the planted conflict: the founding year, 1910 in one file and 1912 in the other
+    founding = [c for c in stats["conflicts"] if "fundado" in c["question_key"]]
+    assert founding and {"1910", "1912"} <= {w for a in founding[0]["answers"] for w in a["answer"].replace(",", " ").split()}
+    assert records[records["conflict"]]["question_key"].str.contains("fundado").all()
+    # the CSV's bad rows are reported with their line numbers
+    messages = {(w["line"], w["message"].split(":")[1].strip().split()[0]) for w in stats["warnings"] if "line" in w}
+    assert any(m[1] == "score" for m in messages) and any("neither" in w["message"] for w in stats["warnings"])
+
+
+def test_build_records_refuses_bad_options(built_data, tmp_path):
+    corpus = built_data / "results/clean/corpus.parquet"
+    with pytest.raises(PipelineError, match="chunk_overlap_chars"):
+        build_records(corpus, tmp_path / "r.parquet", tmp_path / "s.json", RecordOptions(chunk_size_chars=200, chunk_overlap_chars=200))
+    with pytest.raises(PipelineError, match="no training records"):
+        build_records(corpus, tmp_path / "r.parquet", tmp_path / "s.json", RecordOptions(include_chunks=False, include_curated_qa=False, include_table_qa=False))
+    assert not (tmp_path / "r.parquet").exists()

@@ -1,0 +1,138 @@
+"""Splits: seeded, grouped, leakage-free, validated line by line, written whole or not at all."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import ROOT
+from farense.dedup import MinHasher, exact_key
+from farense.errors import PipelineError
+from farense.records import RECORD_SCHEMA
+from farense.splitting import SPLITS, SplitOptions, leakage_check, split_jsonl
+
+SCHEMAS = ROOT / "config" / "schemas"
+
+
+def run_split(records, out, options=SplitOptions()):
+    stats = split_jsonl(records, out, out / "split_stats.json", SCHEMAS / f"jsonl_{options.format}.schema.yaml", options)
+    lines = {s: [json.loads(line) for line in (out / f"{s}.jsonl").read_text().splitlines()] for s in SPLITS}
+    return stats, lines
+
+
+@pytest.fixture(scope="module")
+def records(built_data):
+    return built_data / "results/data/records.parquet"
+
+
+def test_same_seed_same_bytes_other_seed_other_split(records, tmp_path):
+    run_split(records, tmp_path / "a")
+    run_split(records, tmp_path / "b")
+    run_split(records, tmp_path / "c", SplitOptions(seed=7))
+    for split in SPLITS:
+        assert (tmp_path / "a" / f"{split}.jsonl").read_bytes() == (tmp_path / "b" / f"{split}.jsonl").read_bytes()
+    assert (tmp_path / "a" / "test.jsonl").read_bytes() != (tmp_path / "c" / "test.jsonl").read_bytes()
+
+
+def test_groups_stay_together_and_every_kind_is_in_every_split(records, tmp_path):
+    stats, lines = run_split(records, tmp_path)
+    frame = pd.read_parquet(records).set_index("record_id")
+    split_of = {obj["meta"]["id"]: split for split, objs in lines.items() for obj in objs}
+    frame = frame.loc[list(split_of)]
+    frame["split"] = [split_of[i] for i in frame.index]
+    assert frame.groupby("group_key")["split"].nunique().max() == 1
+    chunks = frame[frame["kind"] == "chunk"]
+    assert chunks.groupby("doc_id")["split"].nunique().max() == 1
+    questions = frame[frame["question_key"] != ""]
+    assert questions.groupby("question_key")["split"].nunique().max() == 1
+    for split in SPLITS:
+        assert set(stats["splits"][split]["by_kind"]) == {"chunk", "qa_curated", "qa_table"}
+    assert stats["leakage_check"]["passed"]
+    shares = {s: stats["splits"][s]["share"] for s in SPLITS}
+    assert shares["train"] > 0.7 and 0.04 < shares["valid"] < 0.2 and 0.04 < shares["test"] < 0.2
+    # lines are shuffled, not in record order
+    position = {rid: i for i, rid in enumerate(pd.read_parquet(records)["record_id"])}
+    order = [position[obj["meta"]["id"]] for obj in lines["train"]]
+    assert order != sorted(order)
+
+
+def test_no_exact_or_near_duplicate_text_crosses_splits(records, tmp_path):
+    _, lines = run_split(records, tmp_path)
+    texts = {s: [" ".join(m["content"] for m in obj["messages"]) for obj in objs] for s, objs in lines.items()}
+    keys = {s: {exact_key(t) for t in ts} for s, ts in texts.items()}
+    assert not (keys["train"] & keys["valid"]) and not (keys["train"] & keys["test"]) and not (keys["valid"] & keys["test"])
+    hasher = MinHasher()
+    sig = {s: hasher.signatures(ts) for s, ts in texts.items()}
+    for a, b in (("train", "valid"), ("train", "test"), ("valid", "test")):
+        sims = (sig[a][:, None, :] == sig[b][None, :, :]).mean(axis=2)
+        assert sims.max() < 0.7
+
+
+def test_leakage_check_finds_what_crosses():
+    texts = ["O Farense venceu o Olhanense por 3-1 em casa na época de 1994/95.", "Um texto completamente diferente sobre o estádio."]
+    texts.append(texts[0].replace("3-1", "3-2"))  # a near duplicate of the first
+    hasher = MinHasher()
+    signatures = list(hasher.signatures(texts))
+    keys = [exact_key(t) for t in texts]
+    ok = leakage_check(["train", "test", "train"], ["g1", "g2", "g3"], keys, signatures, 0.5, hasher.num_perm)
+    assert ok["passed"]
+    leak = leakage_check(["train", "test", "test"], ["g1", "g2", "g1"], keys, signatures, 0.5, hasher.num_perm)
+    assert not leak["passed"] and leak["groups_across_splits"] == 1 and leak["near_duplicate_pairs_across_splits"] == 1
+
+
+@pytest.mark.parametrize("fmt", ["text", "completions", "chat"])
+def test_each_format_is_written_and_valid(records, tmp_path, fmt):
+    _, lines = run_split(records, tmp_path, SplitOptions(format=fmt, system_prompt="És um assistente." if fmt == "chat" else ""))
+    first = lines["train"][0]
+    expected = {"text": {"text", "meta"}, "completions": {"prompt", "completion", "meta"}, "chat": {"messages", "meta"}}[fmt]
+    assert all(set(obj) == expected for objs in lines.values() for obj in objs)
+    if fmt == "chat":
+        assert [m["role"] for m in first["messages"]] == ["system", "user", "assistant"]
+    qa = next(obj for obj in lines["test"] if obj["meta"]["kind"] == "qa_table")
+    if fmt == "completions":
+        assert qa["prompt"].startswith("Qual foi") or qa["prompt"].startswith("O jogo")
+
+
+def test_conflicts_are_kept_out_unless_asked(records, tmp_path):
+    stats, lines = run_split(records, tmp_path / "out")
+    ids = {obj["meta"]["id"] for objs in lines.values() for obj in objs}
+    conflicting = set(pd.read_parquet(records).query("conflict")["record_id"])
+    assert conflicting and not (ids & conflicting) and stats["excluded_conflicting_records"] == len(conflicting)
+    stats, lines = run_split(records, tmp_path / "keep", SplitOptions(keep_conflicts=True))
+    ids = {obj["meta"]["id"] for objs in lines.values() for obj in objs}
+    assert conflicting <= ids and stats["excluded_conflicting_records"] == 0
+
+
+def _records_file(path, rows):
+    base = {"doc_id": "d", "source_path": "x.json", "origin": "x.json#item0", "kind": "qa_curated", "question_key": "", "conflict": False}
+    table = [dict(base, record_id=f"qa_curated-{i:016x}", group_key=f"q:{i}", question=q, answer=a, text=f"{q}\n{a}", question_key=f"q{i}") for i, (q, a) in enumerate(rows)]
+    pq.write_table(pa.Table.from_pylist(table, schema=RECORD_SCHEMA), path)
+    return path
+
+
+def test_schema_violation_names_file_line_and_field_and_writes_nothing(tmp_path):
+    rows = [(f"Pergunta número {i} sobre o clube de Faro?", f"Resposta número {i} com factos diferentes {i * 7}.") for i in range(30)]
+    rows[5] = ("Pergunta sem resposta?", " ")  # a blank answer: the schema wants a non-blank string
+    records = _records_file(tmp_path / "records.parquet", rows)
+    out = tmp_path / "out"
+    with pytest.raises(PipelineError, match=r"out/(train|valid|test)\.jsonl line \d+: field 'messages/1/content': ' ' does not match"):
+        run_split(records, out)
+    assert sorted(p.name for p in out.iterdir()) == [] if out.exists() else True
+
+
+def test_too_few_groups_for_the_fractions_is_a_clear_error(tmp_path):
+    records = _records_file(tmp_path / "records.parquet", [("Onde joga o Farense?", "No São Luís.")])
+    with pytest.raises(PipelineError, match="came out empty.*valid_fraction"):
+        run_split(records, tmp_path / "out")
+    stats, lines = run_split(records, tmp_path / "only-train", SplitOptions(valid_fraction=0.0, test_fraction=0.0))
+    assert stats["splits"]["train"]["records"] == 1 and lines["valid"] == lines["test"] == []
+
+
+def test_assignment_is_stratified_per_kind(records, tmp_path):
+    stats, _ = run_split(records, tmp_path, SplitOptions(valid_fraction=0.2, test_fraction=0.2))
+    for kind in ("chunk", "qa_curated", "qa_table"):
+        counts = np.array([stats["splits"][s]["by_kind"].get(kind, 0) for s in SPLITS])
+        assert counts[1] > 0 and counts[2] > 0 and counts[0] > counts[1]
