@@ -1,5 +1,9 @@
 # The Farense QLoRA pipeline. This file only wires things together: the stages live in rules/,
 # their logic in scripts/ (importable, unit-tested), their settings in config/.
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -8,8 +12,18 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-# Fills defaults and stops on a wrong type or an unknown key, naming it.
-validate(config, schema="config/schemas/config.schema.yaml")
+# Stops on a wrong type or an unknown key with one line naming each, then lets Snakemake's
+# validation fill in the defaults.
+sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+from farense.config_check import coerce_config, config_errors, load_schema
+
+CONFIG_SCHEMA = "config/schemas/config.schema.yaml"
+schema = load_schema(str(Path(workflow.basedir) / CONFIG_SCHEMA))
+coerce_config(config, schema)
+problems = config_errors(config, schema)
+if problems:
+    raise WorkflowError("invalid configuration:\n  " + "\n  ".join(problems))
+validate(config, schema=CONFIG_SCHEMA)
 
 
 include: "rules/common.smk"

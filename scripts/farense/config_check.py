@@ -1,0 +1,64 @@
+"""Configuration errors as short messages that name the key, before Snakemake's own validation."""
+
+from __future__ import annotations
+
+import difflib
+
+import jsonschema
+import yaml
+
+
+def load_schema(schema_path: str) -> dict:
+    with open(schema_path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+_TRUE, _FALSE = {"true", "yes", "on"}, {"false", "no", "off"}
+
+
+def _coerce(value, schema: dict):
+    """Snakemake's --config reads nested values as strings ('split={"seed": 7}' gives "7"):
+    turn such a string into the type the schema asks for, when it reads as one."""
+    kind = schema.get("type")
+    if isinstance(value, dict) and "properties" in schema:
+        for key, sub in schema["properties"].items():
+            if key in value:
+                value[key] = _coerce(value[key], sub)
+        return value
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [_coerce(v, schema["items"]) for v in value]
+    if not isinstance(value, str):
+        return value
+    try:
+        if kind == "integer":
+            return int(value)
+        if kind == "number":
+            return float(value)
+    except ValueError:
+        return value
+    if kind == "boolean" and value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    return value
+
+
+def coerce_config(config: dict, schema: dict) -> dict:
+    """Coerce, in place, string values given on the command line to the schema's types."""
+    return _coerce(config, schema)
+
+
+def config_errors(config: dict, schema: dict) -> list[str]:
+    """One line per problem, e.g. "split.seed: 'x' is not of type 'integer'" or
+    "unknown key 'split.sed' (did you mean 'seed'?)"."""
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path]):
+        where = ".".join(str(p) for p in error.absolute_path)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            known = list(error.schema.get("properties", {}))
+            for key in sorted(set(error.instance) - set(known)):
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(known)})"
+                problems.append(f"unknown key '{where + '.' if where else ''}{key}'{hint}")
+        else:
+            problems.append(f"{where or '(top level)'}: {error.message}")
+    return problems
