@@ -1,0 +1,110 @@
+"""The real Snakemake on the real workflow: what runs, what reruns, what stops with which message."""
+
+import json
+import re
+import shutil
+
+import pytest
+
+from conftest import snakemake
+
+DATA_TARGETS = ("results/data/train.jsonl", "results/data/valid.jsonl", "results/data/test.jsonl")
+
+
+def planned_jobs(workdir, *args):
+    """Rules a dry run would execute, with their counts."""
+    out = snakemake(workdir, "-n", *args).stdout
+    if "Nothing to be done" in out:
+        return {}
+    table = out.split("Job stats:")[1].split("total")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+def test_data_targets_build_then_nothing_to_do(workflow):
+    out = snakemake(workflow, *DATA_TARGETS).stdout
+    for rule in ("clean_text", "build_records", "split_jsonl"):
+        assert f"rule {rule}:" in out
+    for target in DATA_TARGETS:
+        assert (workflow / target).stat().st_size > 0
+    assert planned_jobs(workflow, *DATA_TARGETS) == {}
+    stats = json.loads((workflow / "results/data/split_stats.json").read_text())
+    assert stats["leakage_check"]["passed"]
+    for name in ("clean_text", "build_records", "split_jsonl"):
+        assert (workflow / f"results/logs/{name}.log").exists()
+        assert (workflow / f"results/benchmarks/{name}.tsv").exists()
+
+
+def test_report_target_builds_everything(workflow):
+    snakemake(workflow, "results/report.html")
+    page = (workflow / "results/report.html").read_text()
+    assert "Leakage check" in page and "Conflicting answers" in page
+    assert planned_jobs(workflow, "results/report.html") == {}
+
+
+def test_only_changed_stages_rerun(workflow):
+    snakemake(workflow, "results/report.html")
+    # a new split seed: the split and what follows, not cleaning or records
+    assert planned_jobs(workflow, "results/report.html", "--config", 'split={"seed": 7}') == {"split_jsonl": 1, "report": 1}
+    # a record option: records onwards
+    assert planned_jobs(workflow, "results/report.html", "--config", 'records={"chunk_size_chars": 600}') == {"build_records": 1, "split_jsonl": 1, "report": 1}
+    # an edited raw file: cleaning onwards
+    raw = workflow / "resources/raw/estadios.txt"
+    raw.write_bytes(raw.read_bytes() + "\nO São Luís fica no centro de Faro.\n".encode("utf-8"))
+    assert planned_jobs(workflow, "results/report.html") == {"clean_text": 1, "build_records": 1, "split_jsonl": 1, "report": 1}
+    # an edited library module that a stage imports: that stage onwards
+    snakemake(workflow, "results/report.html")
+    module = workflow / "scripts/farense/splitting.py"
+    module.write_text(module.read_text() + "\n")
+    assert planned_jobs(workflow, "results/report.html") == {"split_jsonl": 1, "report": 1}
+
+
+def test_seed_changes_the_split_files(workflow):
+    snakemake(workflow, *DATA_TARGETS)
+    before = (workflow / "results/data/test.jsonl").read_bytes()
+    snakemake(workflow, *DATA_TARGETS, "--config", 'split={"seed": 7}')
+    assert (workflow / "results/data/test.jsonl").read_bytes() != before
+
+
+def test_raw_dir_can_point_elsewhere(workflow, tmp_path):
+    other = tmp_path / "meu_corpus"
+    other.mkdir()
+    shutil.copy(workflow / "resources/raw/historia_fundacao.txt", other / "historia.txt")
+    shutil.copy(workflow / "resources/raw/dados/perguntas_respostas.json", other / "qa.json")
+    shutil.copy(workflow / "resources/raw/dados/resultados_farense.csv", other / "jogos.csv")
+    snakemake(workflow, *DATA_TARGETS, "--config", f"raw_dir={other}")
+    stats = json.loads((workflow / "results/clean/stats.json").read_text())
+    assert stats["raw_dir"] == str(other) and set(stats["files"]) == {"historia.txt", "qa.json", "jogos.csv"}
+    # a new file there reruns cleaning
+    (other / "nota.md").write_text("# Nota\n\nO Farense joga de preto e branco desde a fundação, em Faro, no Algarve.\n")
+    assert planned_jobs(workflow, *DATA_TARGETS, "--config", f"raw_dir={other}")["clean_text"] == 1
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ('split={"sed": 7}', "unknown key 'split.sed' (did you mean 'seed'?)"),
+        ('split={"seed": "sete"}', "split.seed: 'sete' is not of type 'integer'"),
+        ("bogus=1", "unknown key 'bogus'"),
+        ('records={"format": "alpaca"}', "records.format: 'alpaca' is not one of"),
+        ('split={"valid_fraction": 0.9}', "split.valid_fraction: 0.9 is greater than the maximum of 0.5"),
+    ],
+)
+def test_bad_config_stops_naming_the_key(workflow, config, message):
+    proc = snakemake(workflow, "-n", *DATA_TARGETS, "--config", config, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout
+
+
+@pytest.mark.parametrize("make", ["missing", "empty"])
+def test_missing_or_empty_raw_dir_is_a_clear_error(workflow, tmp_path, make):
+    raw = tmp_path / "nada"
+    if make == "empty":
+        raw.mkdir()
+    proc = snakemake(workflow, *DATA_TARGETS, "--config", f"raw_dir={raw}", check=False)
+    assert proc.returncode != 0
+    assert f"raw_dir '{raw}'" in proc.stdout
+    assert not (workflow / "results/clean/corpus.parquet").exists()
+
+
+def test_lint_is_clean(workflow):
+    assert "Congratulations" in snakemake(workflow, "--lint").stdout
