@@ -124,7 +124,10 @@ def remove_stray_bullets(text: str) -> tuple[str, int]:
     return text, alone + leading
 
 
-_LINE_BREAK_HYPHEN = re.compile(rf"(\w+)-[ \t]*\n(?:[ \t{PAGE_BREAK}]*\n)*[ \t]*(-?)([a-zà-ÿ]\w*)([ \t]+)?")
+# Starts with the literal hyphen so that the regex engine can skip ahead quickly; the word
+# before it is read separately.
+_LINE_BREAK_HYPHEN = re.compile(rf"-[ \t]*\n(?:[ \t{PAGE_BREAK}]*\n)*[ \t]*(-?)([a-zà-ÿ]\w*)([ \t]+)?")
+_WORD_BEFORE = re.compile(r"\w+$")
 
 
 def join_hyphenation(text: str) -> tuple[str, int]:
@@ -134,20 +137,30 @@ def join_hyphenation(text: str) -> tuple[str, int]:
     ("guarda-\\nredes" -> "guarda-redes"), since Portuguese has many such compounds, and
     when the next line repeats it ("pré-\\n-época" -> "pré-época").
     """
-    compounds = {m.group().lower() for m in re.finditer(r"\w+-\w+", text)}
-    count = 0
-
-    def join(match: re.Match) -> str:
-        nonlocal count
-        count += 1
-        left, repeated, right, space = match.groups()
-        # Portuguese typesetting repeats the hyphen of a compound on the next line: "pré-\n-época".
-        word = f"{left}-{right}" if repeated or f"{left}-{right}".lower() in compounds else left + right
+    if "-" not in text:
+        return text, 0
+    lower = None
+    out, last, count = [], 0, 0
+    for match in _LINE_BREAK_HYPHEN.finditer(text):
+        left_match = _WORD_BEFORE.search(text, max(last, match.start() - 60), match.start())
+        if left_match is None:
+            continue
+        repeated, right, space = match.groups()
+        left = left_match.group()
+        compound = f"{left}-{right}"
+        if not repeated:
+            lower = text.lower() if lower is None else lower
+            repeated = compound.lower() in lower
         # The space after the rejoined word becomes a line break, so that line lengths still
         # show the wrapping to join_wrapped_lines.
-        return word + "\n" if space else word
-
-    return _LINE_BREAK_HYPHEN.sub(join, text), count
+        out.append(text[last : left_match.start()])
+        out.append((compound if repeated else left + right) + ("\n" if space else ""))
+        last = match.end()
+        count += 1
+    if not count:
+        return text, 0
+    out.append(text[last:])
+    return "".join(out), count
 
 
 _SENTENCE_END = (".", "!", "?", ":", "…", "»", '"', "”", ";")
@@ -226,19 +239,31 @@ def join_wrapped_lines(text: str, across_pages: bool = False) -> tuple[str, int]
     return "\n\n".join(paragraphs), before - len(paragraphs)
 
 
+# Coarse blocks where pictographs live; each candidate is then checked for category So
+# (symbols), so arrows, maths and letters in these blocks stay. Joiners, variation
+# selectors and skin tones are the glue of emoji sequences.
+_EMOJI_CANDIDATE = re.compile("[\u2190-\u2bff\U0001f000-\U0001faff\u200d\u20e3\ufe0e\ufe0f]")
+_EMOJI_GLUE = {"\u200d", "\u20e3", "\ufe0e", "\ufe0f"}
+
+
 def _is_emoji(char: str) -> bool:
-    code = ord(char)
-    if code in (0x200D, 0xFE0F, 0xFE0E, 0x20E3) or 0x1F3FB <= code <= 0x1F3FF:
-        return True  # joiners, variation selectors, skin tones: parts of emoji sequences
-    return code >= 0x2600 and unicodedata.category(char) == "So"
+    return char in _EMOJI_GLUE or 0x1F3FB <= ord(char) <= 0x1F3FF or unicodedata.category(char) == "So"
 
 
 def remove_emoji(text: str) -> tuple[str, int]:
-    kept = [c for c in text if not _is_emoji(c)]
-    return "".join(kept), len(text) - len(kept)
+    count = 0
+
+    def drop(match: re.Match) -> str:
+        nonlocal count
+        if _is_emoji(match.group()):
+            count += 1
+            return ""
+        return match.group()
+
+    return _EMOJI_CANDIDATE.sub(drop, text), count
 
 
-_SPACES = re.compile(r"[^\S\n]+")
+_SPACES = re.compile(r"[^\S\n]{2,}|[^\S \n]")  # runs of 2+, or one tab/NBSP/other space
 _BLANK_RUNS = re.compile(r"\n{3,}")
 _SPACE_BEFORE_PUNCT = re.compile(r" +([,.;:!?»)])")
 

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from .cleaning import STEPS, CleaningOptions, clean_inline, clean_prose
 from .errors import PipelineError
-from .dedup import MinHasher, NearDuplicateIndex, exact_key
+from .dedup import MinHasher, NearDuplicateIndex
 from .textio import UndecodableError, atomic_path, decode_bytes, looks_binary, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -271,12 +271,12 @@ class ParagraphDeduplicator:
     def filter(self, paragraphs: list[str], source: str, report: CleanReport) -> tuple[list[str], int, int]:
         opts = self.options
         candidates = [i for i, p in enumerate(paragraphs) if len(p) >= opts.min_chars]
-        signatures = self.hasher.signatures([paragraphs[i] for i in candidates]) if opts.near else None
+        signatures, keys = self.hasher.fingerprints([paragraphs[i] for i in candidates])
+        band_keys = self.index.band_keys(signatures).tolist() if opts.near else None
         drop: set[int] = set()
         exact = near = 0
         for row, i in enumerate(candidates):
-            paragraph = paragraphs[i]
-            key = exact_key(paragraph)
+            paragraph, key = paragraphs[i], keys[row]
             if opts.exact and key in self.exact_seen:
                 drop.add(i)
                 exact += 1
@@ -285,13 +285,13 @@ class ParagraphDeduplicator:
             # MinHash estimates are noisy on a handful of shingles: short paragraphs are only
             # compared exactly.
             if opts.near and len(paragraph.split()) >= NEAR_DUPLICATE_MIN_WORDS:
-                found = self.index.find(signatures[row])
+                found = self.index.find(signatures[row], band_keys[row])
                 if found is not None:
                     drop.add(i)
                     near += 1
                     self._note(report, source, found[0], found[1], paragraph, "near")
                     continue
-                self.index.add(signatures[row], source)
+                self.index.add(signatures[row], source, band_keys[row])
             self.exact_seen.setdefault(key, source)
         return [p for i, p in enumerate(paragraphs) if i not in drop], exact, near
 

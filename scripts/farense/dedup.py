@@ -1,135 +1,171 @@
-"""Exact and near-duplicate detection: normalised keys, and MinHash with LSH banding.
+"""Exact and near-duplicate detection: normalised keys, and MinHash signatures with LSH banding.
 
-Hashes are derived from crc32 and fixed seeds, never from Python's salted hash(), so the
-same corpus gives the same decisions on every run and machine.
+Signatures use one-permutation hashing (one hash per shingle, spread over `num_perm` bins,
+the minimum kept per bin, empty bins filled from their right neighbour), which costs one
+hash per shingle instead of `num_perm`: the same estimate of Jaccard similarity at a
+fraction of the time. Hashes come from pandas' keyed SipHash and fixed constants, never from
+Python's salted hash(), so the same corpus gives the same decisions on every run and machine.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
-import zlib
 
 import numpy as np
+from pandas.util import hash_array
 
 _WORD = re.compile(r"\w+")
+_EMPTY = np.uint64(1 << 32)  # larger than any 32-bit bin value
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5], dtype=np.uint64)
 
 
 def words(text: str) -> list[str]:
     return _WORD.findall(text.casefold())
 
 
+def _key_of_words(tokens: list[str]) -> str:
+    return hashlib.sha1(" ".join(tokens).encode("utf-8")).hexdigest()
+
+
 def exact_key(text: str) -> str:
     """Key that ignores case, punctuation and spacing: two texts with the same key are duplicates."""
-    return hashlib.sha1(" ".join(words(text)).encode("utf-8")).hexdigest()
+    return _key_of_words(words(text))
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    """A 64-bit finaliser: every output bit depends on every input bit."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * _M1
+    x = x ^ (x >> np.uint64(27))
+    x = x * _M2
+    return x ^ (x >> np.uint64(31))
 
 
 class MinHasher:
-    """MinHash signatures over word shingles (multiply-shift hashing, vectorised with numpy)."""
+    """MinHash signatures over word shingles, vectorised with numpy."""
 
     def __init__(self, num_perm: int = 120, shingle_words: int = 3, seed: int = 1):
-        rng = np.random.default_rng(seed)
+        if not 1 <= shingle_words <= len(_MIX):
+            raise ValueError(f"shingle_words must be between 1 and {len(_MIX)}")
         self.num_perm = num_perm
         self.shingle_words = shingle_words
-        self._a = rng.integers(1, 2**63, size=num_perm, dtype=np.uint64) | np.uint64(1)
-        self._b = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)
-        self._mix = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5][:shingle_words], dtype=np.uint64)
-        self._word_cache: dict[str, int] = {}
+        self._seed = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
 
-    def _word_hashes(self, tokens: list[str]) -> np.ndarray:
-        cache = self._word_cache
-        out = []
-        for token in tokens:
-            value = cache.get(token)
-            if value is None:
-                value = zlib.crc32(token.encode("utf-8"))
-                if len(cache) < 2_000_000:  # bounded: rare words are simply rehashed
-                    cache[token] = value
-            out.append(value)
-        return np.array(out, dtype=np.uint64)
-
-    def _shingles(self, word_hashes: np.ndarray) -> np.ndarray:
-        k = self.shingle_words
-        if len(word_hashes) < k:
-            # Short text: a single shingle of all its words (padded mixing keeps it distinct).
-            padded = np.zeros(k, dtype=np.uint64)
-            padded[: len(word_hashes)] = word_hashes
-            word_hashes = padded
-        n = len(word_hashes) - k + 1
-        acc = np.zeros(n, dtype=np.uint64)
-        for j in range(k):
-            acc = acc ^ (word_hashes[j : j + n] * self._mix[j])
-        return acc
+    def fingerprints(self, texts: list[str]) -> tuple[np.ndarray, list[str]]:
+        """(signatures, exact keys) of texts: one row of `num_perm` uint32 per text."""
+        tokens = [words(t) for t in texts]
+        keys = [_key_of_words(t) for t in tokens]
+        return self._signatures(tokens), keys
 
     def signatures(self, texts: list[str]) -> np.ndarray:
-        """One row of `num_perm` uint32 minima per text (texts may be empty)."""
-        if not texts:
-            return np.zeros((0, self.num_perm), dtype=np.uint32)
-        parts = [self._shingles(self._word_hashes(words(t))) for t in texts]
-        lengths = np.array([len(p) for p in parts])
-        shingles = np.concatenate(parts)
-        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-        out = np.empty((len(texts), self.num_perm), dtype=np.uint32)
-        # Chunk the (shingles x perms) product so memory stays bounded for long texts.
-        step = max(1, 262_144 // self.num_perm)
-        for lo in range(0, len(texts), step):
-            hi = min(len(texts), lo + step)
-            a, b = int(starts[lo]), int(starts[hi - 1] + lengths[hi - 1])
-            hashed = (shingles[a:b, None] * self._a[None, :] + self._b[None, :]) >> np.uint64(32)
-            out[lo:hi] = np.minimum.reduceat(hashed, starts[lo:hi] - a, axis=0).astype(np.uint32)
-        return out
+        return self._signatures([words(t) for t in texts])
+
+    def _shingles(self, token_lists: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """Hashes of all word shingles of a batch of texts, and the text each belongs to.
+
+        Word hashes come from pandas' hash_array (SipHash with a fixed key, in C); a text
+        shorter than a shingle is padded with empty words, so every text has one."""
+        w = self.shingle_words
+        padded = [t if len(t) >= w else t + [""] * (w - len(t)) for t in token_lists]
+        lengths = np.fromiter((len(t) for t in padded), dtype=np.int64, count=len(padded))
+        flat = np.fromiter(itertools.chain.from_iterable(padded), dtype=object, count=int(lengths.sum()))
+        word_hashes = hash_array(flat, categorize=True)
+        ends = np.cumsum(lengths)
+        owner = np.repeat(np.arange(len(padded)), lengths)
+        positions = np.arange(len(flat))
+        valid = positions + w <= ends[owner]  # a shingle must not run into the next text
+        last = len(flat) - 1
+        acc = np.full(len(flat), self._seed, dtype=np.uint64)
+        for j in range(w):
+            acc ^= word_hashes[np.minimum(positions + j, last)] * _MIX[j]
+        return acc[valid], owner[valid].astype(np.uint64)
+
+    def _signatures(self, token_lists: list[list[str]]) -> np.ndarray:
+        k = self.num_perm
+        if not token_lists:
+            return np.zeros((0, k), dtype=np.uint32)
+        shingles, owner = self._shingles(token_lists)
+        hashed = _splitmix(shingles)
+        bins = ((hashed >> np.uint64(32)) * np.uint64(k)) >> np.uint64(32)
+        values = hashed & np.uint64(0xFFFFFFFF)
+        sig = np.full(len(token_lists) * k, _EMPTY, dtype=np.uint64)
+        np.minimum.at(sig, owner * np.uint64(k) + bins, values)
+        sig = sig.reshape(len(token_lists), k)
+        empty = sig == _EMPTY
+        if empty.any():
+            # Densify: an empty bin takes the next filled bin to its right (circularly),
+            # shifted by the distance, so that two similar texts fill it alike.
+            cols = np.arange(2 * k)
+            filled = np.where(np.tile(~empty, 2), cols, 4 * k)
+            nearest = np.minimum.accumulate(filled[:, ::-1], axis=1)[:, ::-1][:, :k]
+            distance = (nearest - cols[:k]).astype(np.uint64)
+            borrowed = np.take_along_axis(sig, nearest % k, axis=1)
+            sig = np.where(empty, (borrowed + distance * np.uint64(0x61C88647)) & np.uint64(0xFFFFFFFF), sig)
+        return sig.astype(np.uint32)
 
 
 def similarity(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
     """Estimated Jaccard similarity of the shingle sets behind two signatures."""
-    return float(np.mean(sig_a == sig_b))
+    return float(np.count_nonzero(sig_a == sig_b)) / len(sig_a)
+
+
+def _band_layout(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows) for LSH: a pair at the threshold becomes a candidate with probability >= 0.98,
+    with as few bands (as little work) as that allows."""
+    for rows in range(8, 0, -1):
+        bands = num_perm // rows
+        if 1 - (1 - threshold**rows) ** bands >= 0.98:
+            return bands, rows
+    return num_perm, 1
 
 
 class NearDuplicateIndex:
-    """LSH over MinHash signatures; `find` returns the first indexed item similar enough."""
+    """LSH over MinHash signatures: finds indexed items whose estimated similarity reaches the threshold."""
 
-    def __init__(self, threshold: float, num_perm: int = 120, bands: int = 40):
-        if num_perm % bands:
-            raise ValueError("num_perm must be a multiple of bands")
+    def __init__(self, threshold: float, num_perm: int = 120):
         self.threshold = threshold
-        self.bands = bands
-        self.rows = num_perm // bands
-        self._buckets: list[dict[bytes, list[int]]] = [{} for _ in range(bands)]
+        self.num_perm = num_perm
+        self.bands, self.rows = _band_layout(threshold, num_perm)
+        self._buckets: dict[int, list[int]] = {}
         self._signatures: list[np.ndarray] = []
         self.labels: list = []
+        self._band_mix = _splitmix(np.arange(1, self.rows + 1, dtype=np.uint64))
+        self._band_ids = np.arange(self.bands, dtype=np.uint64) << np.uint64(56)
 
-    def _keys(self, signature: np.ndarray):
-        for band in range(self.bands):
-            yield band, signature[band * self.rows : (band + 1) * self.rows].tobytes()
+    def band_keys(self, signatures: np.ndarray) -> np.ndarray:
+        """One integer per (signature, band), computed for a whole batch at once."""
+        used = signatures[:, : self.bands * self.rows].astype(np.uint64).reshape(len(signatures), self.bands, self.rows)
+        mixed = _splitmix((used * self._band_mix).sum(axis=2, dtype=np.uint64))
+        return (mixed >> np.uint64(8)) | self._band_ids
 
-    def find(self, signature: np.ndarray):
-        """(label, similarity) of the most similar indexed item at or over the threshold, else None."""
-        best, best_sim = None, self.threshold
-        seen = set()
-        for band, key in self._keys(signature):
-            for item in self._buckets[band].get(key, ()):
-                if item in seen:
-                    continue
-                seen.add(item)
-                sim = similarity(signature, self._signatures[item])
-                if sim >= best_sim:
-                    best, best_sim = item, sim
-        return None if best is None else (self.labels[best], best_sim)
-
-    def find_all(self, signature: np.ndarray) -> list:
-        """Labels of every indexed item at or over the threshold."""
-        found, seen = [], set()
-        for band, key in self._keys(signature):
-            for item in self._buckets[band].get(key, ()):
-                if item not in seen:
-                    seen.add(item)
-                    if similarity(signature, self._signatures[item]) >= self.threshold:
-                        found.append(self.labels[item])
+    def _candidates(self, keys) -> set[int]:
+        found: set[int] = set()
+        for key in keys:
+            found.update(self._buckets.get(key, ()))
         return found
 
-    def add(self, signature: np.ndarray, label) -> None:
+    def find(self, signature: np.ndarray, keys=None):
+        """(label, similarity) of the most similar indexed item at or over the threshold, else None."""
+        keys = self.band_keys(signature[None, :])[0].tolist() if keys is None else keys
+        best, best_sim = None, self.threshold
+        for item in sorted(self._candidates(keys)):
+            sim = similarity(signature, self._signatures[item])
+            if sim >= best_sim:
+                best, best_sim = item, sim
+        return None if best is None else (self.labels[best], best_sim)
+
+    def find_all(self, signature: np.ndarray, keys=None) -> list:
+        """Labels of every indexed item at or over the threshold."""
+        keys = self.band_keys(signature[None, :])[0].tolist() if keys is None else keys
+        return [self.labels[i] for i in sorted(self._candidates(keys)) if similarity(signature, self._signatures[i]) >= self.threshold]
+
+    def add(self, signature: np.ndarray, label, keys=None) -> None:
+        keys = self.band_keys(signature[None, :])[0].tolist() if keys is None else keys
         item = len(self._signatures)
         self._signatures.append(signature)
         self.labels.append(label)
-        for band, key in self._keys(signature):
-            self._buckets[band].setdefault(key, []).append(item)
+        for key in keys:
+            self._buckets.setdefault(key, []).append(item)

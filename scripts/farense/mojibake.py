@@ -80,19 +80,28 @@ def _repair_sequences(text: str, encoding: str) -> tuple[str, int]:
     return _PATTERNS[encoding].sub(repair, text), count
 
 
+def _fix_line(line: str) -> str:
+    fixed = ftfy.fix_text(line, _FTFY_CONFIG)
+    for encoding in ("cp1252", "mac_roman"):
+        fixed, _ = _repair_sequences(fixed, encoding)
+    return fixed
+
+
 def fix_mojibake(text: str) -> tuple[str, int]:
-    """Return (repaired text, number of lines changed)."""
-    if not _SUSPECT.search(text):
+    """Return (repaired text, number of lines changed). Only lines holding a suspect character are looked at."""
+    out, last, changed = [], 0, 0
+    for match in _SUSPECT.finditer(text):
+        if match.start() < last:
+            continue  # in a line already repaired
+        start = text.rfind("\n", 0, match.start()) + 1
+        end = text.find("\n", match.start())
+        end = len(text) if end == -1 else end
+        line = text[start:end]
+        fixed = _fix_line(line)
+        out += [text[last:start], fixed]
+        changed += fixed != line
+        last = end
+    if not changed:
         return text, 0
-    lines = text.split("\n")
-    changed = 0
-    for i, line in enumerate(lines):
-        if not _SUSPECT.search(line):
-            continue
-        fixed = ftfy.fix_text(line, _FTFY_CONFIG)
-        for encoding in ("cp1252", "mac_roman"):
-            fixed, _ = _repair_sequences(fixed, encoding)
-        if fixed != line:
-            lines[i] = fixed
-            changed += 1
-    return "\n".join(lines), changed
+    out.append(text[last:])
+    return "".join(out), changed

@@ -15,12 +15,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import fastjsonschema
 import jsonschema
 import numpy as np
 import pyarrow.parquet as pq
 import yaml
 
-from .dedup import MinHasher, NearDuplicateIndex, exact_key
+from .dedup import MinHasher, NearDuplicateIndex
 from .errors import PipelineError
 from .records import split_sentences
 from .textio import atomic_path, write_json_atomic
@@ -82,13 +83,12 @@ def group_records(group_keys: list[str], texts_iter, threshold: float, hasher: M
     signatures, keys = [], []
     i = 0
     for texts in texts_iter:
-        batch_signatures = hasher.signatures(texts)
-        for text, signature in zip(texts, batch_signatures):
-            key = exact_key(text)
+        batch_signatures, batch_keys = hasher.fingerprints(texts)
+        for signature, key, bands in zip(batch_signatures, batch_keys, index.band_keys(batch_signatures).tolist()):
             uf.union(first_with_text.setdefault(key, i), i)
-            for other in index.find_all(signature):
+            for other in index.find_all(signature, bands):
                 uf.union(other, i)
-            index.add(signature, i)
+            index.add(signature, i, bands)
             signatures.append(signature)
             keys.append(key)
             i += 1
@@ -135,16 +135,25 @@ def leakage_check(assignment: list[str], group_keys: list[str], exact_keys: list
             seen.setdefault(key, set()).add(split)
         return sum(1 for splits in seen.values() if len(splits) > 1)
 
+    # Index the training split, then each later split, and query every valid/test record
+    # against all earlier splits: every cross-split pair is looked at once.
     index = NearDuplicateIndex(threshold, num_perm=num_perm)
     near = 0
     examples = []
-    for i, signature in enumerate(signatures):
-        for other in index.find_all(signature):
-            if assignment[other] != assignment[i]:
-                near += 1
-                if len(examples) < 10:
-                    examples.append([int(other), i])
-        index.add(signature, i)
+    stacked = np.asarray(signatures)
+    for split in SPLITS:
+        members = [i for i, s in enumerate(assignment) if s == split]
+        if not members:
+            continue
+        bands = index.band_keys(stacked[members]).tolist()
+        if split != SPLITS[0]:
+            for i, keys in zip(members, bands):
+                for other in index.find_all(stacked[i], keys):
+                    near += 1
+                    if len(examples) < 10:
+                        examples.append([int(other), i])
+        for i, keys in zip(members, bands):
+            index.add(stacked[i], i, keys)
     result = {
         "groups_across_splits": crossing(group_keys),
         "exact_duplicates_across_splits": crossing(exact_keys),
@@ -183,19 +192,34 @@ def render(record: dict, options: SplitOptions) -> dict:
     return obj
 
 
-def load_validator(schema_path: str | os.PathLike) -> jsonschema.protocols.Validator:
-    with open(schema_path, encoding="utf-8") as handle:
-        schema = yaml.safe_load(handle)
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    return cls(schema)
+class LineValidator:
+    """Validates JSONL objects against a JSON Schema file.
 
+    fastjsonschema (the schema compiled to Python) checks every line quickly; a line it
+    rejects is checked again with jsonschema, whose messages name the failing field.
+    """
 
-def validate_line(validator, obj: dict, file_label: str, line_no: int) -> None:
-    error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
-    if error is not None:
+    def __init__(self, schema_path: str | os.PathLike):
+        with open(schema_path, encoding="utf-8") as handle:
+            schema = yaml.safe_load(handle)
+        cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(schema)
+        self.schema_path = str(schema_path)
+        self._explain = cls(schema)
+        # Our schemas use only keywords that draft-07 shares with 2020-12.
+        self._fast = fastjsonschema.compile({k: v for k, v in schema.items() if k != "$schema"})
+
+    def validate(self, obj: dict, file_label: str, line_no: int) -> None:
+        try:
+            self._fast(obj)
+            return
+        except fastjsonschema.JsonSchemaException as fast_error:
+            error = jsonschema.exceptions.best_match(self._explain.iter_errors(obj))
+            if error is None:  # the two validators disagree: trust the slower, reference one
+                log.warning("%s line %d: fastjsonschema rejected a line jsonschema accepts (%s)", file_label, line_no, fast_error)
+                return
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise PipelineError(f"{file_label} line {line_no}: field '{where}': {error.message}")
+        raise PipelineError(f"{file_label} line {line_no}: field '{where}': {error.message} (schema {self.schema_path})")
 
 
 # ---------------------------------------------------------------- the stage
@@ -230,7 +254,7 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
         raise PipelineError(f"records.format: '{options.format}' is not one of {', '.join(FORMATS)}")
     if options.fractions["train"] <= 0:
         raise PipelineError("split.valid_fraction + split.test_fraction must be below 1")
-    validator = load_validator(schema_path)
+    validator = LineValidator(schema_path)
     parquet = pq.ParquetFile(records_path)
     meta = parquet.read(columns=["group_key", "kind", "conflict"]).to_pydict()
     # Conflicting answers stay out unless asked for: drop them before grouping.
@@ -292,7 +316,7 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
                     for lines in buckets.read(split):
                         for j in rng.permutation(len(lines)):
                             line_no += 1
-                            validate_line(validator, json.loads(lines[j]), label, line_no)
+                            validator.validate(json.loads(lines[j]), label, line_no)
                             handle.write(lines[j] + "\n")
 
     summary = {
