@@ -15,6 +15,7 @@ from farense.records import (
     fold,
     mark_conflicts,
     match_questions,
+    first_sentence,
     split_sentences,
 )
 
@@ -28,6 +29,11 @@ def test_sentences_respect_abbreviations_and_initials():
         "Qual foi o 5.º lugar?",
         "Sim.",
     ]
+
+
+def test_first_sentence():
+    assert first_sentence("O Sr. Silva chegou a Faro. Depois saiu. Fim.") == ("O Sr. Silva chegou a Faro.", "Depois saiu. Fim.")
+    assert first_sentence("Uma só frase") == ("Uma só frase", "")
 
 
 def test_chunks_hold_whole_sentences_within_size_and_overlap():

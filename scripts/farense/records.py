@@ -98,17 +98,32 @@ _ABBREVIATIONS = {
 _BOUNDARY = re.compile(r"([.!?…]+[»\"”')\]]*)\s+(?=[«\"“(\[]?[A-ZÀ-ÖØ-Ý0-9])")
 
 
-def split_sentences(paragraph: str) -> list[str]:
-    """Split on ., ! or ? followed by a capital, except after abbreviations and initials."""
-    sentences, start = [], 0
+def _boundaries(paragraph: str):
+    """(end of sentence, start of next) for each real sentence boundary."""
+    start = 0
     for match in _BOUNDARY.finditer(paragraph):
-        before = paragraph[start : match.start(1)]
-        last_word = before.rsplit(None, 1)[-1] if before.split() else ""
+        before = paragraph[max(start, match.start(1) - 40) : match.start(1)]
+        last_word = before.rsplit(None, 1)[-1] if before.strip() else ""
         token = last_word.lower().lstrip("(«\"“")
         if match.group(1).startswith(".") and (token in _ABBREVIATIONS or (len(token) == 1 and token.isalpha())):
             continue
-        sentences.append(paragraph[start : match.end(1)].strip())
+        yield match.end(1), match.end()
         start = match.end()
+
+
+def first_sentence(text: str) -> tuple[str, str]:
+    """(first sentence, the rest); the rest is empty for a single sentence."""
+    for end, next_start in _boundaries(text):
+        return text[:end].strip(), text[next_start:].strip()
+    return text.strip(), ""
+
+
+def split_sentences(paragraph: str) -> list[str]:
+    """Split on ., ! or ? followed by a capital, except after abbreviations and initials."""
+    sentences, start = [], 0
+    for end, next_start in _boundaries(paragraph):
+        sentences.append(paragraph[start:end].strip())
+        start = next_start
     tail = paragraph[start:].strip()
     if tail:
         sentences.append(tail)

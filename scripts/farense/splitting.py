@@ -23,7 +23,7 @@ import yaml
 
 from .dedup import MinHasher, NearDuplicateIndex
 from .errors import PipelineError
-from .records import split_sentences
+from .records import first_sentence
 from .textio import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -173,10 +173,8 @@ def render(record: dict, options: SplitOptions) -> dict:
     """One JSONL object in the chosen mlx-lm format, plus a `meta` object mlx-lm ignores."""
     question, answer, text = record["question"], record["answer"], record["text"]
     if not question:  # a prose chunk: a continuation exercise in the dialogue formats
-        sentences = split_sentences(text.replace("\n", " "))
-        if len(sentences) > 1:
-            head, tail = sentences[0], " ".join(sentences[1:])
-        else:
+        head, tail = first_sentence(text.replace("\n", " "))
+        if not tail:
             words = text.split()
             head, tail = " ".join(words[: len(words) // 2]), " ".join(words[len(words) // 2 :])
         question, answer = f"{options.continuation_prompt} {head}".strip(), tail
