@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import ROOT
-from farense.dedup import MinHasher, exact_key
+from farense.dedup import MinHasher, exact_key, similar_pairs
 from farense.errors import PipelineError
 from farense.records import RECORD_SCHEMA
 from farense.splitting import SPLITS, SplitOptions, leakage_check, split_jsonl
@@ -72,15 +72,18 @@ def test_no_exact_or_near_duplicate_text_crosses_splits(records, tmp_path):
 
 
 def test_leakage_check_finds_what_crosses():
-    texts = ["O Farense venceu o Olhanense por 3-1 em casa na época de 1994/95.", "Um texto completamente diferente sobre o estádio."]
+    texts = ["O Farense venceu o Olhanense por 3-1 em casa na época de 1994/95, diante de muitos adeptos.", "Um texto completamente diferente sobre o estádio."]
     texts.append(texts[0].replace("3-1", "3-2"))  # a near duplicate of the first
+    texts.append(texts[1])  # an exact duplicate of the second
     hasher = MinHasher()
-    signatures = list(hasher.signatures(texts))
+    pairs, _ = similar_pairs(hasher.signatures(texts), 0.5)
+    assert pairs.tolist() == [[0, 2], [1, 3]]
     keys = [exact_key(t) for t in texts]
-    ok = leakage_check(["train", "test", "train"], ["g1", "g2", "g3"], keys, signatures, 0.5, hasher.num_perm)
-    assert ok["passed"]
-    leak = leakage_check(["train", "test", "test"], ["g1", "g2", "g1"], keys, signatures, 0.5, hasher.num_perm)
-    assert not leak["passed"] and leak["groups_across_splits"] == 1 and leak["near_duplicate_pairs_across_splits"] == 1
+    ok = leakage_check(["train", "test", "train", "test"], ["g1", "g2", "g3", "g4"], keys, pairs, 0.5)
+    assert ok["passed"] and ok["near_duplicate_pairs_checked"] == 2
+    leak = leakage_check(["train", "test", "test", "train"], ["g1", "g2", "g1", "g4"], keys, pairs, 0.5)
+    assert not leak["passed"]
+    assert (leak["groups_across_splits"], leak["exact_duplicates_across_splits"], leak["near_duplicate_pairs_across_splits"]) == (1, 1, 2)
 
 
 @pytest.mark.parametrize("fmt", ["text", "completions", "chat"])

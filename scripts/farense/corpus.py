@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 
 from .cleaning import STEPS, CleaningOptions, clean_inline, clean_prose
 from .errors import PipelineError
-from .dedup import MinHasher, NearDuplicateIndex
-from .textio import UndecodableError, atomic_path, decode_bytes, looks_binary, write_json_atomic
+from .paragraph_dedup import ParagraphFingerprints
+from .textio import UndecodableError, atomic_path, decode_bytes, looks_binary, scratch_path, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -256,64 +256,23 @@ def read_document(path: Path, raw_dir: Path, options: CleaningOptions, report: C
     }
 
 
-NEAR_DUPLICATE_MIN_WORDS = 12
-
-
-class ParagraphDeduplicator:
-    """Drops paragraphs seen before in the corpus, exactly (after normalisation) or nearly."""
-
-    def __init__(self, options: DedupOptions):
-        self.options = options
-        self.exact_seen: dict[str, str] = {}
-        self.hasher = MinHasher()
-        self.index = NearDuplicateIndex(options.threshold, num_perm=self.hasher.num_perm)
-
-    def filter(self, paragraphs: list[str], source: str, report: CleanReport) -> tuple[list[str], int, int]:
-        opts = self.options
-        candidates = [i for i, p in enumerate(paragraphs) if len(p) >= opts.min_chars]
-        signatures, keys = self.hasher.fingerprints([paragraphs[i] for i in candidates])
-        band_keys = self.index.band_keys(signatures).tolist() if opts.near else None
-        drop: set[int] = set()
-        exact = near = 0
-        for row, i in enumerate(candidates):
-            paragraph, key = paragraphs[i], keys[row]
-            if opts.exact and key in self.exact_seen:
-                drop.add(i)
-                exact += 1
-                self._note(report, source, self.exact_seen[key], 1.0, paragraph, "exact")
-                continue
-            # MinHash estimates are noisy on a handful of shingles: short paragraphs are only
-            # compared exactly.
-            if opts.near and len(paragraph.split()) >= NEAR_DUPLICATE_MIN_WORDS:
-                found = self.index.find(signatures[row], band_keys[row])
-                if found is not None:
-                    drop.add(i)
-                    near += 1
-                    self._note(report, source, found[0], found[1], paragraph, "near")
-                    continue
-                self.index.add(signatures[row], source, band_keys[row])
-            self.exact_seen.setdefault(key, source)
-        return [p for i, p in enumerate(paragraphs) if i not in drop], exact, near
-
-    @staticmethod
-    def _note(report, source, first_seen_in, sim, paragraph, kind):
-        if len(report.duplicates) < 200:  # a sample for the report; the totals are in the counts
-            report.duplicates.append(
-                {"kind": kind, "path": source, "duplicate_of": first_seen_in, "similarity": round(sim, 3), "text_start": paragraph[:80]}
-            )
-
-
 def clean_corpus(raw_dir, corpus_path, stats_path, options: CleaningOptions, dedup: DedupOptions, batch_rows: int = 256) -> CleanReport:
-    """Run the whole stage. Raises CorpusError when nothing usable is found."""
+    """Run the whole stage. Raises CorpusError when nothing usable is found.
+
+    Pass 1 cleans each file and writes it to a temporary Parquet file while collecting
+    paragraph fingerprints; pass 2 decides which paragraphs are duplicates; pass 3 copies the
+    documents into the output without them. Memory holds one batch of documents and the
+    fingerprints, not the corpus.
+    """
     raw_dir = Path(raw_dir)
     files = list_raw_files(raw_dir)
     report = CleanReport()
-    deduplicator = ParagraphDeduplicator(dedup)
-    written = 0
-    with atomic_path(corpus_path, ".parquet") as tmp:
-        writer = pq.ParquetWriter(tmp, SCHEMA, compression="zstd")
-        batch: list[dict] = []
-        try:
+    fingerprints = ParagraphFingerprints(min_chars=dedup.min_chars)
+    deduplicate = dedup.exact or dedup.near
+    with atomic_path(corpus_path, ".parquet") as out, scratch_path(Path(corpus_path).parent, ".parquet") as pass1:
+        documents = 0
+        with pq.ParquetWriter(pass1, SCHEMA, compression="zstd") as writer:
+            batch: list[dict] = []
             for path in files:
                 relative = path.relative_to(raw_dir).as_posix()
                 try:
@@ -323,32 +282,81 @@ def clean_corpus(raw_dir, corpus_path, stats_path, options: CleaningOptions, ded
                     log.warning("skipped %s: %s", relative, reason)
                     continue
                 paragraphs = row["text"].split("\n\n")
-                exact = near = 0
-                if row["kind"] == "prose" and (dedup.exact or dedup.near):
-                    paragraphs, exact, near = deduplicator.filter(paragraphs, relative, report)
-                row["text"] = "\n\n".join(paragraphs)
-                row.update(n_paragraphs=len(paragraphs) if row["text"] else 0, n_exact_duplicates=exact, n_near_duplicates=near)
+                # Only prose is deduplicated; question and table files have their own checks.
+                fingerprints.add_document(documents, paragraphs if deduplicate and row["kind"] == "prose" else [])
                 report.files[relative] = _file_stats(row)
                 for step in STEPS:
                     report.steps[step] += row[f"n_{step}"]
-                if not row["text"]:
-                    report.dropped_documents.append({"path": relative, "reason": "every paragraph duplicates earlier files"})
-                    continue
                 batch.append(row)
+                documents += 1
                 if len(batch) >= batch_rows:
                     writer.write_table(pa.Table.from_pylist(batch, schema=SCHEMA))
-                    written += len(batch)
                     batch = []
             if batch:
                 writer.write_table(pa.Table.from_pylist(batch, schema=SCHEMA))
-                written += len(batch)
-        finally:
-            writer.close()
-        if written == 0:
+        if documents == 0:
             reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in report.skipped[:10])
             raise CorpusError(f"no usable file in raw_dir '{raw_dir}' ({len(files)} file(s) seen; {reasons})")
+        drops = fingerprints.decide(dedup.exact, dedup.near, dedup.threshold)
+        written = _write_without_duplicates(pass1, out, fingerprints, drops, report, batch_rows)
     write_json_atomic(stats_path, _stats_json(raw_dir, files, written, report, options, dedup))
     return report
+
+
+def _write_without_duplicates(pass1: Path, out: Path, fingerprints: ParagraphFingerprints, drops: dict, report: CleanReport, batch_rows: int) -> int:
+    """Copy documents from pass 1 to the output, dropping duplicate paragraphs (pass 3)."""
+    doc_of = fingerprints.doc_of
+    first_paragraph: dict[int, int] = {}
+    for index, doc in enumerate(doc_of):
+        first_paragraph.setdefault(doc, index)
+    sources: list[str] = []
+    written = 0
+    with pq.ParquetWriter(out, SCHEMA, compression="zstd") as writer:
+        doc = 0
+        for record_batch in pq.ParquetFile(pass1).iter_batches(batch_size=batch_rows):
+            kept_rows = []
+            for row in record_batch.to_pylist():
+                sources.append(row["source_path"])
+                paragraphs = row["text"].split("\n\n")
+                counts = {"exact": 0, "near": 0}
+                if doc in first_paragraph:
+                    base = first_paragraph[doc]
+                    kept = []
+                    for offset, paragraph in enumerate(paragraphs):
+                        drop = drops.get(base + offset)
+                        if drop is None:
+                            kept.append(paragraph)
+                            continue
+                        counts[drop.kind] += 1
+                        if len(report.duplicates) < 200:  # a sample for the report; totals are counted
+                            report.duplicates.append(
+                                {
+                                    "kind": drop.kind,
+                                    "path": row["source_path"],
+                                    "duplicate_of": sources[doc_of[drop.duplicate_of]],
+                                    "similarity": round(drop.similarity, 3),
+                                    "text_start": paragraph[:80],
+                                }
+                            )
+                    paragraphs = kept
+                doc += 1
+                row["text"] = "\n\n".join(paragraphs)
+                row.update(n_paragraphs=len(paragraphs) if row["text"] else 0, n_exact_duplicates=counts["exact"], n_near_duplicates=counts["near"])
+                stats = report.files[row["source_path"]]
+                stats.update(
+                    chars_out=len(row["text"]),
+                    paragraphs_kept=row["n_paragraphs"],
+                    exact_duplicates_dropped=counts["exact"],
+                    near_duplicates_dropped=counts["near"],
+                )
+                if not row["text"]:
+                    report.dropped_documents.append({"path": row["source_path"], "reason": "every paragraph duplicates earlier files"})
+                    continue
+                kept_rows.append(row)
+            if kept_rows:
+                writer.write_table(pa.Table.from_pylist(kept_rows, schema=SCHEMA))
+                written += len(kept_rows)
+    return written
 
 
 def _file_stats(row: dict) -> dict:
@@ -359,9 +367,9 @@ def _file_stats(row: dict) -> dict:
         "bytes": row["raw_bytes"],
         "chars_in": row["chars_in"],
         "chars_out": len(row["text"]),
-        "paragraphs_kept": row["n_paragraphs"],
-        "exact_duplicates_dropped": row["n_exact_duplicates"],
-        "near_duplicates_dropped": row["n_near_duplicates"],
+        "paragraphs_kept": 0,
+        "exact_duplicates_dropped": 0,
+        "near_duplicates_dropped": 0,
         "steps": {step: row[f"n_{step}"] for step in STEPS if row[f"n_{step}"]},
     }
 
@@ -390,7 +398,7 @@ def _stats_json(raw_dir, files, written, report: CleanReport, options, dedup) ->
             "hyphenation": "line-break hyphenations joined",
             "wrapped_lines": "line breaks joined into paragraphs",
             "emoji": "emoji characters removed",
-            "whitespace": "lines whose spacing changed",
+            "whitespace": "spacing fixes (runs of spaces, tabs, odd spaces, line edges, blank runs)",
             "unicode_nfc": "characters recomposed to NFC",
         },
         "dedup": {

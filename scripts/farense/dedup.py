@@ -98,10 +98,16 @@ class MinHasher:
         if empty.any():
             # Densify: an empty bin takes the next filled bin to its right (circularly),
             # shifted by the distance, so that two similar texts fill it alike.
-            cols = np.arange(2 * k)
-            filled = np.where(np.tile(~empty, 2), cols, 4 * k)
-            nearest = np.minimum.accumulate(filled[:, ::-1], axis=1)[:, ::-1][:, :k]
-            distance = (nearest - cols[:k]).astype(np.uint64)
+            # Column by column, right to left over the row seen twice (for the wrap-around).
+            full = ~empty.T
+            nearest = np.empty((k, len(sig)), dtype=np.int64)
+            current = np.full(len(sig), 2 * k, dtype=np.int64)
+            for col in range(2 * k - 1, -1, -1):
+                current = np.where(full[col % k], col, current)
+                if col < k:
+                    nearest[col] = current
+            nearest = nearest.T
+            distance = (nearest - np.arange(k)).astype(np.uint64)
             borrowed = np.take_along_axis(sig, nearest % k, axis=1)
             sig = np.where(empty, (borrowed + distance * np.uint64(0x61C88647)) & np.uint64(0xFFFFFFFF), sig)
         return sig.astype(np.uint32)
@@ -122,50 +128,57 @@ def _band_layout(threshold: float, num_perm: int) -> tuple[int, int]:
     return num_perm, 1
 
 
-class NearDuplicateIndex:
-    """LSH over MinHash signatures: finds indexed items whose estimated similarity reaches the threshold."""
+def band_keys(signatures: np.ndarray, threshold: float) -> np.ndarray:
+    """LSH band keys: one integer per (signature, band), for a whole batch at once."""
+    bands, rows = _band_layout(threshold, signatures.shape[1])
+    mix = _splitmix(np.arange(1, rows + 1, dtype=np.uint64))
+    used = signatures[:, : bands * rows].astype(np.uint64).reshape(len(signatures), bands, rows)
+    return _splitmix((used * mix).sum(axis=2, dtype=np.uint64))
 
-    def __init__(self, threshold: float, num_perm: int = 120):
-        self.threshold = threshold
-        self.num_perm = num_perm
-        self.bands, self.rows = _band_layout(threshold, num_perm)
-        self._buckets: dict[int, list[int]] = {}
-        self._signatures: list[np.ndarray] = []
-        self.labels: list = []
-        self._band_mix = _splitmix(np.arange(1, self.rows + 1, dtype=np.uint64))
-        self._band_ids = np.arange(self.bands, dtype=np.uint64) << np.uint64(56)
 
-    def band_keys(self, signatures: np.ndarray) -> np.ndarray:
-        """One integer per (signature, band), computed for a whole batch at once."""
-        used = signatures[:, : self.bands * self.rows].astype(np.uint64).reshape(len(signatures), self.bands, self.rows)
-        mixed = _splitmix((used * self._band_mix).sum(axis=2, dtype=np.uint64))
-        return (mixed >> np.uint64(8)) | self._band_ids
+def candidate_pairs(band_keys: np.ndarray, max_run: int = 64) -> np.ndarray:
+    """Pairs (i, j), i < j, of rows that share a band key in at least one band (LSH candidates).
 
-    def _candidates(self, keys) -> set[int]:
-        found: set[int] = set()
-        for key in keys:
-            found.update(self._buckets.get(key, ()))
-        return found
+    Vectorised per band: rows are sorted by key, and each row is paired with the next rows
+    of the same key. A run longer than `max_run` (many texts alike) pairs each row with its
+    `max_run - 1` followers only: enough to connect the run, without a quadratic blow-up.
+    """
+    n = len(band_keys)
+    if n < 2:
+        return np.zeros((0, 2), dtype=np.int64)
+    found = []
+    for band in range(band_keys.shape[1]):
+        order = np.argsort(band_keys[:, band], kind="stable")
+        keys = band_keys[order, band]
+        for offset in range(1, max_run):
+            same = keys[offset:] == keys[:-offset]
+            if not same.any():
+                break
+            left, right = order[:-offset][same], order[offset:][same]
+            found.append(np.stack([np.minimum(left, right), np.maximum(left, right)], axis=1))
+    if not found:
+        return np.zeros((0, 2), dtype=np.int64)
+    pairs = np.concatenate(found).astype(np.int64)
+    codes = np.unique(pairs[:, 0] * n + pairs[:, 1])
+    return np.stack([codes // n, codes % n], axis=1)
 
-    def find(self, signature: np.ndarray, keys=None):
-        """(label, similarity) of the most similar indexed item at or over the threshold, else None."""
-        keys = self.band_keys(signature[None, :])[0].tolist() if keys is None else keys
-        best, best_sim = None, self.threshold
-        for item in sorted(self._candidates(keys)):
-            sim = similarity(signature, self._signatures[item])
-            if sim >= best_sim:
-                best, best_sim = item, sim
-        return None if best is None else (self.labels[best], best_sim)
 
-    def find_all(self, signature: np.ndarray, keys=None) -> list:
-        """Labels of every indexed item at or over the threshold."""
-        keys = self.band_keys(signature[None, :])[0].tolist() if keys is None else keys
-        return [self.labels[i] for i in sorted(self._candidates(keys)) if similarity(signature, self._signatures[i]) >= self.threshold]
-
-    def add(self, signature: np.ndarray, label, keys=None) -> None:
-        keys = self.band_keys(signature[None, :])[0].tolist() if keys is None else keys
-        item = len(self._signatures)
-        self._signatures.append(signature)
-        self.labels.append(label)
-        for key in keys:
-            self._buckets.setdefault(key, []).append(item)
+def similar_pairs(signatures: np.ndarray, threshold: float, eligible: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i, j), i < j, of rows whose estimated similarity reaches the threshold, with
+    that similarity, sorted by j then i. Only `eligible` rows (a boolean mask) take part."""
+    rows = np.arange(len(signatures)) if eligible is None else np.flatnonzero(eligible)
+    empty = (np.zeros((0, 2), dtype=np.int64), np.zeros(0))
+    if len(rows) < 2:
+        return empty
+    local = candidate_pairs(band_keys(signatures[rows], threshold))
+    if not len(local):
+        return empty
+    pairs = rows[local]
+    sims = np.empty(len(pairs))
+    for lo in range(0, len(pairs), 200_000):  # bounded memory for the comparison
+        chunk = pairs[lo : lo + 200_000]
+        sims[lo : lo + len(chunk)] = (signatures[chunk[:, 0]] == signatures[chunk[:, 1]]).mean(axis=1)
+    keep = sims >= threshold
+    pairs, sims = pairs[keep], sims[keep]
+    order = np.lexsort((pairs[:, 0], pairs[:, 1]))
+    return pairs[order], sims[order]

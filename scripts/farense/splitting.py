@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import yaml
 
-from .dedup import MinHasher, NearDuplicateIndex
+from .dedup import MinHasher, similar_pairs
 from .errors import PipelineError
 from .records import first_sentence
 from .textio import atomic_path, write_json_atomic
@@ -70,29 +70,26 @@ class UnionFind:
 def group_records(group_keys: list[str], texts_iter, threshold: float, hasher: MinHasher):
     """Component id per record: same group key, same normalised text, or near-duplicate text.
 
-    `texts_iter` yields lists of texts in record order (batches), so texts need not all be in memory.
-    Returns (component ids, signatures, exact keys).
+    `texts_iter` yields lists of texts in record order (batches), so texts need not all be in
+    memory. Returns (component ids, exact keys, near-duplicate pairs (i, j) found).
     """
     n = len(group_keys)
     uf = UnionFind(n)
     first_with_key: dict[str, int] = {}
     for i, key in enumerate(group_keys):
         uf.union(first_with_key.setdefault(key, i), i)
-    index = NearDuplicateIndex(threshold, num_perm=hasher.num_perm)
-    first_with_text: dict[str, int] = {}
-    signatures, keys = [], []
-    i = 0
+    signatures, exact_keys = [], []
     for texts in texts_iter:
         batch_signatures, batch_keys = hasher.fingerprints(texts)
-        for signature, key, bands in zip(batch_signatures, batch_keys, index.band_keys(batch_signatures).tolist()):
-            uf.union(first_with_text.setdefault(key, i), i)
-            for other in index.find_all(signature, bands):
-                uf.union(other, i)
-            index.add(signature, i, bands)
-            signatures.append(signature)
-            keys.append(key)
-            i += 1
-    return [uf.find(j) for j in range(n)], signatures, keys
+        signatures.append(batch_signatures)
+        exact_keys += batch_keys
+    first_with_text: dict[str, int] = {}
+    for i, key in enumerate(exact_keys):
+        uf.union(first_with_text.setdefault(key, i), i)
+    pairs, _ = similar_pairs(np.concatenate(signatures), threshold)
+    for i, j in pairs.tolist():
+        uf.union(i, j)
+    return [uf.find(j) for j in range(n)], exact_keys, pairs
 
 
 def assign_splits(components: list[int], kinds: list[str], options: SplitOptions) -> list[str]:
@@ -127,42 +124,28 @@ def assign_splits(components: list[int], kinds: list[str], options: SplitOptions
     return assignment
 
 
-def leakage_check(assignment: list[str], group_keys: list[str], exact_keys: list[str], signatures, threshold: float, num_perm: int) -> dict:
-    """Count what crosses splits: group keys, exact duplicate texts, near-duplicate pairs."""
+def leakage_check(assignment: list[str], group_keys: list[str], exact_keys: list[str], near_pairs: np.ndarray, threshold: float) -> dict:
+    """Count what crosses splits: group keys, exact duplicate texts, near-duplicate pairs.
+
+    Checks the final assignment itself, independently of how the groups were formed."""
     def crossing(keys):
         seen: dict[str, set] = {}
         for key, split in zip(keys, assignment):
             seen.setdefault(key, set()).add(split)
         return sum(1 for splits in seen.values() if len(splits) > 1)
 
-    # Index the training split, then each later split, and query every valid/test record
-    # against all earlier splits: every cross-split pair is looked at once.
-    index = NearDuplicateIndex(threshold, num_perm=num_perm)
-    near = 0
-    examples = []
-    stacked = np.asarray(signatures)
-    for split in SPLITS:
-        members = [i for i, s in enumerate(assignment) if s == split]
-        if not members:
-            continue
-        bands = index.band_keys(stacked[members]).tolist()
-        if split != SPLITS[0]:
-            for i, keys in zip(members, bands):
-                for other in index.find_all(stacked[i], keys):
-                    near += 1
-                    if len(examples) < 10:
-                        examples.append([int(other), i])
-        for i, keys in zip(members, bands):
-            index.add(stacked[i], i, keys)
+    split_of = np.array([SPLITS.index(s) for s in assignment])
+    across = near_pairs[split_of[near_pairs[:, 0]] != split_of[near_pairs[:, 1]]] if len(near_pairs) else near_pairs
     result = {
         "groups_across_splits": crossing(group_keys),
         "exact_duplicates_across_splits": crossing(exact_keys),
-        "near_duplicate_pairs_across_splits": near,
+        "near_duplicate_pairs_across_splits": int(len(across)),
+        "near_duplicate_pairs_checked": int(len(near_pairs)),
         "near_duplicate_threshold": threshold,
     }
-    result["passed"] = not any((result["groups_across_splits"], result["exact_duplicates_across_splits"], near))
-    if examples:
-        result["examples"] = examples
+    result["passed"] = not any((result["groups_across_splits"], result["exact_duplicates_across_splits"], len(across)))
+    if len(across):
+        result["examples"] = across[:10].tolist()
     return result
 
 
@@ -271,7 +254,7 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
             row += len(rows)
 
     hasher = MinHasher()
-    components, signatures, exact_keys = group_records(
+    components, exact_keys, near_pairs = group_records(
         group_keys, ([r["text"] for r in rows] for rows in kept_batches(["text"])), options.near_duplicate_threshold, hasher
     )
     assignment = assign_splits(components, kinds, options)
@@ -281,7 +264,7 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
                 f"split '{split}' came out empty: only {len(set(components))} independent group(s) of records; "
                 "lower split.valid_fraction/split.test_fraction or add raw data"
             )
-    leakage = leakage_check(assignment, group_keys, exact_keys, signatures, options.near_duplicate_threshold, hasher.num_perm)
+    leakage = leakage_check(assignment, group_keys, exact_keys, near_pairs, options.near_duplicate_threshold)
     if not leakage["passed"]:
         raise PipelineError(f"leakage check failed (a bug in grouping): {leakage}")
 

@@ -69,6 +69,18 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
         raise
 
 
+@contextmanager
+def scratch_path(directory: str | os.PathLike, suffix: str = ".tmp"):
+    """A temporary file in `directory` (same disk as the output), removed whatever happens."""
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".scratch.", suffix=suffix, dir=directory)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8", newline="\n")

@@ -26,6 +26,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
@@ -53,14 +55,26 @@ def real_sentences() -> list[str]:
 class Generator:
     def __init__(self, seed: int):
         self.rng = random.Random(seed)
-        self.words, self.weights = vocabulary(self.rng)
+        self.words, weights = vocabulary(self.rng)
         self.real = real_sentences()
         self.recent: list[str] = []
+        # Word indices drawn in bulk by numpy: drawing word by word in Python is the slow part.
+        self._np = np.random.default_rng(seed)
+        self._p = np.asarray(weights) / np.sum(weights)
+        self._pool: list[str] = []
+        self._next = 0
+
+    def _draw(self, k: int) -> list[str]:
+        if self._next + k > len(self._pool):
+            self._pool = [self.words[i] for i in self._np.choice(len(self.words), size=1_000_000, p=self._p)]
+            self._next = 0
+        self._next += k
+        return self._pool[self._next - k : self._next]
 
     def sentence(self) -> str:
         if self.rng.random() < 0.2:
             return self.rng.choice(self.real)
-        words = self.rng.choices(self.words, self.weights, k=self.rng.randint(8, 25))
+        words = self._draw(self.rng.randint(8, 25))
         return words[0].capitalize() + " " + " ".join(words[1:]) + self.rng.choice(".....?!")
 
     def paragraph(self) -> str:
