@@ -256,7 +256,12 @@ def read_document(path: Path, raw_dir: Path, options: CleaningOptions, report: C
     }
 
 
-def clean_corpus(raw_dir, corpus_path, stats_path, options: CleaningOptions, dedup: DedupOptions, batch_rows: int = 256) -> CleanReport:
+# Documents are written in row groups of about this many characters, and read back the same
+# way, so that memory holds a few megabytes of text whatever the size of the corpus.
+BATCH_CHARS = 8_000_000
+
+
+def clean_corpus(raw_dir, corpus_path, stats_path, options: CleaningOptions, dedup: DedupOptions) -> CleanReport:
     """Run the whole stage. Raises CorpusError when nothing usable is found.
 
     Pass 1 cleans each file and writes it to a temporary Parquet file while collecting
@@ -273,6 +278,7 @@ def clean_corpus(raw_dir, corpus_path, stats_path, options: CleaningOptions, ded
         documents = 0
         with pq.ParquetWriter(pass1, SCHEMA, compression="zstd") as writer:
             batch: list[dict] = []
+            batch_chars = 0
             for path in files:
                 relative = path.relative_to(raw_dir).as_posix()
                 try:
@@ -288,22 +294,23 @@ def clean_corpus(raw_dir, corpus_path, stats_path, options: CleaningOptions, ded
                 for step in STEPS:
                     report.steps[step] += row[f"n_{step}"]
                 batch.append(row)
+                batch_chars += len(row["text"]) + len(row["payload"])
                 documents += 1
-                if len(batch) >= batch_rows:
+                if batch_chars >= BATCH_CHARS:
                     writer.write_table(pa.Table.from_pylist(batch, schema=SCHEMA))
-                    batch = []
+                    batch, batch_chars = [], 0
             if batch:
                 writer.write_table(pa.Table.from_pylist(batch, schema=SCHEMA))
         if documents == 0:
             reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in report.skipped[:10])
             raise CorpusError(f"no usable file in raw_dir '{raw_dir}' ({len(files)} file(s) seen; {reasons})")
         drops = fingerprints.decide(dedup.exact, dedup.near, dedup.threshold)
-        written = _write_without_duplicates(pass1, out, fingerprints, drops, report, batch_rows)
+        written = _write_without_duplicates(pass1, out, fingerprints, drops, report)
     write_json_atomic(stats_path, _stats_json(raw_dir, files, written, report, options, dedup))
     return report
 
 
-def _write_without_duplicates(pass1: Path, out: Path, fingerprints: ParagraphFingerprints, drops: dict, report: CleanReport, batch_rows: int) -> int:
+def _write_without_duplicates(pass1: Path, out: Path, fingerprints: ParagraphFingerprints, drops: dict, report: CleanReport) -> int:
     """Copy documents from pass 1 to the output, dropping duplicate paragraphs (pass 3)."""
     doc_of = fingerprints.doc_of
     first_paragraph: dict[int, int] = {}
@@ -313,7 +320,7 @@ def _write_without_duplicates(pass1: Path, out: Path, fingerprints: ParagraphFin
     written = 0
     with pq.ParquetWriter(out, SCHEMA, compression="zstd") as writer:
         doc = 0
-        for record_batch in pq.ParquetFile(pass1).iter_batches(batch_size=batch_rows):
+        for record_batch in pq.ParquetFile(pass1).iter_batches(batch_size=16):
             kept_rows = []
             for row in record_batch.to_pylist():
                 sources.append(row["source_path"])

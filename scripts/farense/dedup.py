@@ -136,7 +136,7 @@ def band_keys(signatures: np.ndarray, threshold: float) -> np.ndarray:
     return _splitmix((used * mix).sum(axis=2, dtype=np.uint64))
 
 
-def candidate_pairs(band_keys: np.ndarray, max_run: int = 64) -> np.ndarray:
+def candidate_pairs(band_keys: np.ndarray, max_run: int = 16) -> np.ndarray:
     """Pairs (i, j), i < j, of rows that share a band key in at least one band (LSH candidates).
 
     Vectorised per band: rows are sorted by key, and each row is paired with the next rows

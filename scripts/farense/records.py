@@ -346,7 +346,7 @@ def build_records(corpus_path, records_path, stats_path, options: RecordOptions)
     with atomic_path(records_path, ".parquet") as tmp:
         with pq.ParquetWriter(tmp, RECORD_SCHEMA, compression="zstd") as writer:
             parquet = pq.ParquetFile(corpus_path)
-            for batch in parquet.iter_batches(columns=["doc_id", "source_path", "kind", "text", "payload"], batch_size=64):
+            for batch in parquet.iter_batches(columns=["doc_id", "source_path", "kind", "text", "payload"], batch_size=16):
                 chunks = []
                 for doc in batch.to_pylist():
                     for record in records_for_document(doc, options, report):

@@ -6,9 +6,9 @@ Generates a messy corpus of each size (MB of raw files) in a temporary folder, t
 stage in its own process, as Snakemake would, and prints wall time, throughput and peak
 resident memory per stage. Not part of the test suite: figures, not pass/fail.
 
-The generated text mixes real sentences of the shipped corpus with sentences drawn from a
-synthetic Portuguese-like vocabulary (Zipf-distributed), so that paragraphs are as varied as
-in a real corpus; a few per cent are repeated on purpose for the deduplication to find, and
+The generated text mixes real sentences of the shipped corpus (5 % of sentences) with sentences
+drawn from a synthetic Portuguese-like vocabulary (Zipf-distributed), so that paragraphs are as
+varied as in a real corpus; 3 % of paragraphs are repeated on purpose for the deduplication, and
 the mess of the shipped corpus is injected (CRLF, cp1252 files, mojibake, OCR hyphenation,
 page numbers, running headers, HTML boilerplate, markdown, JSONL).
 """
@@ -72,7 +72,7 @@ class Generator:
         return self._pool[self._next - k : self._next]
 
     def sentence(self) -> str:
-        if self.rng.random() < 0.2:
+        if self.rng.random() < 0.05:
             return self.rng.choice(self.real)
         words = self._draw(self.rng.randint(8, 25))
         return words[0].capitalize() + " " + " ".join(words[1:]) + self.rng.choice(".....?!")
