@@ -11,7 +11,7 @@ def raw_files():
 
 
 def library(*modules):
-    """Project modules a rule script imports: listed as inputs so that editing one reruns the rule
+    """Project modules that a script imports, listed as inputs so that editing one reruns its job
     (Snakemake itself only tracks the script file)."""
     return [f"scripts/farense/{m}.py" for m in ("__init__", "errors", "runlog", "textio", *modules)]
 

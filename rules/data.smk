@@ -9,7 +9,7 @@ rule clean_text:
         corpus="results/clean/corpus.parquet",
         stats="results/clean/stats.json",
     params:
-        raw_dir=config["raw_dir"],
+        raw_dir=lambda wildcards: config["raw_dir"],
         cleaning=config["cleaning"],
     log:
         "results/logs/clean_text.log",
