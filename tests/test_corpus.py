@@ -125,6 +125,19 @@ def test_exact_and_near_duplicates_are_dropped_across_files(tmp_path):
     assert kept["dedup"]["exact_paragraphs_dropped"] == kept["dedup"]["near_paragraphs_dropped"] == 0
 
 
+def test_rows_of_one_table_are_never_near_duplicates(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rows = "".join(
+        f"<tr><td>{season}</td><td>Segunda Liga</td><td>{place}</td><td>Época disputada no Estádio de São Luís, em Faro, com o apoio fiel dos adeptos de sempre</td></tr>"
+        for season, place in (("2021/22", "5.º"), ("2022/23", "2.º (promovido)"), ("2023/24", "3.º"))
+    )
+    (raw / "epocas.html").write_text(f"<table><tr><th>Época</th><th>Competição</th><th>Classificação</th><th>Nota</th></tr>{rows}</table>")
+    frame, stats = run(raw, tmp_path)
+    assert frame.loc[0, "text"].count("Época: ") == 3
+    assert stats["dedup"]["near_paragraphs_dropped"] == 0
+
+
 def test_doc_id_is_stable_and_readable(tmp_path):
     assert make_doc_id("livro/historia.txt") == make_doc_id("livro/historia.txt")
     assert make_doc_id("livro/historia.txt").startswith("historia-")

@@ -32,6 +32,15 @@ def table_row_text(headers: list[str], cells: list[str]) -> str:
     return text
 
 
+_TABLE_ROW = re.compile(r"^[^:;]{1,60}: [^;]*(?:; [^:;]{1,60}: [^;]*)+\.$")
+
+
+def is_table_row(paragraph: str) -> bool:
+    """A paragraph made by table_row_text with headers: rows of one table look alike by
+    design, so they are facts to keep, not near duplicates to drop."""
+    return bool(_TABLE_ROW.match(paragraph))
+
+
 class _ProseExtractor(HTMLParser):
     def __init__(self):
         super().__init__(convert_charrefs=True)

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .dedup import MinHasher, similar_pairs
+from .markup import is_table_row
 
-# MinHash estimates are noisy on a handful of shingles: shorter paragraphs are only
-# compared exactly.
+# MinHash estimates are noisy on a handful of shingles: shorter paragraphs, and table rows
+# (alike by design), are only compared exactly.
 NEAR_DUPLICATE_MIN_WORDS = 12
 
 
@@ -42,7 +43,9 @@ class ParagraphFingerprints:
         self.doc_of += [doc] * len(paragraphs)
         self.keys += [int(k[:16], 16) for k in keys]
         self.exact_ok += [len(p) >= self.min_chars for p in paragraphs]
-        self.near_ok += [len(p) >= self.min_chars and len(p.split()) >= NEAR_DUPLICATE_MIN_WORDS for p in paragraphs]
+        self.near_ok += [
+            len(p) >= self.min_chars and len(p.split()) >= NEAR_DUPLICATE_MIN_WORDS and not is_table_row(p) for p in paragraphs
+        ]
 
     def decide(self, exact: bool, near: bool, threshold: float) -> dict[int, Drop]:
         """Global paragraph index -> why it is dropped. The first occurrence always stays."""
