@@ -28,6 +28,7 @@ validate(config, schema=CONFIG_SCHEMA)
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/model.smk"
 include: "rules/report.smk"
 
 

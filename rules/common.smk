@@ -24,3 +24,8 @@ def record_params():
     """The record options build_records uses (the JSONL rendering ones go to split_jsonl)."""
     rendering = ("format", "system_prompt", "continuation_prompt", "keep_conflicts")
     return {k: v for k, v in config["records"].items() if k not in rendering}
+
+
+def base_model_input():
+    """The tiny base is made by a rule; a real model is read from where the config says."""
+    return rules.build_base_model.output.model if config["model"]["base"] == "tiny" else []

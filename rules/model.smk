@@ -1,0 +1,43 @@
+# Model stages: the base model (tiny, built offline, or a real one named in the config) and its
+# int4 conversion.
+
+
+rule build_base_model:
+    input:
+        corpus=rules.clean_text.output.corpus,
+        train=rules.split_jsonl.output.train,
+        code=library("fastblas", "tokenizer_build", "tiny_model"),
+    output:
+        model=directory("results/models/base"),
+    params:
+        tiny=config["model"]["tiny"],
+        group_size=config["quantization"]["group_size"],
+    log:
+        "results/logs/build_base_model.log",
+    benchmark:
+        "results/benchmarks/build_base_model.tsv"
+    conda:
+        "../environment.yml"
+    script:
+        "../scripts/build_base_model.py"
+
+
+rule convert_int4:
+    input:
+        base=base_model_input(),
+        code=library("fastblas", "model_files"),
+    output:
+        model=directory("results/models/base-int4"),
+        summary="results/models/conversion.json",
+    params:
+        base=lambda wildcards, input: input.base if input.base else config["model"]["base"],
+        bits=config["quantization"]["bits"],
+        group_size=config["quantization"]["group_size"],
+    log:
+        "results/logs/convert_int4.log",
+    benchmark:
+        "results/benchmarks/convert_int4.tsv"
+    conda:
+        "../environment.yml"
+    script:
+        "../scripts/convert_int4.py"

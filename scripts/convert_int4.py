@@ -1,0 +1,34 @@
+"""Rule script for convert_int4: the base model quantized by mlx-lm's own conversion."""
+
+from farense.fastblas import use_fast_blas
+
+blas = use_fast_blas()  # before mlx is imported
+
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import mlx_lm  # noqa: E402
+from mlx_lm import convert  # noqa: E402
+from mlx_lm.utils import hf_repo_to_path  # noqa: E402
+
+from farense.model_files import describe  # noqa: E402
+from farense.runlog import stage  # noqa: E402
+from farense.textio import write_json_atomic  # noqa: E402
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+with stage(smk.log[0]) as log:
+    base, out = smk.params.base, Path(smk.output.model)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    log.info("converting %s to %d bits, group size %d", base, smk.params.bits, smk.params.group_size)
+    convert(base, mlx_path=str(tmp), quantize=True, q_bits=smk.params.bits, q_group_size=smk.params.group_size)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)  # whole or not at all
+    # A hub id was downloaded into the local cache by the conversion: measure that copy.
+    base_dir = Path(base) if Path(base).exists() else hf_repo_to_path(base)
+    base_model, _ = mlx_lm.load(str(base_dir))
+    int4_model, _ = mlx_lm.load(str(out))
+    summary = {"base": describe(base_dir, base_model), "int4": describe(out, int4_model), "bits": smk.params.bits, "group_size": smk.params.group_size}
+    summary["compression"] = round(summary["base"]["weights_bytes"] / summary["int4"]["weights_bytes"], 2)
+    write_json_atomic(smk.output.summary, summary)
+    log.info("fp16 %s bytes -> int4 %s bytes, %.2f bits per weight", summary["base"]["weights_bytes"], summary["int4"]["weights_bytes"], summary["int4"]["bits_per_weight"])
