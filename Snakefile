@@ -15,7 +15,7 @@ configfile: "config/config.yaml"
 # Stops on a wrong type or an unknown key with one line naming each, then lets Snakemake's
 # validation fill in the defaults.
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
-from farense.config_check import coerce_config, config_errors, load_schema
+from farense.config_check import coerce_config, config_errors, load_schema, model_config_errors
 
 CONFIG_SCHEMA = "config/schemas/config.schema.yaml"
 schema = load_schema(str(Path(workflow.basedir) / CONFIG_SCHEMA))
@@ -24,6 +24,9 @@ problems = config_errors(config, schema)
 if problems:
     raise WorkflowError("invalid configuration:\n  " + "\n  ".join(problems))
 validate(config, schema=CONFIG_SCHEMA)
+problems = model_config_errors(config)
+if problems:
+    raise WorkflowError("invalid configuration:\n  " + "\n  ".join(problems))
 
 
 include: "rules/common.smk"

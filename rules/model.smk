@@ -11,7 +11,6 @@ rule build_base_model:
         model=directory("results/models/base"),
     params:
         tiny=config["model"]["tiny"],
-        group_size=config["quantization"]["group_size"],
     log:
         "results/logs/build_base_model.log",
     benchmark:

@@ -35,7 +35,6 @@ def train_texts(path):
 with stage(smk.log[0]) as log:
     log.info("BLAS: %s", blas)
     options = TinyModelOptions.from_config(dict(smk.params.tiny))
-    options.check(smk.params.group_size)
     out = Path(smk.output.model)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -50,14 +50,6 @@ class TinyModelOptions:
         names = cls.__dataclass_fields__
         return cls(**{k: v for k, v in cfg.items() if k in names})
 
-    def check(self, group_size: int) -> None:
-        """Quantization needs every weight's input dimension divisible by the group size."""
-        for key in ("hidden_size", "intermediate_size"):
-            if getattr(self, key) % group_size:
-                raise PipelineError(f"model.tiny.{key} ({getattr(self, key)}) must be a multiple of quantization.group_size ({group_size})")
-        if self.hidden_size % self.num_attention_heads or self.num_attention_heads % self.num_key_value_heads:
-            raise PipelineError("model.tiny: hidden_size must divide by num_attention_heads, and num_attention_heads by num_key_value_heads")
-
 
 def model_config(options: TinyModelOptions, tokenizer) -> dict:
     return {
