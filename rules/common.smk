@@ -1,6 +1,8 @@
 # Helpers shared by the rules.
 from pathlib import Path
 
+from farense.profiles import resolve_training
+
 
 def raw_files():
     """Every file under raw_dir, so that adding, editing or removing one reruns cleaning."""
@@ -29,3 +31,17 @@ def record_params():
 def base_model_input():
     """The tiny base is made by a rule; a real model is read from where the config says."""
     return rules.build_base_model.output.model if config["model"]["base"] == "tiny" else []
+
+
+def training_params():
+    """The effective training options: profile values, overridden by explicit config keys."""
+    return resolve_training(config["training"], Path(workflow.basedir) / "config" / "profiles")
+
+
+def unquantized_base():
+    """The LoRA baseline trains on the fp16 base: the tiny one the pipeline built, or the real one."""
+    return rules.build_base_model.output.model if config["model"]["base"] == "tiny" else []
+
+
+def adapter_targets():
+    return ["results/adapters/qlora"] + (["results/adapters/lora"] if config["training"]["train_lora"] else [])

@@ -40,3 +40,51 @@ rule convert_int4:
         "../environment.yml"
     script:
         "../scripts/convert_int4.py"
+
+
+rule train_qlora:
+    input:
+        model=rules.convert_int4.output.model,
+        train=rules.split_jsonl.output.train,
+        valid=rules.split_jsonl.output.valid,
+        code=library("fastblas", "training", "profiles"),
+    output:
+        adapter=directory("results/adapters/qlora"),
+    params:
+        model=lambda wildcards, input: input.model,
+        kind="int4",
+        training=training_params(),
+        data_format=config["records"]["format"],
+        checkpoints="results/checkpoints/qlora",
+    log:
+        "results/logs/train_qlora.log",
+    benchmark:
+        "results/benchmarks/train_qlora.tsv"
+    conda:
+        "../environment.yml"
+    script:
+        "../scripts/train_adapter.py"
+
+
+rule train_lora:
+    input:
+        model=unquantized_base(),
+        train=rules.split_jsonl.output.train,
+        valid=rules.split_jsonl.output.valid,
+        code=library("fastblas", "training", "profiles"),
+    output:
+        adapter=directory("results/adapters/lora"),
+    params:
+        model=lambda wildcards, input: input.model if input.model else config["model"]["base"],
+        kind="fp16",
+        training=training_params(),
+        data_format=config["records"]["format"],
+        checkpoints="results/checkpoints/lora",
+    log:
+        "results/logs/train_lora.log",
+    benchmark:
+        "results/benchmarks/train_lora.tsv"
+    conda:
+        "../environment.yml"
+    script:
+        "../scripts/train_adapter.py"

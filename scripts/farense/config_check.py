@@ -29,15 +29,19 @@ def _coerce(value, schema: dict):
         return [_coerce(v, schema["items"]) for v in value]
     if not isinstance(value, str):
         return value
-    try:
-        if kind == "integer":
-            return int(value)
-        if kind == "number":
-            return float(value)
-    except ValueError:
-        return value
-    if kind == "boolean" and value.lower() in _TRUE | _FALSE:
-        return value.lower() in _TRUE
+    kinds = kind if isinstance(kind, list) else [kind]
+    if "null" in kinds and value.lower() in ("null", "none", "~"):
+        return None
+    for kind in kinds:
+        try:
+            if kind == "integer":
+                return int(value)
+            if kind == "number":
+                return float(value)
+        except ValueError:
+            continue
+        if kind == "boolean" and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
     return value
 
 

@@ -1,0 +1,348 @@
+"""LoRA/QLoRA training: mlx-lm's tuner, and what users ask for around it.
+
+From mlx-lm: the LoRA layers (linear_to_lora_layers), the loss (default_loss), the compiled
+training step (the same shape as mlx-lm's trainer), gradient checkpointing, validation
+(evaluate) and the learning-rate schedules. Added here:
+- epochs turned into iterations from the training set's size;
+- validation every N iterations; the output adapter is the best one by validation loss;
+- early stopping with patience and minimum delta;
+- a watchdog that stops on a NaN or exploding loss, naming the step;
+- checkpoints with optimizer state every N iterations, and exact resume after a kill: data
+  order is a function of (seed, iteration) and dropout is reseeded per iteration, so a
+  resumed run ends at the same adapter as an uninterrupted one;
+- batches of similar length, with the share of padded tokens measured;
+- a metrics table (step, epoch, losses, learning rate, tokens/s, peak memory).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
+from mlx.utils import tree_flatten, tree_unflatten
+from mlx_lm.tuner.trainer import default_loss, evaluate, grad_checkpoint, iterate_batches
+
+from .errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+MODULE_PATHS = {
+    "q_proj": "self_attn.q_proj",
+    "k_proj": "self_attn.k_proj",
+    "v_proj": "self_attn.v_proj",
+    "o_proj": "self_attn.o_proj",
+    "gate_proj": "mlp.gate_proj",
+    "up_proj": "mlp.up_proj",
+    "down_proj": "mlp.down_proj",
+}
+METRIC_FIELDS = ("step", "epoch", "train_loss", "val_loss", "learning_rate", "tokens_per_second", "peak_memory_gb", "padding_share")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj")
+    num_layers: int = -1
+    batch_size: int = 2
+    grad_accumulation: int = 2
+    learning_rate: float = 2e-4
+    warmup_steps: int = 100
+    decay: str = "cosine"
+    min_learning_rate: float = 0.0
+    epochs: float = 3.0
+    max_seq_length: int = 512
+    mask_prompt: bool = True
+    grad_checkpoint: bool = False
+    seed: int = 0
+    steps_per_eval: int = 50
+    steps_per_report: int = 10
+    checkpoint_every: int = 200
+    val_batches: int = -1
+    early_stopping_patience: int = 5
+    early_stopping_min_delta: float = 0.0
+    divergence_factor: float = 10.0
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "TrainOptions":
+        names = cls.__dataclass_fields__
+        values = {k: v for k, v in cfg.items() if k in names}
+        if "target_modules" in values:
+            values["target_modules"] = tuple(values["target_modules"])
+        return cls(**values)
+
+    @property
+    def scale(self) -> float:
+        # mlx-lm's LoRA takes `scale`, the factor on the low-rank update; PEFT's alpha/rank.
+        return self.alpha / self.rank
+
+
+@dataclass
+class RunState:
+    """What a checkpoint holds besides weights, and what the summary reports."""
+
+    iteration: int = 0
+    best_val_loss: float = math.inf
+    best_step: int = -1
+    evals_without_improvement: int = 0
+    trained_tokens: int = 0
+    padded_tokens: int = 0
+    batch_tokens: int = 0
+    train_seconds: float = 0.0
+    stopped_early: bool = False
+    reference_loss: float | None = None
+    resumed_from: int | None = None
+    metrics: list = field(default_factory=list)
+
+
+def lora_config(options: TrainOptions, num_layers: int) -> dict:
+    """adapter_config.json as mlx-lm writes and reads it."""
+    keys = []
+    for name in options.target_modules:
+        if name not in MODULE_PATHS:
+            raise PipelineError(f"training.lora.target_modules: unknown module '{name}' (choose from {', '.join(MODULE_PATHS)})")
+        keys.append(MODULE_PATHS[name])
+    return {
+        "fine_tune_type": "lora",
+        "num_layers": num_layers,
+        "lora_parameters": {"rank": options.rank, "scale": options.scale, "dropout": options.dropout, "keys": keys},
+    }
+
+
+def iterations_for(n_train: int, options: TrainOptions) -> tuple[int, int]:
+    """(iterations, batches per epoch): an iteration is one batch; an optimizer step is
+    `grad_accumulation` iterations."""
+    per_epoch = n_train // options.batch_size
+    if per_epoch == 0:
+        raise PipelineError(f"the training set has {n_train} example(s), fewer than training.batch_size ({options.batch_size})")
+    iterations = max(options.grad_accumulation, int(round(options.epochs * per_epoch)))
+    return iterations - iterations % options.grad_accumulation, per_epoch
+
+
+def schedule(options: TrainOptions, total_updates: int):
+    """Linear warmup to the learning rate, then the chosen decay down to min_learning_rate."""
+    decay_steps = max(total_updates - options.warmup_steps, 1)
+    if options.decay == "cosine":
+        main = optim.cosine_decay(options.learning_rate, decay_steps, options.min_learning_rate)
+    elif options.decay == "linear":
+        main = optim.linear_schedule(options.learning_rate, options.min_learning_rate, decay_steps)
+    else:
+        main = lambda step: mx.array(options.learning_rate)  # noqa: E731 (constant)
+    if options.warmup_steps <= 0:
+        return main
+    warmup = optim.linear_schedule(0.0, options.learning_rate, options.warmup_steps)
+    return optim.join_schedules([warmup, main], [options.warmup_steps])
+
+
+class LengthBatches:
+    """Batches of similar length (sorted, then cut), visited in an order that depends only on
+    (seed, epoch): iteration i always sees the same batch, which makes resume exact."""
+
+    def __init__(self, dataset, batch_size: int, max_seq_length: int, seed: int):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.max_seq_length = max_seq_length
+        self.seed = seed
+        order = sorted(range(len(dataset)), key=dataset.itemlen)
+        self.batches = [order[i : i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def batch(self, iteration: int):
+        """(tokens, lengths, real tokens, padded size) for a 0-based iteration number."""
+        epoch, position = divmod(iteration, len(self.batches))
+        permutation = np.random.default_rng([self.seed, epoch]).permutation(len(self.batches))
+        items = [self.dataset[j] for j in self.batches[permutation[position]]]
+        tokens, offsets = zip(*items)
+        lengths = [min(len(t), self.max_seq_length) for t in tokens]
+        width = min(1 + 32 * ((max(lengths) + 31) // 32), self.max_seq_length)  # as mlx-lm pads
+        array = np.zeros((len(items), width), np.int32)
+        for row, (t, n) in enumerate(zip(tokens, lengths)):
+            array[row, :n] = t[:n]
+        return mx.array(array), mx.array(list(zip(offsets, lengths))), sum(lengths), len(items) * width
+
+
+def fingerprint(options: TrainOptions, inputs: dict[str, str]) -> str:
+    """What a checkpoint must match to be resumed: the options and the inputs' hashes."""
+    payload = json.dumps({"options": asdict(options), "inputs": inputs}, sort_keys=True)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+def _save_checkpoint(directory: Path, model, optimizer, state: RunState, run_id: str) -> None:
+    """Adapters, optimizer state and counters, written to a new folder then swapped in."""
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    mx.save_safetensors(str(tmp / "adapters.safetensors"), dict(tree_flatten(model.trainable_parameters())))
+    mx.save_safetensors(str(tmp / "optimizer.safetensors"), dict(tree_flatten(optimizer.state)))
+    shutil.copyfile(directory.parent / "best.safetensors", tmp / "best.safetensors")
+    (tmp / "state.json").write_text(json.dumps({"run": run_id, **asdict(state)}, indent=1), encoding="utf-8")
+    shutil.rmtree(directory, ignore_errors=True)
+    tmp.rename(directory)
+
+
+def _load_checkpoint(directory: Path, model, optimizer, run_id: str) -> RunState | None:
+    state_file = directory / "state.json"
+    if not state_file.exists():
+        return None
+    saved = json.loads(state_file.read_text(encoding="utf-8"))
+    if saved.pop("run") != run_id:
+        log.info("checkpoint in %s belongs to another configuration or data: starting afresh", directory)
+        return None
+    model.load_weights(str(directory / "adapters.safetensors"), strict=False)
+    optimizer.state = tree_unflatten(list(mx.load(str(directory / "optimizer.safetensors")).items()))
+    shutil.copyfile(directory / "best.safetensors", directory.parent / "best.safetensors")  # the best as of then
+    return RunState(**saved)
+
+
+def train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, checkpoint_dir: Path, run_id: str, progress=None) -> RunState:
+    """Train LoRA adapters on `model` (layers already converted); write the best adapter to out_dir."""
+    batches = LengthBatches(train_set, options.batch_size, options.max_seq_length, options.seed)
+    iterations, per_epoch = iterations_for(len(train_set), options)
+    optimizer = optim.Adam(learning_rate=schedule(options, iterations // options.grad_accumulation))
+    optimizer.init(model.trainable_parameters())
+    last = checkpoint_dir / "last"
+    state = _load_checkpoint(last, model, optimizer, run_id)
+    if state is None:
+        state = RunState()
+    else:
+        state.resumed_from = state.iteration
+        log.info("resuming from the checkpoint at iteration %d", state.iteration)
+    if options.grad_checkpoint:
+        grad_checkpoint(model.layers[0])
+
+    loss_and_grad = nn.value_and_grad(model, default_loss)
+    compiled_state = [model.state, optimizer.state, mx.random.state]
+
+    # mlx-lm's training step: accumulate gradients, update every grad_accumulation batches.
+    @partial(mx.compile, inputs=compiled_state, outputs=compiled_state)
+    def step(batch, lengths, previous, do_update):
+        (loss, tokens), grads = loss_and_grad(model, batch, lengths)
+        if previous is not None:
+            grads = tree_map_add(grads, previous)
+        if do_update:
+            if options.grad_accumulation > 1:
+                grads = tree_scale(grads, 1.0 / options.grad_accumulation)
+            optimizer.update(model, grads)
+            grads = None
+        return loss, tokens, grads
+
+    def validate() -> float:
+        return evaluate(model, valid_set, options.batch_size, options.val_batches, options.max_seq_length, default_loss, iterate_batches)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    best_file = checkpoint_dir / "best.safetensors"
+    if state.iteration == 0:
+        val = validate()
+        state.metrics.append(_row(0, 0.0, None, val, 0.0, None, None, None))
+        state.best_val_loss, state.best_step = val, 0
+        mx.save_safetensors(str(best_file), dict(tree_flatten(model.trainable_parameters())))
+        log.info("step 0: validation loss %.4f", val)
+
+    model.train()
+    accumulated, window_loss, window_steps, window_tokens, window_time = None, 0.0, 0, 0, 0.0
+    while state.iteration < iterations:
+        it = state.iteration + 1
+        batch, lengths, real, padded = batches.batch(state.iteration)
+        mx.random.seed(options.seed * 1_000_003 + it)  # dropout depends on the iteration only
+        tic = time.perf_counter()
+        loss, tokens, accumulated = step(batch, lengths, accumulated, it % options.grad_accumulation == 0)
+        mx.eval(compiled_state, loss, accumulated)
+        seconds = time.perf_counter() - tic
+        loss_value = loss.item()
+        if state.reference_loss is None:
+            state.reference_loss = loss_value
+        if not math.isfinite(loss_value) or loss_value > options.divergence_factor * state.reference_loss:
+            raise PipelineError(
+                f"training diverged at step {it} (loss {loss_value:.4g}): lower training.learning_rate "
+                f"(now {options.learning_rate:g}) or raise training.warmup_steps (now {options.warmup_steps}); "
+                f"the checkpoints saved before (best: step {state.best_step}) are kept in {checkpoint_dir}"
+            )
+        state.iteration = it
+        state.trained_tokens += int(tokens.item())
+        state.batch_tokens += padded
+        state.padded_tokens += padded - real
+        state.train_seconds += seconds
+        window_loss += loss_value
+        window_steps += 1
+        window_tokens += int(tokens.item())
+        window_time += seconds
+        if progress is not None:
+            progress(it, iterations, loss_value)
+
+        evaluate_now = it % options.steps_per_eval == 0 or it == iterations
+        if it % options.steps_per_report == 0 or evaluate_now:
+            val = None
+            if evaluate_now:
+                val = validate()
+                model.train()
+                improved = val < state.best_val_loss - options.early_stopping_min_delta
+                if improved:
+                    state.best_val_loss, state.best_step, state.evals_without_improvement = val, it, 0
+                    mx.save_safetensors(str(best_file), dict(tree_flatten(model.trainable_parameters())))
+                else:
+                    state.evals_without_improvement += 1
+            learning_rate = float(optimizer.learning_rate.item())
+            row = _row(
+                it, it / per_epoch, window_loss / window_steps, val, learning_rate,
+                window_tokens / window_time if window_time else None, mx.get_peak_memory() / 1e9, state.padded_tokens / max(state.batch_tokens, 1),
+            )
+            state.metrics.append(row)
+            log.info("step %d/%d epoch %.2f train %.4f%s lr %.2e %.0f tok/s peak %.3f GB", it, iterations, row["epoch"], row["train_loss"],
+                     f" val {val:.4f}" if val is not None else "", learning_rate, row["tokens_per_second"] or 0, row["peak_memory_gb"])
+            window_loss, window_steps, window_tokens, window_time = 0.0, 0, 0, 0.0
+            if evaluate_now and state.evals_without_improvement >= options.early_stopping_patience > 0:
+                state.stopped_early = True
+                log.info("early stop at step %d: no improvement over %.4f (step %d) in %d evaluations", it, state.best_val_loss, state.best_step, options.early_stopping_patience)
+        if accumulated is None and (it % options.checkpoint_every == 0 or state.stopped_early):
+            _save_checkpoint(last, model, optimizer, state, run_id)
+        if state.stopped_early:
+            break
+
+    shutil.copyfile(best_file, out_dir / "adapters.safetensors")
+    write_metrics(state.metrics, out_dir / "metrics.csv")
+    return state
+
+
+def tree_map_add(a, b):
+    from mlx.utils import tree_map
+
+    return tree_map(lambda x, y: x + y, a, b)
+
+
+def tree_scale(a, factor: float):
+    from mlx.utils import tree_map
+
+    return tree_map(lambda x: x * factor, a)
+
+
+def _row(step, epoch, train_loss, val_loss, lr, tps, peak, padding) -> dict:
+    def r(x, n=6):
+        return None if x is None else round(float(x), n)
+
+    return {
+        "step": step, "epoch": r(epoch, 4), "train_loss": r(train_loss), "val_loss": r(val_loss), "learning_rate": r(lr, 10),
+        "tokens_per_second": r(tps, 1), "peak_memory_gb": r(peak, 4), "padding_share": r(padding, 4),
+    }
+
+
+def write_metrics(rows: list[dict], path: Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=METRIC_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
