@@ -1,0 +1,142 @@
+"""QLoRA/LoRA training with the real mlx-lm on the tiny test model: the recipe's extras, resume, interop."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ROOT, snakemake
+from farense.profiles import GIB, pick_profile, resolve_training
+
+TINY = str(ROOT / "tests/config/tiny.yaml")
+CONFIG = ("--configfile", "config/config.yaml", TINY)
+
+
+@pytest.fixture(scope="module")
+def trained(built_data):
+    snakemake(built_data, "results/adapters/qlora", "results/adapters/lora", *CONFIG)
+    return built_data
+
+
+def load_adapter(path):
+    import mlx.core as mx
+
+    return {k: np.array(v) for k, v in mx.load(str(path)).items()}
+
+
+def test_training_improves_validation_loss_and_writes_what_users_read(trained):
+    for name in ("qlora", "lora"):
+        out = trained / "results/adapters" / name
+        summary = json.loads((out / "training_summary.json").read_text())
+        assert summary["best_val_loss"] < summary["initial_val_loss"]
+        assert summary["iterations"] == 40 and summary["tokens_per_second"] > 0 and 0 <= summary["padding_share"] < 1
+        metrics = pd.read_csv(out / "metrics.csv")
+        assert list(metrics.columns) == ["step", "epoch", "train_loss", "val_loss", "learning_rate", "tokens_per_second", "peak_memory_gb", "padding_share"]
+        evals = metrics.dropna(subset=["val_loss"])
+        assert summary["best_step"] == int(evals.loc[evals["val_loss"].idxmin(), "step"])
+        config = json.loads((out / "adapter_config.json").read_text())
+        # alpha 16 and rank 8 become mlx-lm's scale 2.0
+        assert config["lora_parameters"] == {"rank": 8, "scale": 2.0, "dropout": 0.0, "keys": ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"]}
+        # warmup: the learning rate climbs for 5 updates (10 iterations), then decays
+        assert metrics["learning_rate"].iloc[2] > metrics["learning_rate"].iloc[1] and metrics["learning_rate"].iloc[-1] < metrics["learning_rate"].max()
+    assert json.loads((trained / "results/adapters/qlora/training_summary.json").read_text())["model"].endswith("base-int4")
+
+
+def test_mlx_lm_loads_the_adapter_generates_and_tests(trained):
+    code = (
+        "import mlx_lm\n"
+        "model, tok = mlx_lm.load('results/models/base-int4', adapter_path='results/adapters/qlora')\n"
+        "prompt = tok.apply_chat_template([{'role': 'user', 'content': 'Quem foi Hassan Nader?'}], add_generation_prompt=True)\n"
+        "print(repr(mlx_lm.generate(model, tok, prompt=prompt, max_tokens=8)))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=trained, check=True, capture_output=True, text=True)
+    test = subprocess.run(
+        [sys.executable, "-m", "mlx_lm", "lora", "--model", "results/models/base-int4", "--adapter-path", "results/adapters/qlora", "--data", "results/data", "--test"],
+        cwd=trained, check=True, capture_output=True, text=True,
+    )
+    assert "Test loss" in test.stdout + test.stderr
+
+
+def test_early_stopping_keeps_the_best_adapter(trained):
+    # No validation can beat the best by 10 nats: training stops at the first validation after step 0
+    # with patience 1, and the adapter kept is the one of step 0.
+    snakemake(trained, "results/adapters/qlora", *CONFIG, "--config", 'training={"early_stopping": {"patience": 1, "min_delta": 10.0}}')
+    summary = json.loads((trained / "results/adapters/qlora/training_summary.json").read_text())
+    assert summary["stopped_early"] and summary["iterations"] == 10 and summary["best_step"] == 0
+    adapter = load_adapter(trained / "results/adapters/qlora/adapters.safetensors")
+    assert all(not v.any() for k, v in adapter.items() if k.endswith("lora_b"))  # LoRA starts at zero
+
+
+def test_divergence_watchdog_names_the_step(trained):
+    proc = snakemake(trained, "results/adapters/qlora", *CONFIG, "--config", 'training={"learning_rate": 1e30, "warmup_steps": 0}', check=False)
+    assert proc.returncode != 0
+    assert "training diverged at step" in proc.stdout and "lower training.learning_rate" in proc.stdout
+    assert (trained / "results/checkpoints/qlora/best.safetensors").exists()
+    assert not (trained / "results/adapters/qlora").exists()
+
+
+def test_resume_after_a_kill_ends_at_the_same_adapter(trained):
+    longer = ("--config", 'training={"epochs": 2.0, "checkpoint_every": 20}')
+    shutil.rmtree(trained / "results/checkpoints/qlora", ignore_errors=True)
+    snakemake(trained, "results/adapters/qlora", *CONFIG, *longer, "--forcerun", "train_qlora")
+    reference = load_adapter(trained / "results/adapters/qlora/adapters.safetensors")
+    assert json.loads((trained / "results/adapters/qlora/training_summary.json").read_text())["resumed_from"] is None
+
+    shutil.rmtree(trained / "results/checkpoints/qlora")
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "results/adapters/qlora", *CONFIG, *longer, "--forcerun", "train_qlora"]
+    proc = subprocess.Popen(cmd, cwd=trained, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    state = trained / "results/checkpoints/qlora/last/state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if state.exists() and json.loads(state.read_text())["iteration"] >= 40:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "training finished before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads(state.read_text())["iteration"]
+    assert killed_at >= 40
+
+    # What a user does after a kill: unlock the working directory, run the same target again.
+    snakemake(trained, "--unlock", *CONFIG)
+    snakemake(trained, "results/adapters/qlora", *CONFIG, *longer)
+    summary = json.loads((trained / "results/adapters/qlora/training_summary.json").read_text())
+    n_train = len((trained / "results/data/train.jsonl").read_text().splitlines())
+    assert summary["resumed_from"] == killed_at and summary["iterations"] == 2 * (n_train // 2)
+    resumed = load_adapter(trained / "results/adapters/qlora/adapters.safetensors")
+    assert resumed.keys() == reference.keys()
+    assert max(float(np.abs(resumed[k] - reference[k]).max()) for k in reference) < 1e-5
+
+
+def test_learning_rate_change_reruns_training_only(trained):
+    jobs = snakemake(trained, "-n", "results/adapters/qlora", "results/adapters/lora", *CONFIG, "--config", 'training={"learning_rate": 0.003}').stdout
+    table = jobs.split("Job stats:")[1].split("total")[0]
+    assert "train_qlora" in table and "train_lora" in table
+    for upstream in ("clean_text", "build_records", "split_jsonl", "build_base_model", "convert_int4"):
+        assert upstream not in table
+
+
+@pytest.mark.parametrize("memory, profile", [(8 * GIB, "8gb"), (16 * GIB, "16gb"), (24 * GIB, "16gb"), (64 * GIB, "32gb")])
+def test_auto_profile_follows_memory(memory, profile):
+    assert pick_profile(memory) == profile
+
+
+def test_profiles_and_overrides():
+    import yaml
+
+    training = yaml.safe_load((ROOT / "config/config.yaml").read_text())["training"]
+    profiles = ROOT / "config/profiles"
+    eight = resolve_training(dict(training, profile="auto"), profiles, memory_bytes=8 * GIB)
+    assert eight["profile"] == "auto -> 8gb"
+    assert (eight["batch_size"], eight["grad_accumulation"], eight["max_seq_length"], eight["grad_checkpoint"]) == (1, 2, 256, True)
+    big = resolve_training(dict(training, profile="32gb", max_seq_length=2048), profiles)
+    assert (big["batch_size"], big["grad_accumulation"], big["max_seq_length"]) == (4, 1, 2048)
+    default = resolve_training(training, profiles)
+    assert (default["batch_size"], default["grad_accumulation"], default["max_seq_length"], default["learning_rate"], default["warmup_steps"]) == (2, 2, 512, 0.0002, 100)
