@@ -44,4 +44,5 @@ def unquantized_base():
 
 
 def adapter_targets():
-    return ["results/adapters/qlora"] + (["results/adapters/lora"] if config["training"]["train_lora"] else [])
+    """QLoRA always; the LoRA baseline unless training.train_lora is off."""
+    return [rules.train_qlora.output.adapter] + ([rules.train_lora.output.adapter] if config["training"]["train_lora"] else [])

@@ -24,7 +24,7 @@ rule build_base_model:
 rule convert_int4:
     input:
         base=base_model_input(),
-        code=library("fastblas", "model_files"),
+        code=library("fastblas", "model_files", "tokenizer_build"),
     output:
         model=directory("results/models/base-int4"),
         summary="results/models/conversion.json",
@@ -47,7 +47,7 @@ rule train_qlora:
         model=rules.convert_int4.output.model,
         train=rules.split_jsonl.output.train,
         valid=rules.split_jsonl.output.valid,
-        code=library("fastblas", "training", "profiles"),
+        code=library("fastblas", "training", "profiles", "tokenizer_build"),
     output:
         adapter=directory("results/adapters/qlora"),
     params:
@@ -71,7 +71,7 @@ rule train_lora:
         model=unquantized_base(),
         train=rules.split_jsonl.output.train,
         valid=rules.split_jsonl.output.valid,
-        code=library("fastblas", "training", "profiles"),
+        code=library("fastblas", "training", "profiles", "tokenizer_build"),
     output:
         adapter=directory("results/adapters/lora"),
     params:

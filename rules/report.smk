@@ -6,6 +6,9 @@ rule report:
         clean_stats=rules.clean_text.output.stats,
         records_stats=rules.build_records.output.stats,
         split_stats=rules.split_jsonl.output.stats,
+        conversion=rules.convert_int4.output.summary,
+        base=base_model_input(),
+        adapters=adapter_targets(),
         code=library("report_html"),
     output:
         html="results/report.html",

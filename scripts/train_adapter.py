@@ -26,6 +26,7 @@ from tqdm import tqdm  # noqa: E402
 from farense.errors import PipelineError  # noqa: E402
 from farense.runlog import stage  # noqa: E402
 from farense.textio import write_json_atomic  # noqa: E402
+from farense.tokenizer_build import CHAT_TEMPLATE  # noqa: E402
 from farense.training import TrainOptions, fingerprint, lora_config, train  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
@@ -54,6 +55,10 @@ with stage(smk.log[0]) as log:
     data_dir = Path(smk.input.train).parent
     log.info("BLAS: %s; profile %s; model %s", blas, settings.get("profile"), model_path)
     model, tokenizer = mlx_lm.load(model_path)
+    if smk.params.data_format == "chat" and not getattr(tokenizer, "chat_template", None):
+        # Base models such as Mistral-7B-v0.1 ship none; chat data needs one.
+        tokenizer.chat_template = CHAT_TEMPLATE
+        log.info("the tokenizer has no chat template: using the Mistral-instruct one ([INST] ... [/INST])")
     quantized = any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
     # On a CPU, MLX is fast in float32 only (BLAS); its int4 and float16 kernels are 10-20x
     # slower there. So "auto" trains in float32 on a CPU, against the dequantized int4 weights

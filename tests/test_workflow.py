@@ -6,7 +6,11 @@ import shutil
 
 import pytest
 
-from conftest import snakemake
+from conftest import ROOT, snakemake
+
+# The report depends on the trained adapters: build it with the very small test model.
+TINY = ("--configfile", "config/config.yaml", str(ROOT / "tests/config/tiny.yaml"))
+MODEL_STAGES = {"build_base_model": 1, "convert_int4": 1, "train_qlora": 1, "train_lora": 1, "report": 1}
 
 DATA_TARGETS = ("results/data/train.jsonl", "results/data/valid.jsonl", "results/data/test.jsonl")
 
@@ -35,27 +39,34 @@ def test_data_targets_build_then_nothing_to_do(workflow):
 
 
 def test_report_target_builds_everything(workflow):
-    snakemake(workflow, "results/report.html")
+    out = snakemake(workflow, "results/report.html", *TINY).stdout
+    for rule in ("clean_text", "build_records", "split_jsonl", *MODEL_STAGES):
+        assert f"rule {rule}:" in out, rule
     page = (workflow / "results/report.html").read_text()
-    assert "Leakage check" in page and "Conflicting answers" in page
-    assert planned_jobs(workflow, "results/report.html") == {}
+    assert "Leakage check" in page and "Conflicting answers" in page and "Model and training" in page
+    assert planned_jobs(workflow, "results/report.html", *TINY) == {}
 
 
 def test_only_changed_stages_rerun(workflow):
-    snakemake(workflow, "results/report.html")
-    # a new split seed: the split and what follows, not cleaning or records
-    assert planned_jobs(workflow, "results/report.html", "--config", 'split={"seed": 7}') == {"split_jsonl": 1, "report": 1}
+    snakemake(workflow, "results/report.html", *TINY)
+    # a new split seed: the split and what follows (the tiny base is pretrained on the training
+    # split), not cleaning or records
+    assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'split={"seed": 7}') == {"split_jsonl": 1, **MODEL_STAGES}
     # a record option: records onwards
-    assert planned_jobs(workflow, "results/report.html", "--config", 'records={"chunk_size_chars": 600}') == {"build_records": 1, "split_jsonl": 1, "report": 1}
+    assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'records={"chunk_size_chars": 600}') == {"build_records": 1, "split_jsonl": 1, **MODEL_STAGES}
+    # a training option: training and the report only
+    assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'training={"learning_rate": 0.003}') == {"train_qlora": 1, "train_lora": 1, "report": 1}
+    # the LoRA baseline switched off: nothing to train, the report changes
+    assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'training={"train_lora": false}') == {"report": 1}
     # an edited raw file: cleaning onwards
     raw = workflow / "resources/raw/estadios.txt"
     raw.write_bytes(raw.read_bytes() + "\nO São Luís fica no centro de Faro.\n".encode("utf-8"))
-    assert planned_jobs(workflow, "results/report.html") == {"clean_text": 1, "build_records": 1, "split_jsonl": 1, "report": 1}
+    assert planned_jobs(workflow, "results/report.html", *TINY) == {"clean_text": 1, "build_records": 1, "split_jsonl": 1, **MODEL_STAGES}
     # an edited library module that a stage imports: that stage onwards
-    snakemake(workflow, "results/report.html")
-    module = workflow / "scripts/farense/splitting.py"
+    snakemake(workflow, "results/report.html", *TINY)
+    module = workflow / "scripts/farense/training.py"
     module.write_text(module.read_text() + "\n")
-    assert planned_jobs(workflow, "results/report.html") == {"split_jsonl": 1, "report": 1}
+    assert planned_jobs(workflow, "results/report.html", *TINY) == {"train_qlora": 1, "train_lora": 1, "report": 1}
 
 
 def test_seed_changes_the_split_files(workflow):

@@ -168,7 +168,73 @@ def data_section(clean: dict, records: dict, split: dict) -> str:
     return "".join(out)
 
 
-def build_report(clean: dict, records: dict, split: dict, config: dict, stage_graph: str = "") -> str:
+def line_chart_svg(series: dict[str, list[tuple[float, float]]], width: int = 640, height: int = 220, xlabel: str = "", ylabel: str = "") -> str:
+    """Lines through (x, y) points, one per series, inline SVG."""
+    colours = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return "<p><small>no data</small></p>"
+    xs = [x for pts in series.values() for x, _ in pts]
+    ys = [y for pts in series.values() for _, y in pts]
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    pad, w, h = 50, width - 60, height - 45
+    x = lambda v: pad + (v - x0) / ((x1 - x0) or 1) * w  # noqa: E731
+    y = lambda v: 10 + h - (v - y0) / ((y1 - y0) or 1) * h  # noqa: E731
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
+    parts.append(f'<line x1="{pad}" y1="{10 + h}" x2="{pad + w}" y2="{10 + h}" stroke="#333"/><line x1="{pad}" y1="10" x2="{pad}" y2="{10 + h}" stroke="#333"/>')
+    parts.append(f'<text x="{pad}" y="{height - 8}" font-size="11">{num(x0)}</text><text x="{pad + w - 30}" y="{height - 8}" font-size="11">{num(x1)}</text>')
+    parts.append(f'<text x="{pad + w / 2 - 30}" y="{height - 8}" font-size="11">{esc(xlabel)}</text>')
+    parts.append(f'<text x="2" y="18" font-size="11">{num(round(y1, 4))}</text><text x="2" y="{10 + h}" font-size="11">{num(round(y0, 4))}</text>')
+    parts.append(f'<text x="2" y="{10 + h / 2}" font-size="11">{esc(ylabel)}</text>')
+    for i, (name, points) in enumerate(series.items()):
+        colour = colours[i % len(colours)]
+        coords = " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in points)
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{coords}"/>')
+        parts.append(f'<text x="{pad + w - 150}" y="{22 + 14 * i}" font-size="12" fill="{colour}">{esc(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def model_section(conversion: dict, base: dict, trainings: dict[str, dict]) -> str:
+    """Base model, int4 conversion, and each adapter's training (summary, curves)."""
+    out = ["<section><h2>Model and training</h2>"]
+    kind = "a tiny Mistral-architecture model built by the pipeline (seeded, tokenizer trained on the corpus, short pretraining on the training split)" if base.get("kind") == "tiny" else esc(conversion["base"]["path"])
+    out.append(f"<p>Base model: {kind}" + (f", {num(base['parameters'])} parameters." if base.get("parameters") else ".") + "</p>")
+    b, q = conversion["base"], conversion["int4"]
+    out.append(
+        table(
+            ["model", "weights on disk (bytes)", "bits per weight", "parameters"],
+            [["base (fp16)", b["weights_bytes"], b["bits_per_weight"], b["parameters"]], [f"int{conversion['bits']} (group {conversion['group_size']})", q["weights_bytes"], q["bits_per_weight"], q["parameters"]]],
+            {1, 2, 3},
+        )
+    )
+    out.append(f"<p>The int{conversion['bits']} model is {num(conversion['compression'])} times smaller on disk.</p>")
+    rows = []
+    for name, (summary, _) in trainings.items():
+        rows.append([
+            name, summary["compute"], summary["profile"], summary["iterations"], summary["best_step"], round(summary["initial_val_loss"], 4),
+            round(summary["best_val_loss"], 4), "yes" if summary["stopped_early"] else "no", summary["tokens_per_second"], summary["train_seconds"],
+            summary["peak_memory_gb"], summary["adapter_bytes"], round(100 * summary["padding_share"], 1),
+        ])
+    out.append(
+        table(
+            ["adapter", "compute", "profile", "iterations", "best step", "validation loss at step 0", "best validation loss", "stopped early",
+             "tokens/s", "training seconds", "peak memory (GB)", "adapter bytes", "padding %"],
+            rows, set(range(3, 13)),
+        )
+    )
+    for name, (summary, metrics) in trainings.items():
+        train = [(m["step"], m["train_loss"]) for m in metrics if m["train_loss"] is not None]
+        val = [(m["step"], m["val_loss"]) for m in metrics if m["val_loss"] is not None]
+        out.append(f"<h3>{esc(name)}: loss</h3>" + line_chart_svg({"train": train, "validation": val}, xlabel="iteration", ylabel="loss"))
+        lr = [(m["step"], m["learning_rate"]) for m in metrics if m["learning_rate"] is not None]
+        out.append(f"<h3>{esc(name)}: learning rate</h3>" + line_chart_svg({"learning rate": lr}, height=160, xlabel="iteration"))
+    out.append(f"<p><small>BLAS: {esc(next(iter(trainings.values()))[0]['blas'] if trainings else '')}</small></p>")
+    out.append("</section>")
+    return "".join(out)
+
+
+def build_report(clean: dict, records: dict, split: dict, config: dict, model: str = "") -> str:
     made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     splits = split["splits"]
     summary = (
@@ -194,6 +260,7 @@ def build_report(clean: dict, records: dict, split: dict, config: dict, stage_gr
         f"<header><h1>Farense QLoRA pipeline: report</h1><p>Built {esc(made)}</p></header><main>"
         + summary
         + data_section(clean, records, split)
+        + model
         + environment
         + "</main></body></html>"
     )
