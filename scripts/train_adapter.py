@@ -109,6 +109,8 @@ with stage(smk.log[0]) as log:
     final = next((m for m in reversed(state.metrics) if m["train_loss"] is not None), {})
     summary = {
         "adapter": out.name,
+        "run": run_id,
+        "inputs": inputs,
         "model": model_path,
         "profile": settings.get("profile"),
         "compute": compute_note,

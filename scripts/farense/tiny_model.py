@@ -40,7 +40,7 @@ class TinyModelOptions:
     vocab_size: int = 2048
     max_position_embeddings: int = 2048
     seed: int = 0
-    pretrain_steps: int = 200
+    pretrain_steps: int = 80
     pretrain_batch_size: int = 8
     pretrain_seq_length: int = 128
     pretrain_learning_rate: float = 2e-3
