@@ -26,7 +26,8 @@ with stage(smk.log[0]) as log:
     for adapter in smk.input.adapters:
         folder = Path(adapter)
         trainings[folder.name] = (load(folder / "training_summary.json"), metrics(folder / "metrics.csv"))
-    base_info = Path(smk.input.base[0]) / "farense_base.json" if smk.input.base else None
+    base_dir = smk.input.get("base")  # the tiny base's folder; absent for a model named in the config
+    base_info = Path(base_dir) / "farense_base.json" if isinstance(base_dir, str) and base_dir else None
     base = load(base_info) if base_info and base_info.exists() else {}
     model = model_section(load(smk.input.conversion), base, trainings)
     page = build_report(load(smk.input.clean_stats), load(smk.input.records_stats), load(smk.input.split_stats), dict(smk.params.config), model)

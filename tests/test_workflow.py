@@ -44,6 +44,8 @@ def test_report_target_builds_everything(workflow):
         assert f"rule {rule}:" in out, rule
     page = (workflow / "results/report.html").read_text()
     assert "Leakage check" in page and "Conflicting answers" in page and "Model and training" in page
+    assert "a tiny Mistral-architecture model built by the pipeline" in page
+    assert page.count("polyline") >= 5  # length histogram, loss and learning-rate curves of both adapters
     assert planned_jobs(workflow, "results/report.html", *TINY) == {}
 
 

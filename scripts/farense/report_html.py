@@ -33,6 +33,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .ok{color:#0a7d27;font-weight:bold}.bad{color:#b00020;font-weight:bold}
 pre{background:#f5f5f5;padding:10px;overflow-x:auto;font-size:12px}
 small{color:#666}
+.scroll{overflow-x:auto}
 """
 
 
@@ -54,7 +55,7 @@ def table(headers: list[str], rows: list[list], numeric: set[int] = frozenset())
         "<tr>" + "".join(f'<td class="num">{num(c)}</td>' if i in numeric else f"<td>{esc(c)}</td>" for i, c in enumerate(row)) + "</tr>"
         for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def cards(items: list[tuple[str, object]]) -> str:
