@@ -140,3 +140,22 @@ def test_profiles_and_overrides():
     assert (big["batch_size"], big["grad_accumulation"], big["max_seq_length"]) == (4, 1, 2048)
     default = resolve_training(training, profiles)
     assert (default["batch_size"], default["grad_accumulation"], default["max_seq_length"], default["learning_rate"], default["warmup_steps"]) == (2, 2, 512, 0.0002, 100)
+
+
+def test_a_model_directory_named_in_the_config_is_used_as_the_base(trained, tmp_path):
+    # The path a real model takes (Mistral-7B-v0.1 from a local folder): no tiny base is built,
+    # the folder is converted and trained on as it is.
+    model_dir = tmp_path / "meu-modelo"
+    shutil.copytree(trained / "results/models/base", model_dir)
+    (model_dir / "chat_template.jinja").unlink()  # as Mistral-7B-v0.1, which ships no chat template
+    other = ("--config", f'model={{"base": "{model_dir}"}}')
+    jobs = snakemake(trained, "-n", "results/adapters/qlora", "results/adapters/lora", *CONFIG, *other).stdout
+    assert "build_base_model" not in jobs and "convert_int4" in jobs
+    snakemake(trained, "results/adapters/qlora", "results/adapters/lora", *CONFIG, *other)
+    conversion = json.loads((trained / "results/models/conversion.json").read_text())
+    assert conversion["base"]["path"] == str(model_dir)
+    assert "[INST]" in (trained / "results/models/base-int4/chat_template.jinja").read_text()  # added by the pipeline
+    for name in ("qlora", "lora"):
+        summary = json.loads((trained / f"results/adapters/{name}/training_summary.json").read_text())
+        assert summary["best_val_loss"] < summary["initial_val_loss"]
+    assert json.loads((trained / "results/adapters/lora/training_summary.json").read_text())["model"] == str(model_dir)
