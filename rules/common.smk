@@ -1,6 +1,8 @@
 # Helpers shared by the rules.
+import os
 from pathlib import Path
 
+from farense.imports import project_modules
 from farense.profiles import resolve_training
 
 
@@ -12,10 +14,11 @@ def raw_files():
     return sorted(str(p) for p in raw.rglob("*") if p.is_file())
 
 
-def library(*modules):
-    """Project modules that a script imports, listed as inputs so that editing one reruns its job
-    (Snakemake itself only tracks the script file)."""
-    return [f"scripts/farense/{m}.py" for m in ("__init__", "errors", "runlog", "textio", *modules)]
+def code_of(script):
+    """The project modules a script imports, directly or through each other; as inputs, editing one
+    reruns the job (Snakemake itself only tracks the script file)."""
+    paths = project_modules(Path(workflow.basedir) / "scripts" / script)
+    return [os.path.relpath(p) if not os.path.relpath(p).startswith("..") else p for p in paths]
 
 
 def jsonl_schema():

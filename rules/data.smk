@@ -4,7 +4,7 @@
 rule clean_text:
     input:
         raw=raw_files(),
-        code=library("cleaning", "markup", "mojibake", "dedup", "corpus"),
+        code=code_of("clean_text.py"),
     output:
         corpus="results/clean/corpus.parquet",
         stats="results/clean/stats.json",
@@ -24,7 +24,7 @@ rule clean_text:
 rule build_records:
     input:
         corpus=rules.clean_text.output.corpus,
-        code=library("records"),
+        code=code_of("build_records.py"),
     output:
         records="results/data/records.parquet",
         stats="results/data/records_stats.json",
@@ -44,7 +44,7 @@ rule split_jsonl:
     input:
         records=rules.build_records.output.records,
         schema=jsonl_schema(),
-        code=library("dedup", "records", "splitting"),
+        code=code_of("split_jsonl.py"),
     output:
         train="results/data/train.jsonl",
         valid="results/data/valid.jsonl",

@@ -6,7 +6,7 @@ rule build_base_model:
     input:
         corpus=rules.clean_text.output.corpus,
         train=rules.split_jsonl.output.train,
-        code=library("fastblas", "tokenizer_build", "tiny_model"),
+        code=code_of("build_base_model.py"),
     output:
         model=directory("results/models/base"),
     params:
@@ -24,7 +24,7 @@ rule build_base_model:
 rule convert_int4:
     input:
         base=base_model_input(),
-        code=library("fastblas", "model_files", "tokenizer_build"),
+        code=code_of("convert_int4.py"),
     output:
         model=directory("results/models/base-int4"),
         summary="results/models/conversion.json",
@@ -47,7 +47,7 @@ rule train_qlora:
         model=rules.convert_int4.output.model,
         train=rules.split_jsonl.output.train,
         valid=rules.split_jsonl.output.valid,
-        code=library("fastblas", "training", "profiles", "tokenizer_build"),
+        code=code_of("train_adapter.py"),
     output:
         adapter=directory("results/adapters/qlora"),
     params:
@@ -71,7 +71,7 @@ rule train_lora:
         model=unquantized_base(),
         train=rules.split_jsonl.output.train,
         valid=rules.split_jsonl.output.valid,
-        code=library("fastblas", "training", "profiles", "tokenizer_build"),
+        code=code_of("train_adapter.py"),
     output:
         adapter=directory("results/adapters/lora"),
     params:

@@ -9,7 +9,7 @@ rule report:
         conversion=rules.convert_int4.output.summary,
         base=base_model_input(),
         adapters=adapter_targets(),
-        code=library("report_html"),
+        code=code_of("report.py"),
     output:
         html="results/report.html",
     params:

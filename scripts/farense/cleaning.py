@@ -12,6 +12,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from .markup import html_to_text, markdown_to_text
+from .options import from_config
 from .mojibake import fix_mojibake
 
 # Every count a document can carry, in the order the steps run. The names are the
@@ -45,10 +46,7 @@ class CleaningOptions:
     running_header_min_repeats: int = 3
     remove_emoji: bool = True
 
-    @classmethod
-    def from_config(cls, cfg: dict) -> "CleaningOptions":
-        names = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in cfg.items() if k in names})
+    from_config = classmethod(from_config)
 
 
 # Marks, on a line of its own, where a page ended (a form feed, a removed page number or

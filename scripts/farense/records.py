@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import PipelineError
+from .options import from_config
 from .textio import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -56,13 +57,7 @@ class RecordOptions:
     table_templates: tuple[str, ...] = ("result", "venue")
     club_name: str = "Farense"
 
-    @classmethod
-    def from_config(cls, cfg: dict) -> "RecordOptions":
-        names = cls.__dataclass_fields__
-        values = {k: v for k, v in cfg.items() if k in names}
-        if "table_templates" in values:
-            values["table_templates"] = tuple(values["table_templates"])
-        return cls(**values)
+    from_config = classmethod(from_config)
 
 
 @dataclass

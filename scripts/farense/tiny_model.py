@@ -26,6 +26,7 @@ from mlx_lm.tuner.trainer import default_loss
 from mlx_lm.utils import save_config, save_model
 
 from .errors import PipelineError
+from .options import from_config
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,7 @@ class TinyModelOptions:
     pretrain_seq_length: int = 128
     pretrain_learning_rate: float = 2e-3
 
-    @classmethod
-    def from_config(cls, cfg: dict) -> "TinyModelOptions":
-        names = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in cfg.items() if k in names})
+    from_config = classmethod(from_config)
 
 
 def model_config(options: TinyModelOptions, tokenizer) -> dict:

@@ -35,6 +35,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 from mlx_lm.tuner.trainer import default_loss, evaluate, grad_checkpoint, iterate_batches
 
 from .errors import PipelineError
+from .options import from_config
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +77,7 @@ class TrainOptions:
     early_stopping_min_delta: float = 0.0
     divergence_factor: float = 10.0
 
-    @classmethod
-    def from_config(cls, cfg: dict) -> "TrainOptions":
-        names = cls.__dataclass_fields__
-        values = {k: v for k, v in cfg.items() if k in names}
-        if "target_modules" in values:
-            values["target_modules"] = tuple(values["target_modules"])
-        return cls(**values)
+    from_config = classmethod(from_config)
 
     @property
     def scale(self) -> float:
