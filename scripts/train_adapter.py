@@ -27,6 +27,7 @@ from farense.errors import PipelineError  # noqa: E402
 from farense.runlog import stage  # noqa: E402
 from farense.textio import write_json_atomic  # noqa: E402
 from farense.tokenizer_build import CHAT_TEMPLATE  # noqa: E402
+from farense import training as training_module  # noqa: E402
 from farense.training import TrainOptions, fingerprint, lora_config, train  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
@@ -74,8 +75,6 @@ with stage(smk.log[0]) as log:
     log.info("compute: %s (device %s)", compute_note, mx.default_device())
     mask = options.mask_prompt and smk.params.data_format != "text"
     train_set, valid_set, _ = load_local_dataset(data_dir, tokenizer, types.SimpleNamespace(mask_prompt=mask))
-    if len(valid_set) < options.batch_size:
-        raise PipelineError(f"the validation split has {len(valid_set)} example(s), fewer than training.batch_size ({options.batch_size})")
     layers = len(model.layers) if options.num_layers == -1 else options.num_layers
     if layers > len(model.layers):
         raise PipelineError(f"training.lora.num_layers is {layers} but the model has {len(model.layers)} layers")
@@ -87,7 +86,16 @@ with stage(smk.log[0]) as log:
     total = get_total_parameters(model)  # counts packed int4 weights as the weights they hold
     log.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
 
-    inputs = {"train": file_hash(Path(smk.input.train)), "valid": file_hash(Path(smk.input.valid)), "model": model_identity(Path(model_path)), "mask": str(mask), "compute": compute_note}
+    inputs = {
+        "train": file_hash(Path(smk.input.train)),
+        "valid": file_hash(Path(smk.input.valid)),
+        "model": model_identity(Path(model_path)),
+        "mask": str(mask),
+        "compute": compute_note,
+        # a checkpoint from other training code or library versions is not resumed
+        "code": file_hash(Path(training_module.__file__)),
+        "versions": f"mlx {mx.__version__}, mlx-lm {mlx_lm.__version__}",
+    }
     run_id = fingerprint(options, inputs)
     out = Path(smk.output.adapter)
     tmp = out.with_name(out.name + ".tmp")
@@ -128,6 +136,7 @@ with stage(smk.log[0]) as log:
         "wall_seconds": round(wall, 2),
         "tokens_per_second": round(state.trained_tokens / state.train_seconds, 1) if state.train_seconds else None,
         "padding_share": round(state.padded_tokens / max(state.batch_tokens, 1), 4),
+        "examples_left_out": state.skipped_examples,
         "peak_memory_gb": round(mx.get_peak_memory() / 1e9, 4),
         "final_train_loss": final.get("train_loss"),
         "trainable_parameters": trainable,

@@ -87,7 +87,8 @@ def test_resume_after_a_kill_ends_at_the_same_adapter(trained):
     shutil.rmtree(trained / "results/checkpoints/qlora", ignore_errors=True)
     snakemake(trained, "results/adapters/qlora", *CONFIG, *longer, "--forcerun", "train_qlora")
     reference = load_adapter(trained / "results/adapters/qlora/adapters.safetensors")
-    assert json.loads((trained / "results/adapters/qlora/training_summary.json").read_text())["resumed_from"] is None
+    uninterrupted = json.loads((trained / "results/adapters/qlora/training_summary.json").read_text())
+    assert uninterrupted["resumed_from"] is None
 
     shutil.rmtree(trained / "results/checkpoints/qlora")
     cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "results/adapters/qlora", *CONFIG, *longer, "--forcerun", "train_qlora"]
@@ -108,8 +109,7 @@ def test_resume_after_a_kill_ends_at_the_same_adapter(trained):
     snakemake(trained, "--unlock", *CONFIG)
     snakemake(trained, "results/adapters/qlora", *CONFIG, *longer)
     summary = json.loads((trained / "results/adapters/qlora/training_summary.json").read_text())
-    n_train = len((trained / "results/data/train.jsonl").read_text().splitlines())
-    assert summary["resumed_from"] == killed_at and summary["iterations"] == 2 * (n_train // 2)
+    assert summary["resumed_from"] == killed_at and summary["iterations"] == uninterrupted["iterations"] > killed_at
     resumed = load_adapter(trained / "results/adapters/qlora/adapters.safetensors")
     assert resumed.keys() == reference.keys()
     assert max(float(np.abs(resumed[k] - reference[k]).max()) for k in reference) < 1e-5
@@ -159,3 +159,14 @@ def test_a_model_directory_named_in_the_config_is_used_as_the_base(trained, tmp_
         summary = json.loads((trained / f"results/adapters/{name}/training_summary.json").read_text())
         assert summary["best_val_loss"] < summary["initial_val_loss"]
     assert json.loads((trained / "results/adapters/lora/training_summary.json").read_text())["model"] == str(model_dir)
+
+
+def test_examples_without_an_answer_in_the_window_are_left_out():
+    from farense.training import LengthBatches, with_targets_in_window
+
+    examples = [([1] * 10, 3), ([1] * 300, 200), ([1] * 300, 20), ([1] * 50, 49), ([1] * 6, 0)]
+    kept, left_out = with_targets_in_window(examples, max_seq_length=128)
+    assert left_out == 2 and [len(t) for t, _ in kept] == [10, 300, 6]
+    # batches are cut from the examples sorted by tokenized length
+    batches = LengthBatches(kept, batch_size=2, max_seq_length=128, seed=0)
+    assert [sorted(len(kept[i][0]) for i in b) for b in batches.batches] == [[6, 10]]

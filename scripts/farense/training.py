@@ -48,6 +48,10 @@ MODULE_PATHS = {
     "up_proj": "mlp.up_proj",
     "down_proj": "mlp.down_proj",
 }
+# Batches are padded to a multiple of this (plus one): mlx-lm uses 32, which on short question
+# and answer pairs pads a third of every batch; 8 keeps the number of distinct shapes (and
+# recompilations of the training step) small all the same.
+PAD_MULTIPLE = 8
 METRIC_FIELDS = ("step", "epoch", "train_loss", "val_loss", "learning_rate", "tokens_per_second", "peak_memory_gb", "padding_share")
 
 
@@ -100,6 +104,7 @@ class RunState:
     stopped_early: bool = False
     reference_loss: float | None = None
     resumed_from: int | None = None
+    skipped_examples: int = 0
     metrics: list = field(default_factory=list)
 
 
@@ -151,7 +156,9 @@ class LengthBatches:
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
         self.seed = seed
-        order = sorted(range(len(dataset)), key=dataset.itemlen)
+        # Sort by tokenized length. (mlx-lm sorts by CacheDataset.itemlen, which for JSON lines
+        # is the number of keys of the raw record, so its batches are not length-sorted.)
+        order = sorted(range(len(dataset)), key=lambda i: len(dataset[i][0]))
         self.batches = [order[i : i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
 
     def __len__(self) -> int:
@@ -164,11 +171,20 @@ class LengthBatches:
         items = [self.dataset[j] for j in self.batches[permutation[position]]]
         tokens, offsets = zip(*items)
         lengths = [min(len(t), self.max_seq_length) for t in tokens]
-        width = min(1 + 32 * ((max(lengths) + 31) // 32), self.max_seq_length)  # as mlx-lm pads
+        width = min(1 + PAD_MULTIPLE * ((max(lengths) + PAD_MULTIPLE - 1) // PAD_MULTIPLE), self.max_seq_length)
         array = np.zeros((len(items), width), np.int32)
         for row, (t, n) in enumerate(zip(tokens, lengths)):
             array[row, :n] = t[:n]
         return mx.array(array), mx.array(list(zip(offsets, lengths))), sum(lengths), len(items) * width
+
+
+def with_targets_in_window(dataset, max_seq_length: int) -> tuple[list, int]:
+    """The tokenized examples whose answer starts inside the first max_seq_length tokens, and how
+    many others there were. A prompt longer than the window leaves nothing to learn, and a batch
+    of such examples has a 0/0 loss: NaN."""
+    items = [dataset[i] for i in range(len(dataset))]
+    kept = [item for item in items if item[1] < min(len(item[0]), max_seq_length) - 1]
+    return kept, len(items) - len(kept)
 
 
 def fingerprint(options: TrainOptions, inputs: dict[str, str]) -> str:
@@ -206,6 +222,13 @@ def _load_checkpoint(directory: Path, model, optimizer, run_id: str) -> RunState
 
 def train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, checkpoint_dir: Path, run_id: str, progress=None) -> RunState:
     """Train LoRA adapters on `model` (layers already converted); write the best adapter to out_dir."""
+    train_set, skipped_train = with_targets_in_window(train_set, options.max_seq_length)
+    valid_set, skipped_valid = with_targets_in_window(valid_set, options.max_seq_length)
+    if skipped_train or skipped_valid:
+        log.warning("%d training and %d validation example(s) have no answer token within training.max_seq_length (%d): left out",
+                    skipped_train, skipped_valid, options.max_seq_length)
+    if len(valid_set) < options.batch_size:
+        raise PipelineError(f"only {len(valid_set)} validation example(s) fit training.max_seq_length, fewer than training.batch_size ({options.batch_size})")
     batches = LengthBatches(train_set, options.batch_size, options.max_seq_length, options.seed)
     iterations, per_epoch = iterations_for(len(train_set), options)
     optimizer = optim.Adam(learning_rate=schedule(options, iterations // options.grad_accumulation))
@@ -213,7 +236,7 @@ def train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, che
     last = checkpoint_dir / "last"
     state = _load_checkpoint(last, model, optimizer, run_id)
     if state is None:
-        state = RunState()
+        state = RunState(skipped_examples=skipped_train + skipped_valid)
     else:
         state.resumed_from = state.iteration
         log.info("resuming from the checkpoint at iteration %d", state.iteration)
