@@ -5,7 +5,6 @@ from farense.fastblas import use_fast_blas
 blas = use_fast_blas()  # before mlx is imported
 
 import hashlib  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402

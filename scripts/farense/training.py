@@ -31,7 +31,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
-from mlx.utils import tree_flatten, tree_unflatten
+from mlx.utils import tree_flatten, tree_map, tree_unflatten
 from mlx_lm.tuner.trainer import default_loss, evaluate, grad_checkpoint, iterate_batches
 
 from .errors import PipelineError
@@ -338,14 +338,10 @@ def train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, che
 
 
 def tree_map_add(a, b):
-    from mlx.utils import tree_map
-
     return tree_map(lambda x, y: x + y, a, b)
 
 
 def tree_scale(a, factor: float):
-    from mlx.utils import tree_map
-
     return tree_map(lambda x: x * factor, a)
 
 
