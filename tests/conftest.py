@@ -45,3 +45,12 @@ def built_data(tmp_path_factory) -> Path:
     wf = copy_workflow(tmp_path_factory.mktemp("built") / "wf")
     snakemake(wf, "results/data/train.jsonl", "results/data/valid.jsonl", "results/data/test.jsonl")
     return wf
+
+
+@pytest.fixture(scope="session")
+def tiny_adapters(tmp_path_factory) -> Path:
+    """Data, tiny base, int4 model and both adapters, built once with the test configuration
+    and left unchanged by the tests that read them."""
+    wf = copy_workflow(tmp_path_factory.mktemp("adapters") / "wf")
+    snakemake(wf, "results/adapters/qlora", "results/adapters/lora", "--configfile", "config/config.yaml", str(ROOT / "tests/config/tiny.yaml"))
+    return wf

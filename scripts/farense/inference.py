@@ -1,0 +1,78 @@
+"""Answers from the trained model: the int4 base with the QLoRA adapter (or the LoRA one, or a
+fused model), loaded once, asked with the chat template."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import PipelineError
+from .tokenizer_build import CHAT_TEMPLATE
+
+
+@dataclass
+class Loaded:
+    model: object
+    tokenizer: object
+    model_path: str
+    adapter_path: str | None
+
+
+def resolve(results: Path, adapter: str, fused: str | None) -> tuple[str, str | None]:
+    """(model path, adapter path) for an adapter name: qlora on the int4 base, lora on the base
+    it was trained on, none for the int4 base alone; or a fused model directory."""
+    if fused:
+        if not (Path(fused) / "config.json").exists():
+            raise PipelineError(f"no fused model in {fused} (make one with mlx_lm.fuse, see the README)")
+        return fused, None
+    int4 = results / "models" / "base-int4"
+    if adapter == "none":
+        if not (int4 / "config.json").exists():
+            raise PipelineError(f"no int4 model in {int4} yet: run `snakemake --cores 1 results/models/base-int4`")
+        return str(int4), None
+    adapter_dir = results / "adapters" / adapter
+    config_file = adapter_dir / "adapter_config.json"
+    if not config_file.exists() or not (adapter_dir / "adapters.safetensors").exists():
+        raise PipelineError(f"no trained {adapter} adapter in {adapter_dir} yet: run `snakemake --cores 1 results/adapters/{adapter}`")
+    model_path = json.loads(config_file.read_text(encoding="utf-8"))["model"]
+    if not Path(model_path).exists() and not Path(model_path).is_absolute() and "/" not in model_path:
+        raise PipelineError(f"the base model of {adapter_dir} ({model_path}) is not there")
+    return model_path, str(adapter_dir)
+
+
+def load(model_path: str, adapter_path: str | None) -> Loaded:
+    import mlx_lm
+
+    model, tokenizer = mlx_lm.load(model_path, adapter_path=adapter_path)
+    if not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = CHAT_TEMPLATE
+    return Loaded(model, tokenizer, model_path, adapter_path)
+
+
+def answer(loaded: Loaded, question: str, max_tokens: int = 200, temperature: float = 0.0, system: str = "") -> dict:
+    """Generate an answer; returns the response with token count and timings."""
+    from mlx_lm import stream_generate
+    from mlx_lm.sample_utils import make_sampler
+
+    if not question.strip():
+        raise PipelineError("the prompt is empty")
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
+    prompt = loaded.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+    sampler = make_sampler(temp=temperature)
+    start = time.perf_counter()
+    text, tokens, first = "", 0, None
+    for response in stream_generate(loaded.model, loaded.tokenizer, prompt, max_tokens=max_tokens, sampler=sampler):
+        if first is None:
+            first = time.perf_counter() - start
+        text += response.text
+        tokens = response.generation_tokens
+    seconds = time.perf_counter() - start
+    return {
+        "response": text.strip(),
+        "tokens": tokens,
+        "seconds": round(seconds, 3),
+        "time_to_first_token": round(first or seconds, 3),
+        "tokens_per_second": round(tokens / seconds, 1) if seconds else None,
+    }

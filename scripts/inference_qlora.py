@@ -1,0 +1,67 @@
+"""Ask the trained Farense model a question.
+
+    python scripts/inference_qlora.py "Qual foi a melhor classificação do Farense?"
+    python scripts/inference_qlora.py --json --max-tokens 100 "Quem foi Hassan Nader?"
+
+Loads the int4 base with the QLoRA adapter the pipeline made (--adapter lora: the LoRA one on
+the unquantized base; none: the int4 base alone; --fused DIR: a model made by mlx_lm.fuse).
+With --json it prints one JSON object (prompt, response, model, adapter, tokens, seconds,
+status), errors included, for a backend that calls the script. Exit status 0 on success.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # keep its start-up notes off the output
+
+from farense.fastblas import use_fast_blas  # noqa: E402
+
+use_fast_blas()  # before mlx is imported
+
+from farense.errors import PipelineError  # noqa: E402
+from farense.inference import answer, load, resolve  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("prompt", help="the question, in Portuguese")
+    parser.add_argument("--adapter", choices=["qlora", "lora", "none"], default="qlora", help="which adapter (default qlora)")
+    parser.add_argument("--fused", metavar="DIR", help="a fused model directory instead of base + adapter")
+    parser.add_argument("--max-tokens", type=int, default=200, help="most tokens to generate (default 200)")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 for greedy decoding (default)")
+    parser.add_argument("--system", default="", help="an optional system message")
+    parser.add_argument("--results", default="results", help="the pipeline's results folder (default results)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    out = {"prompt": args.prompt, "response": None, "model": None, "adapter": None, "tokens": 0, "seconds": None, "status": "ok"}
+    try:
+        if not args.prompt.strip():
+            raise PipelineError("the prompt is empty")
+        if args.max_tokens < 1:
+            raise PipelineError("--max-tokens must be at least 1")
+        model_path, adapter_path = resolve(Path(args.results), args.adapter, args.fused)
+        out.update(model=model_path, adapter=adapter_path)
+        result = answer(load(model_path, adapter_path), args.prompt, args.max_tokens, args.temperature, args.system)
+        out.update(result)
+    except PipelineError as err:
+        out.update(status="error", error=str(err))
+    out["seconds"] = round(time.perf_counter() - started, 3)
+    if args.json:
+        print(json.dumps(out, ensure_ascii=False))
+    elif out["status"] == "ok":
+        print(out["response"])
+    else:
+        print(f"error: {out['error']}", file=sys.stderr)
+    return 0 if out["status"] == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

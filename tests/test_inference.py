@@ -1,0 +1,97 @@
+"""The trained model in the user's hands: the inference script and mlx-lm's server with our adapter."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from conftest import ROOT
+
+SCRIPT = str(ROOT / "scripts/inference_qlora.py")
+
+
+def ask(cwd, *args):
+    proc = subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_answers_with_the_qlora_adapter_as_json(tiny_adapters):
+    code, out, _ = ask(tiny_adapters, "--json", "--max-tokens", "12", "Qual foi a melhor classificação do Farense?")
+    result = json.loads(out)
+    assert code == 0 and result["status"] == "ok"
+    assert result["model"] == "results/models/base-int4" and result["adapter"] == "results/adapters/qlora"
+    assert isinstance(result["response"], str) and 0 < result["tokens"] <= 12 and result["seconds"] < 10
+    assert set(result) >= {"prompt", "response", "model", "adapter", "tokens", "seconds", "status"}
+
+
+def test_plain_output_and_the_other_choices(tiny_adapters):
+    code, out, _ = ask(tiny_adapters, "--max-tokens", "5", "Onde joga o Farense?")
+    assert code == 0 and not out.startswith("{")
+    code, out, _ = ask(tiny_adapters, "--json", "--adapter", "lora", "--max-tokens", "5", "Onde joga o Farense?")
+    assert code == 0 and json.loads(out)["model"] == "results/models/base"
+    code, out, _ = ask(tiny_adapters, "--json", "--adapter", "none", "--temperature", "0.7", "--max-tokens", "5", "Onde joga o Farense?")
+    assert code == 0 and json.loads(out)["adapter"] is None
+    # greedy decoding is deterministic
+    first = json.loads(ask(tiny_adapters, "--json", "--max-tokens", "8", "Quem foi Paco Fortes?")[1])["response"]
+    second = json.loads(ask(tiny_adapters, "--json", "--max-tokens", "8", "Quem foi Paco Fortes?")[1])["response"]
+    assert first == second
+
+
+def test_errors_are_clear_and_non_zero(tiny_adapters, tmp_path):
+    code, out, _ = ask(tiny_adapters, "--json", "   ")
+    result = json.loads(out)
+    assert code == 1 and result["status"] == "error" and result["error"] == "the prompt is empty" and result["response"] is None
+    code, out, err = ask(tmp_path, "Olá")
+    assert code == 1 and out == "" and "no trained qlora adapter in results/adapters/qlora yet" in err and "snakemake --cores 1 results/adapters/qlora" in err
+    code, out, _ = ask(tmp_path, "--json", "Olá")
+    assert code == 1 and json.loads(out)["status"] == "error"
+    code, out, _ = ask(tiny_adapters, "--json", "--fused", str(tmp_path / "nada"), "Olá")
+    assert code == 1 and "no fused model" in json.loads(out)["error"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_mlx_lm_server_answers_a_chat_completion_on_loopback(tiny_adapters):
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlx_lm", "server", "--model", "results/models/base-int4", "--adapter-path", "results/adapters/qlora",
+         "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tiny_adapters, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        body = json.dumps({"messages": [{"role": "user", "content": "Onde joga o Farense?"}], "max_tokens": 8, "temperature": 0}).encode()
+        deadline = time.time() + 60
+        while True:
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body, headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    reply = json.loads(response.read())
+                break
+            except (ConnectionError, urllib.error.URLError):
+                if time.time() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.5)
+        assert reply["choices"][0]["message"]["role"] == "assistant"
+        assert isinstance(reply["choices"][0]["message"]["content"], str)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_a_fused_model_answers_like_base_plus_adapter(tiny_adapters, tmp_path):
+    fused = tmp_path / "fused-qlora"
+    subprocess.run(
+        [sys.executable, "-m", "mlx_lm", "fuse", "--model", "results/models/base-int4", "--adapter-path", "results/adapters/qlora", "--save-path", str(fused)],
+        cwd=tiny_adapters, check=True, capture_output=True, timeout=120,
+    )
+    question = ("--json", "--max-tokens", "8", "Quem foi Hassan Nader?")
+    with_adapter = json.loads(ask(tiny_adapters, *question)[1])
+    from_fused = json.loads(ask(tiny_adapters, "--fused", str(fused), *question)[1])
+    assert from_fused["status"] == "ok" and from_fused["adapter"] is None
+    assert from_fused["response"] == with_adapter["response"]
