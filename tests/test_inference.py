@@ -84,14 +84,15 @@ def test_mlx_lm_server_answers_a_chat_completion_on_loopback(tiny_adapters):
         server.wait(timeout=30)
 
 
-def test_a_fused_model_answers_like_base_plus_adapter(tiny_adapters, tmp_path):
+def test_a_fused_model_loads_and_answers(tiny_adapters, tmp_path):
     fused = tmp_path / "fused-qlora"
     subprocess.run(
         [sys.executable, "-m", "mlx_lm", "fuse", "--model", "results/models/base-int4", "--adapter-path", "results/adapters/qlora", "--save-path", str(fused)],
         cwd=tiny_adapters, check=True, capture_output=True, timeout=120,
     )
-    question = ("--json", "--max-tokens", "8", "Quem foi Hassan Nader?")
-    with_adapter = json.loads(ask(tiny_adapters, *question)[1])
-    from_fused = json.loads(ask(tiny_adapters, "--fused", str(fused), *question)[1])
-    assert from_fused["status"] == "ok" and from_fused["adapter"] is None
-    assert from_fused["response"] == with_adapter["response"]
+    # mlx-lm folds the adapter into the weights and quantizes again: still an int4 model, whose
+    # answers can differ slightly from base + adapter (on the near-random test model they do).
+    assert json.loads((fused / "config.json").read_text())["quantization"]["bits"] == 4
+    code, out, _ = ask(tiny_adapters, "--json", "--fused", str(fused), "--max-tokens", "8", "Quem foi Hassan Nader?")
+    result = json.loads(out)
+    assert code == 0 and result["status"] == "ok" and result["adapter"] is None and result["model"] == str(fused) and result["tokens"] > 0
