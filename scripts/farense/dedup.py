@@ -113,11 +113,6 @@ class MinHasher:
         return sig.astype(np.uint32)
 
 
-def similarity(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
-    """Estimated Jaccard similarity of the shingle sets behind two signatures."""
-    return float(np.count_nonzero(sig_a == sig_b)) / len(sig_a)
-
-
 def _band_layout(threshold: float, num_perm: int) -> tuple[int, int]:
     """(bands, rows) for LSH: a pair at the threshold becomes a candidate with probability >= 0.98,
     with as few bands (as little work) as that allows."""

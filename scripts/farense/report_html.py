@@ -62,33 +62,15 @@ def cards(items: list[tuple[str, object]]) -> str:
     return '<div class="cards">' + "".join(f'<div class="card"><b>{num(v)}</b>{esc(k)}</div>' for k, v in items) + "</div>"
 
 
-def histogram_svg(series: dict[str, dict], width: int = 640, height: int = 200, xlabel: str = "") -> str:
-    """Overlaid step histograms, one per series ({name: {"edges": [...], "counts": [...]}})."""
-    colours = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
-    series = {k: v for k, v in series.items() if v.get("counts")}
-    if not series:
-        return "<p><small>no data</small></p>"
-    lo = min(v["edges"][0] for v in series.values())
-    hi = max(v["edges"][-1] for v in series.values()) or 1
-    top = max(max(v["counts"]) for v in series.values()) or 1
-    pad, w, h = 40, width - 50, height - 40
-    x = lambda value: pad + (value - lo) / max(hi - lo, 1) * w  # noqa: E731
-    y = lambda count: 10 + h - count / top * h  # noqa: E731
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
-    parts.append(f'<line x1="{pad}" y1="{10 + h}" x2="{pad + w}" y2="{10 + h}" stroke="#333"/>')
-    parts.append(f'<text x="{pad}" y="{height - 8}" font-size="11">{num(lo)}</text>')
-    parts.append(f'<text x="{pad + w - 30}" y="{height - 8}" font-size="11">{num(hi)}</text>')
-    parts.append(f'<text x="{pad + w / 2 - 40}" y="{height - 8}" font-size="11">{esc(xlabel)}</text>')
-    parts.append(f'<text x="2" y="18" font-size="11">{num(top)}</text>')
-    for i, (name, data) in enumerate(series.items()):
+def histogram_svg(series: dict[str, dict], xlabel: str = "") -> str:
+    """Step histograms, one per series ({name: {"edges": [...], "counts": [...]}}), drawn by line_chart_svg."""
+    steps = {}
+    for name, data in series.items():
         points = []
-        for left, right, count in zip(data["edges"], data["edges"][1:], data["counts"]):
-            points += [f"{x(left):.1f},{y(count):.1f}", f"{x(right):.1f},{y(count):.1f}"]
-        colour = colours[i % len(colours)]
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(points)}"/>')
-        parts.append(f'<text x="{pad + w - 120}" y="{22 + 14 * i}" font-size="12" fill="{colour}">{esc(name)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+        for left, right, count in zip(data.get("edges", []), data.get("edges", [])[1:], data.get("counts", [])):
+            points += [(left, count), (right, count)]
+        steps[name] = points
+    return line_chart_svg(steps, height=200, xlabel=xlabel, ylabel="records")
 
 
 def versions() -> list[list[str]]:

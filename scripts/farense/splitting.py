@@ -254,9 +254,16 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
             row += len(rows)
 
     hasher = MinHasher()
-    components, exact_keys, near_pairs = group_records(
-        group_keys, ([r["text"] for r in rows] for rows in kept_batches(["text"])), options.near_duplicate_threshold, hasher
-    )
+    total_chars = 0
+
+    def texts():
+        nonlocal total_chars
+        for rows in kept_batches(["text"]):
+            batch = [r["text"] for r in rows]
+            total_chars += sum(map(len, batch))
+            yield batch
+
+    components, exact_keys, near_pairs = group_records(group_keys, texts(), options.near_duplicate_threshold, hasher)
     assignment = assign_splits(components, kinds, options)
     for split, fraction in options.fractions.items():
         if fraction > 0 and split not in assignment:
@@ -270,7 +277,6 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
 
     out_dir = Path(out_dir)
     rng = np.random.default_rng(options.seed + 1)
-    total_chars = sum(len(r["text"]) for rows in kept_batches(["text"]) for r in rows)
     n_buckets = max(1, math.ceil(total_chars / _BUCKET_BYTES))
     stats = {s: {"records": 0, "by_kind": {}, "chars": [], "words": []} for s in SPLITS}
     with _BucketFiles(out_dir, n_buckets) as buckets:
