@@ -32,6 +32,7 @@ if problems:
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/model.smk"
+include: "rules/evaluate.smk"
 include: "rules/report.smk"
 
 

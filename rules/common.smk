@@ -49,3 +49,24 @@ def unquantized_base():
 def adapter_targets():
     """QLoRA always; the LoRA baseline unless training.train_lora is off."""
     return [rules.train_qlora.output.adapter] + ([rules.train_lora.output.adapter] if config["training"]["train_lora"] else [])
+
+
+def evaluated_models():
+    """base and qlora always; lora when it is trained."""
+    return ["base", "qlora"] + (["lora"] if config["training"]["train_lora"] else [])
+
+
+def evaluation_inputs(wildcards):
+    """The model an evaluation loads (and the adapter on it)."""
+    if wildcards.model == "lora":
+        model = unquantized_base()
+        return {"model": model, "adapter": rules.train_lora.output.adapter} if model else {"adapter": rules.train_lora.output.adapter}
+    inputs = {"model": rules.convert_int4.output.model}
+    if wildcards.model == "qlora":
+        inputs["adapter"] = rules.train_qlora.output.adapter
+    return inputs
+
+
+def evaluated_model(wildcards, input):
+    """The base model's path: a folder the pipeline made, or the model named in the config."""
+    return input.get("model") or config["model"]["base"]

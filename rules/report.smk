@@ -9,6 +9,7 @@ rule report:
         conversion=rules.convert_int4.output.summary,
         base=base_model_input(),
         adapters=adapter_targets(),
+        evaluations=expand("results/eval/{model}.json", model=evaluated_models()),
         code=code_of("report.py"),
     output:
         html="results/report.html",

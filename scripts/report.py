@@ -4,6 +4,7 @@ import csv
 import json
 from pathlib import Path
 
+from farense.report_eval import evaluation_section, headline, samples_section
 from farense.report_html import build_report, model_section
 from farense.runlog import stage
 from farense.textio import write_text_atomic
@@ -21,15 +22,36 @@ def metrics(path):
         return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
+def trained_sentence(base: dict, conversion: dict, trainings: dict, config: dict) -> str:
+    """What was trained on what, in one sentence."""
+    lora = config["training"]["lora"]
+    what = "the tiny Mistral-architecture base built by the pipeline" if base.get("kind") == "tiny" else f"the base model {conversion['base']['path']}"
+    adapters = " and ".join(
+        f"{'QLoRA on the int4 model' if name == 'qlora' else 'LoRA on the unquantized model'} ({s['iterations']} iterations, best step {s['best_step']})"
+        for name, (s, _) in sorted(trainings.items(), key=lambda kv: kv[0] != "qlora")
+    )
+    return (f"On {what}, converted to int{conversion['bits']} (group size {conversion['group_size']}), the pipeline trained "
+            f"adapters of rank {lora['rank']} and alpha {lora['alpha']} on {', '.join(lora['target_modules'])}: {adapters}.")
+
+
 with stage(smk.log[0]) as log:
+    config = dict(smk.params.config)
     trainings = {}
     for adapter in smk.input.adapters:
         folder = Path(adapter)
         trainings[folder.name] = (load(folder / "training_summary.json"), metrics(folder / "metrics.csv"))
+    evals = {Path(p).stem: load(p) for p in smk.input.evaluations}
     base_dir = smk.input.get("base")  # the tiny base's folder; absent for a model named in the config
     base_info = Path(base_dir) / "farense_base.json" if isinstance(base_dir, str) and base_dir else None
     base = load(base_info) if base_info and base_info.exists() else {}
-    model = model_section(load(smk.input.conversion), base, trainings)
-    page = build_report(load(smk.input.clean_stats), load(smk.input.records_stats), load(smk.input.split_stats), dict(smk.params.config), model)
+    conversion = load(smk.input.conversion)
+    samples = config["evaluation"]["samples_in_report"]
+    page = build_report(
+        load(smk.input.clean_stats), load(smk.input.records_stats), load(smk.input.split_stats), config,
+        model=model_section(conversion, base, trainings),
+        evaluation=evaluation_section(evals, trainings) + samples_section(evals, samples),
+        headline=headline(evals),
+        trained=trained_sentence(base, conversion, trainings, config),
+    )
     write_text_atomic(smk.output.html, page)
     log.info("wrote %s (%d bytes)", smk.output.html, len(page.encode("utf-8")))

@@ -217,7 +217,9 @@ def model_section(conversion: dict, base: dict, trainings: dict[str, dict]) -> s
     return "".join(out)
 
 
-def build_report(clean: dict, records: dict, split: dict, config: dict, model: str = "") -> str:
+def build_report(clean: dict, records: dict, split: dict, config: dict, model: str = "", evaluation: str = "", lineage: str = "",
+                 headline: list | None = None, trained: str = "") -> str:
+    """The page: summary, data, model and training, evaluation sections, lineage, environment."""
     made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     splits = split["splits"]
     summary = (
@@ -225,8 +227,11 @@ def build_report(clean: dict, records: dict, split: dict, config: dict, model: s
         f"<p>The raw corpus in <code>{esc(clean['raw_dir'])}</code> ({num(clean['files_seen'])} files) was cleaned into "
         f"{num(clean['documents_written'])} documents and turned into {num(split['records'])} training records in mlx-lm's "
         f"<b>{esc(split['format'])}</b> format: {num(splits['train']['records'])} for training, {num(splits['valid']['records'])} "
-        f"for validation and {num(splits['test']['records'])} for testing, with no leakage between them.</p>"
-        "</section>"
+        f"for validation and {num(splits['test']['records'])} for testing, with "
+        + ("no leakage between them" if split["leakage_check"]["passed"] else '<span class="bad">leakage between them</span>')
+        + f".{(' ' + trained) if trained else ''}</p>"
+        + (cards(headline) if headline else "")
+        + "</section>"
     )
     environment = (
         "<section><h2>Environment</h2>"
@@ -242,8 +247,10 @@ def build_report(clean: dict, records: dict, split: dict, config: dict, model: s
         f"<title>Farense QLoRA pipeline report</title><style>{STYLE}</style></head><body>"
         f"<header><h1>Farense QLoRA pipeline: report</h1><p>Built {esc(made)}</p></header><main>"
         + summary
+        + evaluation
         + data_section(clean, records, split)
         + model
+        + lineage
         + environment
         + "</main></body></html>"
     )

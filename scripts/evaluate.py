@@ -1,0 +1,82 @@
+"""Rule script for evaluate: one model (base, lora or qlora) on the test split -> results/eval/{model}.json."""
+
+from farense.fastblas import use_fast_blas
+
+blas = use_fast_blas()  # before mlx is imported
+
+import json  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import mlx.core as mx  # noqa: E402
+
+from farense.compute import apply_compute  # noqa: E402
+from farense.evaluation import EvalOptions, answer_quality, directory_bytes, overfitting_from_metrics, split_losses, test_questions  # noqa: E402
+from farense.inference import load  # noqa: E402
+from farense.runlog import stage  # noqa: E402
+from farense.textio import write_json_atomic  # noqa: E402
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+
+
+with stage(smk.log[0]) as log:
+    name = smk.wildcards.model
+    options = EvalOptions.from_config(dict(smk.params.evaluation))
+    training = dict(smk.params.training)
+    adapter = smk.input.get("adapter")
+    model_path = smk.params.model
+    log.info("evaluating %s: model %s, adapter %s", name, model_path, adapter or "none")
+    started = time.time()
+    loaded = load(model_path, adapter)
+    # as training computed: float32 on a CPU (int4 values dequantized), native kernels elsewhere
+    loaded.model, compute_note = apply_compute(loaded.model, training["compute"])
+    log.info("compute: %s (device %s)", compute_note, mx.default_device())
+    mx.reset_peak_memory()
+    splits = ("test", "valid", "train") if options.train_split_loss else ("test",)
+    losses = split_losses(loaded.model, loaded.tokenizer, Path(smk.input.test).parent, smk.params.data_format, training["batch_size"],
+                          training["max_seq_length"], training["mask_prompt"], options.loss_batches, splits)
+    log.info("test loss %.4f, perplexity %.3f", losses["test"]["loss"], losses["test"]["perplexity"])
+    questions = test_questions(Path(smk.input.test), smk.params.data_format)
+    quality = answer_quality(loaded.model, loaded.tokenizer, questions, options)
+    log.info("%d questions: exact match %s, F1 %s; %s generated tokens/s, median time to first token %s s", quality["questions"],
+             quality["exact_match"], quality["f1"], quality["generation"]["tokens_per_second"], quality["generation"]["time_to_first_token_median"])
+
+    training_summary, overfitting = {}, {}
+    if adapter:
+        training_summary = json.loads((Path(adapter) / "training_summary.json").read_text(encoding="utf-8"))
+        overfitting = overfitting_from_metrics(Path(adapter) / "metrics.csv")
+        overfitting["best_step"] = training_summary["best_step"]
+        at_best = [r for r in overfitting["per_step"] if r["step"] == training_summary["best_step"]]
+        overfitting["gap_at_best_step"] = at_best[0]["gap"] if at_best else None
+    if "train" in losses:
+        # the kept adapter (or the base) on whole splits: the gap the user will live with
+        overfitting["valid_minus_train_loss"] = round(losses["valid"]["loss"] - losses["train"]["loss"], 6)
+
+    model_dir = Path(model_path)
+    summary = {
+        "model": name,
+        "base": model_path,
+        "adapter": adapter,
+        "loss": losses,
+        "answers": quality,
+        "overfitting": overfitting,
+        "cost": {
+            "model_bytes": directory_bytes(model_dir),
+            "adapter_bytes": directory_bytes(Path(adapter)) if adapter else 0,
+            "training_seconds": training_summary.get("train_seconds"),
+            "training_wall_seconds": training_summary.get("wall_seconds"),
+            "training_tokens_per_second": training_summary.get("tokens_per_second"),
+            "training_peak_memory_gb": training_summary.get("peak_memory_gb"),
+            "training_compute": training_summary.get("compute"),
+            "evaluation_peak_memory_gb": round(mx.get_peak_memory() / 1e9, 4),
+            "evaluation_seconds": round(time.time() - started, 2),
+        },
+        "settings": {"evaluation": dict(smk.params.evaluation), "batch_size": training["batch_size"],
+                     "max_seq_length": training["max_seq_length"], "mask_prompt": training["mask_prompt"], "data_format": smk.params.data_format},
+        "compute": compute_note,
+        "device": str(mx.default_device()),
+        "blas": blas,
+        "platform": platform.platform(),
+    }
+    write_json_atomic(smk.output.summary, summary)

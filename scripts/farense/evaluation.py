@@ -1,0 +1,170 @@
+"""Evaluation of one model (the int4 base alone, or a base with an adapter) on the test split.
+
+- Loss and perplexity: mlx-lm's own `evaluate` over mlx-lm's own dataset classes, with the batch
+  size, sequence length and prompt masking of training: the figure `mlx_lm lora --test` prints.
+- Answer quality: greedy answers to the test split's questions, scored by exact match and token
+  F1 (farense.metrics), kept per question for the report.
+- Generation cost: time to first token and decode tokens/s, after one warm-up answer (the first
+  call compiles kernels and pages weights in).
+- Overfitting: validation minus training loss at the validation steps of training (metrics.csv),
+  and the same two losses measured on the whole splits with the adapter that was kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import time
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import PipelineError
+from .metrics import exact_match, perplexity, token_f1
+from .options import from_config
+
+QUESTION_KINDS = ("qa_curated", "qa_table")
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    max_new_tokens: int = 48
+    max_questions: int = -1
+    loss_batches: int = -1
+    train_split_loss: bool = True
+    samples_in_report: int = 8
+
+    from_config = classmethod(from_config)
+
+
+def test_questions(test_path: Path, data_format: str) -> list[dict]:
+    """The question/answer records of the test split, as prompt and reference answer."""
+    questions = []
+    with open(test_path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, 1):
+            obj = json.loads(line)
+            meta = obj.get("meta", {})
+            if meta.get("kind") not in QUESTION_KINDS:
+                continue
+            if data_format == "chat":
+                messages = obj["messages"]
+                if messages[-1]["role"] != "assistant":
+                    raise PipelineError(f"{test_path}, line {line_no}: the last message is not the assistant's answer")
+                prompt, reference = {"messages": messages[:-1]}, messages[-1]["content"]
+                question = messages[-2]["content"]
+            elif data_format == "completions":
+                prompt, reference, question = {"messages": [{"role": "user", "content": obj["prompt"]}]}, obj["completion"], obj["prompt"]
+            else:  # text: "Pergunta: ...\nResposta: ..."
+                head, sep, reference = obj["text"].partition("\nResposta:")
+                if not sep:
+                    continue
+                question = head.removeprefix("Pergunta:").strip()
+                prompt, reference = {"text": head + sep}, reference.strip()
+            questions.append({"id": meta.get("id", f"line{line_no}"), "kind": meta["kind"], "question": question, "reference": reference, "prompt": prompt})
+    return questions
+
+
+def split_losses(model, tokenizer, data_dir: Path, data_format: str, batch_size: int, max_seq_length: int, mask_prompt: bool, loss_batches: int, splits: tuple[str, ...]) -> dict:
+    """Mean token loss and perplexity per split, computed as `mlx_lm lora --test` computes them."""
+    from mlx_lm.tuner.datasets import CacheDataset, load_local_dataset
+    from mlx_lm.tuner.trainer import evaluate
+
+    mask = mask_prompt and data_format != "text"
+    sets = dict(zip(("train", "valid", "test"), load_local_dataset(data_dir, tokenizer, types.SimpleNamespace(mask_prompt=mask))))
+    out = {}
+    for name in splits:
+        dataset = sets[name]
+        if len(dataset) < batch_size:
+            raise PipelineError(f"the {name} split has {len(dataset)} example(s), fewer than the batch size ({batch_size})")
+        start = time.perf_counter()
+        loss = evaluate(model, CacheDataset(dataset), batch_size, loss_batches, max_seq_length)
+        batches = len(dataset) // batch_size if loss_batches == -1 else min(loss_batches, len(dataset) // batch_size)
+        out[name] = {"loss": round(loss, 6), "perplexity": round(perplexity(loss), 4), "examples": batches * batch_size,
+                     "batches": batches, "seconds": round(time.perf_counter() - start, 3)}
+    return out
+
+
+def _prompt_tokens(tokenizer, prompt: dict) -> list[int]:
+    if "messages" in prompt:
+        return tokenizer.apply_chat_template(prompt["messages"], add_generation_prompt=True)
+    return tokenizer.encode(prompt["text"])
+
+
+def generate_answer(model, tokenizer, prompt: dict, max_new_tokens: int) -> dict:
+    from mlx_lm import stream_generate
+    from mlx_lm.sample_utils import make_sampler
+
+    tokens = _prompt_tokens(tokenizer, prompt)
+    start = time.perf_counter()
+    first, text, last = None, "", None
+    for response in stream_generate(model, tokenizer, tokens, max_tokens=max_new_tokens, sampler=make_sampler(temp=0.0)):
+        if first is None:
+            first = time.perf_counter() - start
+        text += response.text
+        last = response
+    seconds = time.perf_counter() - start
+    return {
+        "response": text.strip(),
+        "prompt_tokens": last.prompt_tokens if last else len(tokens),
+        "generated_tokens": last.generation_tokens if last else 0,
+        "seconds": seconds,
+        "time_to_first_token": first if first is not None else seconds,
+        "decode_tokens_per_second": last.generation_tps if last else 0.0,
+        "finish_reason": last.finish_reason if last else None,
+    }
+
+
+def answer_quality(model, tokenizer, questions: list[dict], options: EvalOptions) -> dict:
+    """Greedy answers, their scores, and generation speed."""
+    chosen = questions if options.max_questions == -1 else questions[: options.max_questions]
+    if chosen:
+        generate_answer(model, tokenizer, chosen[0]["prompt"], min(8, options.max_new_tokens))  # warm-up, not timed
+    rows = []
+    for q in chosen:
+        result = generate_answer(model, tokenizer, q["prompt"], options.max_new_tokens)
+        rows.append({
+            "id": q["id"], "kind": q["kind"], "question": q["question"], "reference": q["reference"], "response": result["response"],
+            "exact_match": exact_match(result["response"], q["reference"]), "f1": round(token_f1(result["response"], q["reference"]), 4),
+            "generated_tokens": result["generated_tokens"], "time_to_first_token": round(result["time_to_first_token"], 4),
+            "decode_tokens_per_second": round(result["decode_tokens_per_second"], 1), "seconds": round(result["seconds"], 4),
+        })
+    generated = sum(r["generated_tokens"] for r in rows)
+    seconds = sum(r["seconds"] for r in rows)
+    by_kind = {}
+    for kind in sorted({r["kind"] for r in rows}):
+        mine = [r for r in rows if r["kind"] == kind]
+        by_kind[kind] = {"questions": len(mine), "exact_match": round(statistics.fmean(r["exact_match"] for r in mine), 4),
+                         "f1": round(statistics.fmean(r["f1"] for r in mine), 4)}
+    return {
+        "questions": len(rows),
+        "questions_available": len(questions),
+        "exact_match": round(statistics.fmean(r["exact_match"] for r in rows), 4) if rows else None,
+        "f1": round(statistics.fmean(r["f1"] for r in rows), 4) if rows else None,
+        "by_kind": by_kind,
+        "generation": {
+            "generated_tokens": generated,
+            "tokens_per_second": round(generated / seconds, 1) if seconds else None,
+            "decode_tokens_per_second_median": round(statistics.median(r["decode_tokens_per_second"] for r in rows), 1) if rows else None,
+            "time_to_first_token_median": round(statistics.median(r["time_to_first_token"] for r in rows), 4) if rows else None,
+            "max_new_tokens": options.max_new_tokens,
+        },
+        "per_question": rows,
+    }
+
+
+def overfitting_from_metrics(metrics_csv: Path) -> dict:
+    """Validation minus training loss at the steps where both were logged, and at the best step.
+
+    The training loss of a row is the mean over the iterations since the previous row."""
+    rows = []
+    with open(metrics_csv, encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            if row["train_loss"] and row["val_loss"]:
+                train, val = float(row["train_loss"]), float(row["val_loss"])
+                rows.append({"step": int(float(row["step"])), "train_loss": train, "val_loss": val, "gap": round(val - train, 6)})
+    return {"per_step": rows}
+
+
+def directory_bytes(path: Path, pattern: str = "*.safetensors") -> int:
+    return sum(p.stat().st_size for p in Path(path).glob(pattern)) if Path(path).is_dir() else 0
