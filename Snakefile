@@ -33,6 +33,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/model.smk"
 include: "rules/evaluate.smk"
+include: "rules/lineage.smk"
 include: "rules/report.smk"
 
 

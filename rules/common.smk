@@ -15,9 +15,10 @@ def raw_files():
 
 
 def code_of(script):
-    """The project modules a script imports, directly or through each other; as inputs, editing one
+    """The script and the project modules it imports, directly or through each other; as inputs, editing one
     reruns the job (Snakemake itself only tracks the script file)."""
-    paths = project_modules(Path(workflow.basedir) / "scripts" / script)
+    script = Path(workflow.basedir) / "scripts" / script
+    paths = [str(script)] + project_modules(script)
     return [os.path.relpath(p) if not os.path.relpath(p).startswith("..") else p for p in paths]
 
 
@@ -51,6 +52,13 @@ def adapter_targets():
     return [rules.train_qlora.output.adapter] + ([rules.train_lora.output.adapter] if config["training"]["train_lora"] else [])
 
 
+def evaluation_training_params():
+    """The training settings the evaluation reuses (the loss is computed as training computes it);
+    only these, so that a new learning rate does not re-evaluate the base model."""
+    resolved = training_params()
+    return {key: resolved[key] for key in ("batch_size", "max_seq_length", "mask_prompt", "compute")}
+
+
 def evaluated_models():
     """base and qlora always; lora when it is trained."""
     return ["base", "qlora"] + (["lora"] if config["training"]["train_lora"] else [])
@@ -70,3 +78,14 @@ def evaluation_inputs(wildcards):
 def evaluated_model(wildcards, input):
     """The base model's path: a folder the pipeline made, or the model named in the config."""
     return input.get("model") or config["model"]["base"]
+
+
+def lineage_entries():
+    """The provenance entries of every job the report depends on, gathered into results/lineage.json."""
+    jobs = [rules.clean_text, rules.build_records, rules.split_jsonl, rules.convert_int4, rules.train_qlora]
+    if config["model"]["base"] == "tiny":
+        jobs.append(rules.build_base_model)
+    if config["training"]["train_lora"]:
+        jobs.append(rules.train_lora)
+    entries = [job.output.lineage for job in jobs]
+    return entries + expand("results/lineage/evaluate_{model}.json", model=evaluated_models())

@@ -6,6 +6,7 @@ rule clean_text:
         raw=raw_files(),
         code=code_of("clean_text.py"),
     output:
+        lineage="results/lineage/clean_text.json",
         corpus="results/clean/corpus.parquet",
         stats="results/clean/stats.json",
     params:
@@ -26,6 +27,7 @@ rule build_records:
         corpus=rules.clean_text.output.corpus,
         code=code_of("build_records.py"),
     output:
+        lineage="results/lineage/build_records.json",
         records="results/data/records.parquet",
         stats="results/data/records_stats.json",
     params:
@@ -46,6 +48,7 @@ rule split_jsonl:
         schema=jsonl_schema(),
         code=code_of("split_jsonl.py"),
     output:
+        lineage="results/lineage/split_jsonl.json",
         train="results/data/train.jsonl",
         valid="results/data/valid.jsonl",
         test="results/data/test.jsonl",

@@ -9,13 +9,14 @@ rule evaluate:
         test=rules.split_jsonl.output.test,
         code=code_of("evaluate.py"),
     output:
+        lineage="results/lineage/evaluate_{model}.json",
         summary="results/eval/{model}.json",
     wildcard_constraints:
         model="base|lora|qlora",
     params:
         model=evaluated_model,
         evaluation=config["evaluation"],
-        training=training_params(),
+        training=evaluation_training_params(),
         data_format=config["records"]["format"],
     log:
         "results/logs/evaluate_{model}.log",

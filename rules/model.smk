@@ -8,6 +8,7 @@ rule build_base_model:
         train=rules.split_jsonl.output.train,
         code=code_of("build_base_model.py"),
     output:
+        lineage="results/lineage/build_base_model.json",
         model=directory("results/models/base"),
     params:
         tiny=config["model"]["tiny"],
@@ -26,6 +27,7 @@ rule convert_int4:
         base=base_model_input(),
         code=code_of("convert_int4.py"),
     output:
+        lineage="results/lineage/convert_int4.json",
         model=directory("results/models/base-int4"),
         summary="results/models/conversion.json",
     params:
@@ -49,6 +51,7 @@ rule train_qlora:
         valid=rules.split_jsonl.output.valid,
         code=code_of("train_adapter.py"),
     output:
+        lineage="results/lineage/train_qlora.json",
         adapter=directory("results/adapters/qlora"),
     params:
         model=lambda wildcards, input: input.model,
@@ -73,6 +76,7 @@ rule train_lora:
         valid=rules.split_jsonl.output.valid,
         code=code_of("train_adapter.py"),
     output:
+        lineage="results/lineage/train_lora.json",
         adapter=directory("results/adapters/lora"),
     params:
         model=lambda wildcards, input: input.model if input.model else config["model"]["base"],

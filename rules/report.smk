@@ -9,9 +9,11 @@ rule report:
         conversion=rules.convert_int4.output.summary,
         base=base_model_input(),
         adapters=adapter_targets(),
+        lineage_graph=rules.lineage.output.graph,
         evaluations=expand("results/eval/{model}.json", model=evaluated_models()),
         code=code_of("report.py"),
     output:
+        lineage="results/lineage/report.json",
         html="results/report.html",
     params:
         config=config,

@@ -32,7 +32,7 @@ def train_texts(path):
     return texts
 
 
-with stage(smk.log[0]) as log:
+with stage(smk) as log:
     log.info("BLAS: %s", blas)
     options = TinyModelOptions.from_config(dict(smk.params.tiny))
     out = Path(smk.output.model)

@@ -5,7 +5,7 @@ from farense.corpus import DedupOptions, clean_corpus
 from farense.runlog import stage
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
-with stage(smk.log[0]) as log:
+with stage(smk) as log:
     cleaning = dict(smk.params.cleaning)
     report = clean_corpus(
         raw_dir=smk.params.raw_dir,

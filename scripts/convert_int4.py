@@ -18,7 +18,7 @@ from farense.textio import write_json_atomic  # noqa: E402
 from farense.tokenizer_build import CHAT_TEMPLATE  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
-with stage(smk.log[0]) as log:
+with stage(smk) as log:
     base, out = smk.params.base, Path(smk.output.model)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

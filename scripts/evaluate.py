@@ -20,7 +20,7 @@ from farense.textio import write_json_atomic  # noqa: E402
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 
-with stage(smk.log[0]) as log:
+with stage(smk) as log:
     name = smk.wildcards.model
     options = EvalOptions.from_config(dict(smk.params.evaluation))
     training = dict(smk.params.training)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from farense.report_eval import evaluation_section, headline, samples_section
 from farense.report_html import build_report, model_section
+from farense.report_lineage import lineage_section
 from farense.runlog import stage
 from farense.textio import write_text_atomic
 
@@ -34,7 +35,7 @@ def trained_sentence(base: dict, conversion: dict, trainings: dict, config: dict
             f"adapters of rank {lora['rank']} and alpha {lora['alpha']} on {', '.join(lora['target_modules'])}: {adapters}.")
 
 
-with stage(smk.log[0]) as log:
+with stage(smk) as log:
     config = dict(smk.params.config)
     trainings = {}
     for adapter in smk.input.adapters:
@@ -50,6 +51,7 @@ with stage(smk.log[0]) as log:
         load(smk.input.clean_stats), load(smk.input.records_stats), load(smk.input.split_stats), config,
         model=model_section(conversion, base, trainings),
         evaluation=evaluation_section(evals, trainings) + samples_section(evals, samples),
+        lineage=lineage_section(load(smk.input.lineage_graph)),
         headline=headline(evals),
         trained=trained_sentence(base, conversion, trainings, config),
     )

@@ -6,7 +6,7 @@ from farense.runlog import stage
 from farense.splitting import SplitOptions, split_jsonl
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
-with stage(smk.log[0]) as log:
+with stage(smk) as log:
     options = SplitOptions(
         **dict(smk.params.split),
         keep_conflicts=smk.params.keep_conflicts,

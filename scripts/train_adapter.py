@@ -27,7 +27,7 @@ from farense.runlog import stage  # noqa: E402
 from farense.textio import write_json_atomic  # noqa: E402
 from farense.tokenizer_build import CHAT_TEMPLATE  # noqa: E402
 from farense import training as training_module  # noqa: E402
-from farense.training import TrainOptions, fingerprint, lora_config, train  # noqa: E402
+from farense.training import TrainOptions, compute_route, fingerprint, lora_config, train  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
@@ -48,7 +48,7 @@ def model_identity(model_dir: Path) -> str:
     return hashlib.sha256("".join(file_hash(f) for f in files).encode()).hexdigest()
 
 
-with stage(smk.log[0]) as log:
+with stage(smk) as log:
     settings = dict(smk.params.training)
     options = TrainOptions.from_config(settings)
     model_path = smk.params.model
@@ -62,13 +62,25 @@ with stage(smk.log[0]) as log:
     quantized = any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
     # On a CPU, MLX is fast in float32 only (BLAS); its int4 and float16 kernels are 10-20x
     # slower there. So "auto" trains in float32 on a CPU, against the dequantized int4 weights
-    # for QLoRA: the very values the int4 model holds. On Metal/CUDA it keeps the int4 kernels.
+    # for QLoRA: the very values the int4 model holds. On a CUDA GPU whose memory holds the
+    # dequantized weights easily (farense.training.compute_route), "auto" dequantizes the int4
+    # weights once and trains with bf16/fp16 products: 4x the tokens/s of the int4 kernels on an
+    # H200 (BENCHMARKS.md). Otherwise (Metal, or a smaller GPU) it keeps the int4 kernels.
     compute = settings["compute"]
-    if compute == "float32" or (compute == "auto" and mx.default_device() == mx.cpu):
+    on_cpu = mx.default_device() == mx.cpu
+    cuda = getattr(getattr(mx, "cuda", None), "is_available", lambda: False)()
+    total_memory = mx.device_info().get("total_memory") if cuda else None
+    # int4 conversions keep a 2-byte float dtype (bf16/fp16) for scales: the dequantized size
+    route = compute_route(compute, quantized, on_cpu, cuda, total_memory, 2 * get_total_parameters(model))
+    if route == "float32":
         if quantized:
             model = dequantize_model(model)
         model.set_dtype(mx.float32)
         compute_note = ("dequantized int4 weights" if quantized else "base weights") + " in float32"
+    elif route == "dequantized":
+        model = dequantize_model(model)
+        dtype = next(v.dtype for _, v in tree_flatten(model.parameters()) if mx.issubdtype(v.dtype, mx.floating))
+        compute_note = f"dequantized int4 weights in {str(dtype).split('.')[-1]} (GPU memory to spare)"
     else:
         compute_note = "int4 kernels" if quantized else "native dtype"
     log.info("compute: %s (device %s)", compute_note, mx.default_device())

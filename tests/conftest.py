@@ -54,3 +54,17 @@ def tiny_adapters(tmp_path_factory) -> Path:
     wf = copy_workflow(tmp_path_factory.mktemp("adapters") / "wf")
     snakemake(wf, "results/adapters/qlora", "results/adapters/lora", "--configfile", "config/config.yaml", str(ROOT / "tests/config/tiny.yaml"))
     return wf
+
+
+@pytest.fixture(scope="session")
+def tiny_report(tiny_adapters) -> Path:
+    """Everything up to results/report.html (evaluations and lineage too), on the tiny_adapters
+    workflow; the tests that use it read it or work on a copy."""
+    snakemake(tiny_adapters, "results/report.html", "--configfile", "config/config.yaml", str(ROOT / "tests/config/tiny.yaml"))
+    return tiny_adapters
+
+
+def copy_built(src: Path, dest: Path) -> Path:
+    """A copy of a built workflow folder (times kept, so Snakemake sees it up to date)."""
+    shutil.copytree(src, dest, symlinks=True)
+    return dest

@@ -1,10 +1,12 @@
-"""Logging for rule scripts: messages go to the rule's log file and to stderr."""
+"""Rule scripts' frame: logging to the rule's log file and stderr, one clear line for a
+PipelineError, and the job's provenance entry once its outputs are complete."""
 
 from __future__ import annotations
 
 import logging
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 from .errors import PipelineError
 
@@ -17,12 +19,42 @@ def setup_logging(log_path: str | None) -> logging.Logger:
     return logging.getLogger("farense")
 
 
+def _paths(value) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+
+
+def record_provenance(smk, started) -> str:
+    """Write the job's entry to its `lineage` output (atomically); returns its path."""
+    from . import lineage
+    from .textio import write_json_atomic
+
+    target = smk.output.lineage
+    inputs = {name: _paths(value) for name, value in smk.input.items()}
+    outputs = {name: str(value) for name, value in smk.output.items() if name != "lineage"}
+    params = {name: value for name, value in smk.params.items()}
+    known = {p for paths in inputs.values() for p in paths}
+    for name in ("model", "base"):  # a base model named in the config (a local folder) is an input too
+        value = params.get(name)
+        if isinstance(value, str) and value not in known and Path(value).exists():
+            inputs["external_" + name] = [value]
+    entry = lineage.make_entry(Path(target).stem, smk.rule, dict(smk.wildcards.items()), inputs, outputs, params, started, lineage.now())
+    write_json_atomic(target, entry)
+    return target
+
+
 @contextmanager
-def stage(log_path: str | None):
-    """Run a rule script's body: a PipelineError becomes one clear line and exit status 1."""
+def stage(smk):
+    """Run a rule script's body (`smk`: the snakemake object, or a log path). A PipelineError
+    becomes one clear line and exit status 1; on success the provenance entry is written."""
+    from .lineage import now
+
+    log_path = smk if isinstance(smk, (str, type(None))) else smk.log[0]
     log = setup_logging(log_path)
+    started = now()
     try:
         yield log
     except PipelineError as err:
         log.error("%s", err)
         raise SystemExit(1) from None
+    if not isinstance(smk, (str, type(None))) and "lineage" in smk.output.keys():
+        log.info("provenance: %s", record_provenance(smk, started))

@@ -55,6 +55,26 @@ PAD_MULTIPLE = 8
 METRIC_FIELDS = ("step", "epoch", "train_loss", "val_loss", "learning_rate", "tokens_per_second", "peak_memory_gb", "padding_share")
 
 
+# compute: auto on a CUDA GPU trains QLoRA against the int4 weights dequantized once (to the
+# float dtype of their scales: the very values the int4 kernels compute with), when those weights
+# take at most this share of the GPU's memory. Measured on an H200 with the Mistral-7B shape
+# (BENCHMARKS.md): 17.0k tokens/s at batch 4 x 512 against 4.3k with the int4 kernels, the same
+# loss to 1e-4; the peak memory is that of a bf16 model (33.9 GB against 26.9 GB).
+DEQUANTIZE_MAX_SHARE = 0.25
+
+
+def compute_route(setting: str, quantized: bool, on_cpu: bool, cuda: bool, total_memory: int | None, dequantized_bytes: int) -> str:
+    """How a model is trained, for training.compute = `setting`:
+    "float32" (on a CPU: MLX's int4 and float16 kernels are slow there; QLoRA dequantized first),
+    "dequantized" (auto, CUDA, a quantized model whose dequantized weights take at most
+    DEQUANTIZE_MAX_SHARE of the GPU's memory) or "native" (int4 kernels, or the base's dtype)."""
+    if setting == "float32" or (setting == "auto" and on_cpu):
+        return "float32"
+    if setting == "auto" and quantized and cuda and total_memory and dequantized_bytes <= DEQUANTIZE_MAX_SHARE * total_memory:
+        return "dequantized"
+    return "native"
+
+
 @dataclass(frozen=True)
 class TrainOptions:
     rank: int = 8
@@ -220,6 +240,29 @@ def _load_checkpoint(directory: Path, model, optimizer, run_id: str) -> RunState
     return RunState(**saved)
 
 
+def make_step(model, optimizer, grad_accumulation: int):
+    """mlx-lm's training step, compiled: accumulate gradients, update every grad_accumulation
+    batches. Returns (step, compiled_state): `step(batch, lengths, previous, do_update)` gives
+    (loss, tokens, accumulated gradients or None); evaluate compiled_state after each call.
+    (Also used by tests/benchmarks/bench_gpu_training.py, so that it times this very step.)"""
+    loss_and_grad = nn.value_and_grad(model, default_loss)
+    compiled_state = [model.state, optimizer.state, mx.random.state]
+
+    @partial(mx.compile, inputs=compiled_state, outputs=compiled_state)
+    def step(batch, lengths, previous, do_update):
+        (loss, tokens), grads = loss_and_grad(model, batch, lengths)
+        if previous is not None:
+            grads = tree_map_add(grads, previous)
+        if do_update:
+            if grad_accumulation > 1:
+                grads = tree_scale(grads, 1.0 / grad_accumulation)
+            optimizer.update(model, grads)
+            grads = None
+        return loss, tokens, grads
+
+    return step, compiled_state
+
+
 def train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, checkpoint_dir: Path, run_id: str, progress=None) -> RunState:
     """Train LoRA adapters on `model` (layers already converted); write the best adapter to out_dir."""
     train_set, skipped_train = with_targets_in_window(train_set, options.max_seq_length)
@@ -243,21 +286,7 @@ def train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, che
     if options.grad_checkpoint:
         grad_checkpoint(model.layers[0])
 
-    loss_and_grad = nn.value_and_grad(model, default_loss)
-    compiled_state = [model.state, optimizer.state, mx.random.state]
-
-    # mlx-lm's training step: accumulate gradients, update every grad_accumulation batches.
-    @partial(mx.compile, inputs=compiled_state, outputs=compiled_state)
-    def step(batch, lengths, previous, do_update):
-        (loss, tokens), grads = loss_and_grad(model, batch, lengths)
-        if previous is not None:
-            grads = tree_map_add(grads, previous)
-        if do_update:
-            if options.grad_accumulation > 1:
-                grads = tree_scale(grads, 1.0 / options.grad_accumulation)
-            optimizer.update(model, grads)
-            grads = None
-        return loss, tokens, grads
+    step, compiled_state = make_step(model, optimizer, options.grad_accumulation)
 
     def validate() -> float:
         return evaluate(model, valid_set, options.batch_size, options.val_batches, options.max_seq_length, default_loss, iterate_batches)
