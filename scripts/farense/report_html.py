@@ -83,6 +83,15 @@ def versions() -> list[list[str]]:
     return rows
 
 
+def machine() -> str:
+    """Cores and memory of the machine that built the report."""
+    import os
+
+    import psutil
+
+    return f"{os.cpu_count()} logical cores, {psutil.virtual_memory().total / 2**30:.1f} GiB of memory"
+
+
 def data_section(clean: dict, records: dict, split: dict) -> str:
     out = ["<section><h2>Data</h2>"]
     out.append(
@@ -236,7 +245,7 @@ def build_report(clean: dict, records: dict, split: dict, config: dict, model: s
     environment = (
         "<section><h2>Environment</h2>"
         + table(["package", "version"], versions())
-        + f"<p>Python {esc(platform.python_version())} on {esc(platform.platform())} ({esc(platform.machine())}).</p>"
+        + f"<p>Python {esc(platform.python_version())} on {esc(platform.platform())} ({esc(platform.machine())}), {machine()}.</p>"
         + "<h3>Configuration used</h3><pre>"
         + esc(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
         + "</pre></section>"
