@@ -11,7 +11,7 @@ from pathlib import Path  # noqa: E402
 
 import mlx.core as mx  # noqa: E402
 
-from farense.compute import apply_compute  # noqa: E402
+from farense.compute import prepare  # noqa: E402
 from farense.evaluation import EvalOptions, answer_quality, directory_bytes, overfitting_from_metrics, split_losses, test_questions  # noqa: E402
 from farense.inference import load  # noqa: E402
 from farense.runlog import stage  # noqa: E402
@@ -30,7 +30,7 @@ with stage(smk) as log:
     started = time.time()
     loaded = load(model_path, adapter)
     # as training computed: float32 on a CPU (int4 values dequantized), native kernels elsewhere
-    loaded.model, compute_note = apply_compute(loaded.model, training["compute"])
+    loaded.model, compute_note = prepare(loaded.model, training["compute"], training=False)
     log.info("compute: %s (device %s)", compute_note, mx.default_device())
     mx.reset_peak_memory()
     splits = ("test", "valid", "train") if options.train_split_loss else ("test",)

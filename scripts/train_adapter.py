@@ -14,30 +14,23 @@ from dataclasses import asdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import mlx.core as mx  # noqa: E402
-import mlx.nn as nn  # noqa: E402
 import mlx_lm  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 from mlx_lm.tuner.datasets import CacheDataset, load_local_dataset  # noqa: E402
 from mlx_lm.tuner.utils import linear_to_lora_layers  # noqa: E402
-from mlx_lm.utils import dequantize_model, get_total_parameters  # noqa: E402
+from mlx_lm.utils import get_total_parameters  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from farense.compute import prepare  # noqa: E402
 from farense.errors import PipelineError  # noqa: E402
+from farense.lineage import sha256_file as file_hash  # noqa: E402
 from farense.runlog import stage  # noqa: E402
 from farense.textio import write_json_atomic  # noqa: E402
 from farense.tokenizer_build import CHAT_TEMPLATE  # noqa: E402
 from farense import training as training_module  # noqa: E402
-from farense.training import TrainOptions, compute_route, fingerprint, lora_config, train  # noqa: E402
+from farense.training import TrainOptions, fingerprint, lora_config, train  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
-
-
-def file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def model_identity(model_dir: Path) -> str:
@@ -59,30 +52,8 @@ with stage(smk) as log:
         # Base models such as Mistral-7B-v0.1 ship none; chat data needs one.
         tokenizer.chat_template = CHAT_TEMPLATE
         log.info("the tokenizer has no chat template: using the Mistral-instruct one ([INST] ... [/INST])")
-    quantized = any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
-    # On a CPU, MLX is fast in float32 only (BLAS); its int4 and float16 kernels are 10-20x
-    # slower there. So "auto" trains in float32 on a CPU, against the dequantized int4 weights
-    # for QLoRA: the very values the int4 model holds. On a CUDA GPU whose memory holds the
-    # dequantized weights easily (farense.training.compute_route), "auto" dequantizes the int4
-    # weights once and trains with bf16/fp16 products: 4x the tokens/s of the int4 kernels on an
-    # H200 (BENCHMARKS.md). Otherwise (Metal, or a smaller GPU) it keeps the int4 kernels.
-    compute = settings["compute"]
-    on_cpu = mx.default_device() == mx.cpu
-    cuda = getattr(getattr(mx, "cuda", None), "is_available", lambda: False)()
-    total_memory = mx.device_info().get("total_memory") if cuda else None
-    # int4 conversions keep a 2-byte float dtype (bf16/fp16) for scales: the dequantized size
-    route = compute_route(compute, quantized, on_cpu, cuda, total_memory, 2 * get_total_parameters(model))
-    if route == "float32":
-        if quantized:
-            model = dequantize_model(model)
-        model.set_dtype(mx.float32)
-        compute_note = ("dequantized int4 weights" if quantized else "base weights") + " in float32"
-    elif route == "dequantized":
-        model = dequantize_model(model)
-        dtype = next(v.dtype for _, v in tree_flatten(model.parameters()) if mx.issubdtype(v.dtype, mx.floating))
-        compute_note = f"dequantized int4 weights in {str(dtype).split('.')[-1]} (GPU memory to spare)"
-    else:
-        compute_note = "int4 kernels" if quantized else "native dtype"
+    # float32 on a CPU, int4 dequantized once on a GPU with memory to spare, else native kernels
+    model, compute_note = prepare(model, settings["compute"], training=True)
     log.info("compute: %s (device %s)", compute_note, mx.default_device())
     mask = options.mask_prompt and smk.params.data_format != "text"
     train_set, valid_set, _ = load_local_dataset(data_dir, tokenizer, types.SimpleNamespace(mask_prompt=mask))

@@ -55,26 +55,6 @@ PAD_MULTIPLE = 8
 METRIC_FIELDS = ("step", "epoch", "train_loss", "val_loss", "learning_rate", "tokens_per_second", "peak_memory_gb", "padding_share")
 
 
-# compute: auto on a CUDA GPU trains QLoRA against the int4 weights dequantized once (to the
-# float dtype of their scales: the very values the int4 kernels compute with), when those weights
-# take at most this share of the GPU's memory. Measured on an H200 with the Mistral-7B shape
-# (BENCHMARKS.md): 17.0k tokens/s at batch 4 x 512 against 4.3k with the int4 kernels, the same
-# loss to 1e-4; the peak memory is that of a bf16 model (33.9 GB against 26.9 GB).
-DEQUANTIZE_MAX_SHARE = 0.25
-
-
-def compute_route(setting: str, quantized: bool, on_cpu: bool, cuda: bool, total_memory: int | None, dequantized_bytes: int) -> str:
-    """How a model is trained, for training.compute = `setting`:
-    "float32" (on a CPU: MLX's int4 and float16 kernels are slow there; QLoRA dequantized first),
-    "dequantized" (auto, CUDA, a quantized model whose dequantized weights take at most
-    DEQUANTIZE_MAX_SHARE of the GPU's memory) or "native" (int4 kernels, or the base's dtype)."""
-    if setting == "float32" or (setting == "auto" and on_cpu):
-        return "float32"
-    if setting == "auto" and quantized and cuda and total_memory and dequantized_bytes <= DEQUANTIZE_MAX_SHARE * total_memory:
-        return "dequantized"
-    return "native"
-
-
 @dataclass(frozen=True)
 class TrainOptions:
     rank: int = 8

@@ -1,0 +1,49 @@
+"""The choice of compute route (training.compute) and what it does to a real mlx-lm model."""
+
+import pytest
+
+from farense.compute import DEQUANTIZE_MAX_SHARE, compute_route, prepare
+
+GB = 10**9
+
+
+@pytest.mark.parametrize(
+    "setting, quantized, on_cpu, cuda, memory, size, route",
+    [
+        ("auto", True, True, False, None, 0, "float32"),  # a CPU: float32, whatever the model
+        ("auto", False, True, False, None, 0, "float32"),
+        ("float32", True, False, True, 141 * GB, 14 * GB, "float32"),  # asked for
+        ("auto", True, False, True, 141 * GB, 14 * GB, "dequantized"),  # an H200 and a 7B model
+        ("auto", True, False, True, 24 * GB, 14 * GB, "native"),  # a 24 GB GPU: int4 kernels
+        ("auto", False, False, True, 141 * GB, 14 * GB, "native"),  # LoRA on the bf16 base
+        ("auto", True, False, False, None, 14 * GB, "native"),  # Metal keeps the int4 kernels
+        ("native", True, False, True, 141 * GB, 14 * GB, "native"),
+    ],
+)
+def test_compute_route(setting, quantized, on_cpu, cuda, memory, size, route):
+    assert compute_route(setting, quantized, on_cpu, cuda, memory, size) == route
+
+
+def test_the_memory_threshold_is_a_share_of_the_gpu():
+    memory = 100 * GB
+    assert compute_route("auto", True, False, True, memory, int(DEQUANTIZE_MAX_SHARE * memory)) == "dequantized"
+    assert compute_route("auto", True, False, True, memory, int(DEQUANTIZE_MAX_SHARE * memory) + 1) == "native"
+
+
+def test_prepare_on_this_cpu_dequantizes_an_int4_model_to_the_values_it_holds():
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx_lm.models import llama
+
+    args = llama.ModelArgs(model_type="llama", hidden_size=64, num_hidden_layers=1, intermediate_size=128, num_attention_heads=2,
+                           num_key_value_heads=1, rms_norm_eps=1e-5, vocab_size=128, tie_word_embeddings=False)
+    model = llama.Model(args)
+    nn.quantize(model, group_size=64, bits=4)
+    q = model.layers[0].self_attn.q_proj
+    expected = mx.dequantize(q.weight, q.scales, q.biases, q.group_size, q.bits)
+    if mx.default_device() != mx.cpu:
+        pytest.skip("this test is about the CPU route")
+    model, note = prepare(model, "auto", training=True)
+    assert note == "dequantized int4 weights in float32"
+    weight = model.layers[0].self_attn.q_proj.weight
+    assert weight.dtype == mx.float32 and mx.array_equal(weight, expected.astype(mx.float32)).item()
