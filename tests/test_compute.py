@@ -47,3 +47,21 @@ def test_prepare_on_this_cpu_dequantizes_an_int4_model_to_the_values_it_holds():
     assert note == "dequantized int4 weights in float32"
     weight = model.layers[0].self_attn.q_proj.weight
     assert weight.dtype == mx.float32 and mx.array_equal(weight, expected.astype(mx.float32)).item()
+
+
+def test_a_model_too_large_for_float32_here_keeps_its_own_kernels(monkeypatch):
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx_lm.models import llama
+
+    from farense import compute
+
+    if mx.default_device() != mx.cpu:
+        pytest.skip("this test is about the CPU route")
+    args = llama.ModelArgs(model_type="llama", hidden_size=64, num_hidden_layers=1, intermediate_size=128, num_attention_heads=2,
+                           num_key_value_heads=1, rms_norm_eps=1e-5, vocab_size=128, tie_word_embeddings=False)
+    model = llama.Model(args)
+    nn.quantize(model, group_size=64, bits=4)
+    monkeypatch.setattr(compute, "_system_memory", lambda: 1000)  # a machine of 1000 bytes
+    model, note = prepare(model, "auto", training=False)
+    assert note == "int4 kernels" and isinstance(model.layers[0].self_attn.q_proj, nn.QuantizedLinear)

@@ -33,6 +33,17 @@ def compute_route(setting: str, quantized: bool, on_cpu: bool, cuda: bool, total
     return "native"
 
 
+# On a CPU, "auto" computes in float32 only when the float32 weights take at most this share of
+# the machine's memory.
+CPU_FLOAT32_MAX_SHARE = 0.5
+
+
+def _system_memory() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().total)
+
+
 def is_quantized(model) -> bool:
     import mlx.nn as nn
 
@@ -52,6 +63,8 @@ def prepare(model, setting: str, training: bool):
     total_memory = mx.device_info().get("total_memory") if cuda else None
     # int4 conversions keep a 2-byte float dtype (bf16/fp16) for scales: the dequantized size
     route = compute_route(setting, quantized, on_cpu, cuda, total_memory, 2 * get_total_parameters(model) if cuda else 0)
+    if route == "float32" and setting == "auto" and 4 * get_total_parameters(model) > CPU_FLOAT32_MAX_SHARE * _system_memory():
+        route = "native"  # a model too large to hold in float32 here (a 7B model on a CPU): its own kernels
     if route == "float32":
         if quantized:
             model = dequantize_model(model)

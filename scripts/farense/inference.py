@@ -45,7 +45,10 @@ def resolve(results: Path, adapter: str, fused: str | None) -> tuple[str, str | 
 def load(model_path: str, adapter_path: str | None) -> Loaded:
     import mlx_lm
 
+    from .compute import prepare
+
     model, tokenizer = mlx_lm.load(model_path, adapter_path=adapter_path)
+    model, _ = prepare(model, "auto", training=False)  # on a CPU, float32 is 10-20x faster than int4 kernels
     if not getattr(tokenizer, "chat_template", None):
         tokenizer.chat_template = CHAT_TEMPLATE
     return Loaded(model, tokenizer, model_path, adapter_path)
