@@ -34,3 +34,35 @@ def test_text_from_the_corpus_is_escaped(built_data):
     assert "<script>" not in page and "<b>negrito" not in page and "<img src=x" not in page
     assert "&lt;script&gt;alert(&#x27;golo&#x27;)&lt;/script&gt;" in page
     assert "&lt;b&gt;negrito&lt;/b&gt; &amp; co" in page
+
+
+def evaluation(name, response, adapter=True):
+    """A small evaluation file, as scripts/evaluate.py writes it."""
+    question = {"id": "q1", "kind": "qa_curated", "question": "Onde joga o <i>Farense</i>?", "reference": "No São Luís.", "response": response,
+                "exact_match": 0.0, "f1": 0.5, "generated_tokens": 4, "time_to_first_token": 0.01, "decode_tokens_per_second": 100.0, "seconds": 0.05}
+    return {
+        "model": name, "compute": "dequantized int4 weights in float32",
+        "loss": {"test": {"loss": 5.0, "perplexity": 148.4132, "examples": 20, "batches": 10, "seconds": 1.0}},
+        "answers": {"questions": 1, "exact_match": 0.0, "f1": 0.5, "by_kind": {"qa_curated": {"questions": 1, "exact_match": 0.0, "f1": 0.5}},
+                    "generation": {"tokens_per_second": 80.0, "time_to_first_token_median": 0.01, "max_new_tokens": 48}, "per_question": [question]},
+        "overfitting": {"per_step": [{"step": 10, "train_loss": 4.0, "val_loss": 5.0, "gap": 1.0}], "best_step": 10, "gap_at_best_step": 1.0} if adapter else {},
+        "cost": {"model_bytes": 750000, "adapter_bytes": 84000 if adapter else 0, "training_seconds": 25.0 if adapter else None,
+                 "training_tokens_per_second": 1500.0 if adapter else None, "training_peak_memory_gb": 0.08 if adapter else None,
+                 "training_compute": "x" if adapter else None, "evaluation_peak_memory_gb": 0.03},
+        "settings": {"evaluation": {"max_new_tokens": 48}, "batch_size": 2, "max_seq_length": 512},
+    }
+
+
+def test_evaluation_sections_escape_answers_and_mark_what_does_not_apply():
+    from farense.report_eval import comparison_rows, evaluation_section, samples_section
+
+    evals = {"base": evaluation("base", "<script>alert(1)</script>", adapter=False), "qlora": evaluation("qlora", "No São Luís & arredores")}
+    rows = {r[0]: r[1:] for r in comparison_rows(evals)}
+    assert rows["training time (s)"] == [None, 25.0] and rows["test perplexity"] == [148.4132, 148.4132]
+    page = evaluation_section(evals, {}) + samples_section(evals, 8)
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;i&gt;Farense&lt;/i&gt;" in page and "No São Luís &amp; arredores" in page
+    assert "—" in page  # the base model has no training time
+    evals["qlora"]["answers"]["per_question"] = []
+    evals["base"]["answers"]["per_question"] = []
+    assert "No test question was answered" in samples_section(evals, 8)

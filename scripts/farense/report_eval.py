@@ -110,6 +110,9 @@ def samples_section(evals: dict, count: int) -> str:
         return ""
     answers = {name: {r["id"]: r for r in e["answers"]["per_question"]} for name, e in ordered}
     first = ordered[0][1]["answers"]["per_question"][:count]
+    if not first:
+        return ("<section><h2>Sample answers</h2><p>No test question was answered: the test split has no question/answer "
+                "records, or <code>evaluation.max_questions</code> is 0.</p></section>")
     out = ["<section><h2>Sample answers</h2>", f"<p>The first {num(len(first))} test questions, answered greedily by each model (F1 in brackets).</p>"]
     for q in first:
         rows = [["reference", q["reference"]]]

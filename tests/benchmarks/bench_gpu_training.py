@@ -224,6 +224,87 @@ def agreement(shape: str, n_steps: int, batch: int, length: int) -> dict:
     }
 
 
+PROBES = ("step", "step-limit", "step-nocache", "eager", "eager-2eval", "forward", "grad")
+
+
+def memory_probe(model, vocab: int, batch: int, length: int, variant: str, steps: int, limit_gb: float) -> dict:
+    """Peak memory of one piece of the training step, with checkpointing as train() applies it.
+
+    step         the pipeline's compiled step (make_step), evaluated as train() does
+    step-limit   the same under mx.set_memory_limit(limit_gb): eval then waits for queued GPU work
+                 to finish (and release what it holds) whenever active memory is over the limit
+    step-nocache the same with mx.set_cache_limit(0) and mx.clear_cache() after every step
+    eager        the same step not compiled: value_and_grad and Adam's update, one mx.eval
+    eager-2eval  not compiled, the loss evaluated first (forward), then gradients and update
+    forward      default_loss alone (no gradient)
+    grad         value_and_grad alone (no update)
+    Each: the peak of the first call (compilation for the compiled ones) and the largest per-call
+    peak of the next `steps` calls (mx.reset_peak_memory() before each), active memory before."""
+    block = type(model.layers[0])
+    original = block.__call__
+    grad_checkpoint(model.layers[0])
+    old_limit = old_cache = None
+    try:
+        optimizer = optim.Adam(learning_rate=schedule(OPTIONS, 1000))
+        optimizer.init(model.trainable_parameters())
+        model.train()
+        loss_and_grad = nn.value_and_grad(model, default_loss)
+        if variant.startswith("step"):
+            step, state = make_step(model, optimizer, 1)
+
+            def call(data, lengths):
+                loss, _, accumulated = step(data, lengths, None, True)
+                mx.eval(state, loss, accumulated)
+        elif variant == "eager":
+            def call(data, lengths):
+                (loss, _), grads = loss_and_grad(model, data, lengths)
+                optimizer.update(model, grads)
+                mx.eval(model.trainable_parameters(), optimizer.state, loss)
+        elif variant == "eager-2eval":
+            def call(data, lengths):
+                (loss, _), grads = loss_and_grad(model, data, lengths)
+                mx.eval(loss)
+                optimizer.update(model, grads)
+                mx.eval(model.trainable_parameters(), optimizer.state)
+        elif variant == "forward":
+            def call(data, lengths):
+                mx.eval(default_loss(model, data, lengths)[0])
+        elif variant == "grad":
+            def call(data, lengths):
+                (loss, _), grads = loss_and_grad(model, data, lengths)
+                mx.eval(loss, grads)
+        else:
+            raise ValueError(variant)
+        data, lengths = batches(vocab, batch, length, 2, seed=batch * 100_003 + length)
+        gc.collect()
+        mx.clear_cache()
+        if variant == "step-limit":
+            old_limit = mx.set_memory_limit(int(limit_gb * 1e9))
+        if variant == "step-nocache":
+            old_cache = mx.set_cache_limit(0)
+        before = mx.get_active_memory()
+        peaks, times = [], []
+        for i in range(1 + steps):
+            mx.reset_peak_memory()
+            tic = time.perf_counter()
+            call(data[i % 2], lengths)
+            times.append(time.perf_counter() - tic)
+            peaks.append(mx.get_peak_memory())
+            if variant == "step-nocache":
+                mx.clear_cache()
+        return {"before_gb": before / 1e9, "first_peak_gb": peaks[0] / 1e9, "peak_gb": max(peaks[1:]) / 1e9,
+                "peaks_gb": [round(p / 1e9, 3) for p in peaks], "first_s": times[0],
+                "step_s": statistics.median(times[1:]), "after_gb": mx.get_active_memory() / 1e9}
+    finally:
+        block.__call__ = original
+        if old_limit is not None:
+            mx.set_memory_limit(old_limit)
+        if old_cache is not None:
+            mx.set_cache_limit(old_cache)
+        gc.collect()
+        mx.clear_cache()
+
+
 def describe_machine() -> dict:
     info = {"mlx": mx.__version__, "mlx_lm": mlx_lm.__version__, "device": str(mx.default_device()),
             "python": platform.python_version(), "platform": platform.platform(), "blas": BLAS}
@@ -248,6 +329,11 @@ def main() -> None:
     parser.add_argument("--agreement", type=int, default=0, help="N: compare routes int4 and int4-bf16 over N steps")
     parser.add_argument("--agreement-config", default="2x512")
     parser.add_argument("--json", type=Path, help="append one JSON line per result here")
+    parser.add_argument("--probe", nargs="*", choices=PROBES, default=[],
+                        help="peak memory of pieces of the step (int4 route, checkpointing on) for each of --probe-configs")
+    parser.add_argument("--probe-configs", nargs="*", default=["1x256", "1x512", "2x512"])
+    parser.add_argument("--probe-limit-gb", type=float, default=5.0, help="the memory limit of the step-limit probe")
+    parser.add_argument("--deadline", type=float, default=0, help="seconds: start no new probe after this long")
     args = parser.parse_args()
 
     machine = describe_machine()
@@ -260,6 +346,26 @@ def main() -> None:
             sink.flush()
 
     vocab = SHAPES[args.shape]["vocab_size"]
+    if args.probe:
+        start = time.perf_counter()
+        model = build(args.shape, "int4")
+        print(f"int4 model built in {time.perf_counter() - start:.1f} s, active {mx.get_active_memory() / 1e9:.3f} GB", flush=True)
+        for variant in args.probe:
+            for config in args.probe_configs:
+                if args.deadline and time.perf_counter() - start > args.deadline:
+                    print(f"probe {variant} {config}: skipped (deadline)", flush=True)
+                    continue
+                batch, length = (int(x) for x in config.split("x"))
+                record = {"probe": variant, "batch": batch, "length": length, "limit_gb": args.probe_limit_gb if variant == "step-limit" else None}
+                try:
+                    record.update(memory_probe(model, vocab, batch, length, variant, args.steps, args.probe_limit_gb))
+                except Exception as error:  # noqa: BLE001 (reported, the next probe runs)
+                    record["error"] = repr(error)[:300]
+                emit(record)
+                print("probe", json.dumps(record), flush=True)
+        del model
+        gc.collect()
+        mx.clear_cache()
     if args.routes and args.configs:
         print(f"{'route':<10} {'batch':>5} {'len':>5} {'ckpt':>4} {'tok/s':>8} {'step s':>7} {'first s':>7} {'peak GB':>8} {'timed GB':>8} {'model GB':>8}", flush=True)
     for route in args.routes:
