@@ -220,6 +220,24 @@ def _load_checkpoint(directory: Path, model, optimizer, run_id: str) -> RunState
     return RunState(**saved)
 
 
+# Low-memory training (training.grad_checkpoint, the 8gb profile) also lowers MLX's memory limit
+# to the memory in use when training starts (weights, adapters) plus this margin, for the time of
+# train(). The limit is a guideline, not a cap that fails: while active memory is over it, MLX's
+# eval waits for queued GPU work to finish before queueing more. Without it, the buffers held by
+# work queued ahead of the GPU (each op's inputs stay alive until its batch of kernels has run)
+# count in the peak: at the Mistral-7B shape with int4 weights and checkpointing on an H200,
+# 1 x 256 tokens peaked at 6.26 GB and 1 x 512 at 8.30 GB, where the step itself needs 4.4-4.6 GB;
+# with this limit, 5.15 and 5.20 GB at 7-11 % fewer tokens/s (BENCHMARKS.md 1.3).
+LOW_MEMORY_MARGIN_BYTES = 1_000_000_000
+
+
+def limit_queued_memory(margin: int = LOW_MEMORY_MARGIN_BYTES) -> None:
+    """Lower MLX's memory limit to the active memory plus `margin` (never raise it)."""
+    limit = mx.get_active_memory() + margin
+    if limit < mx.get_memory_limit():
+        mx.set_memory_limit(limit)
+
+
 def make_step(model, optimizer, grad_accumulation: int):
     """mlx-lm's training step, compiled: accumulate gradients, update every grad_accumulation
     batches. Returns (step, compiled_state): `step(batch, lengths, previous, do_update)` gives
@@ -245,6 +263,14 @@ def make_step(model, optimizer, grad_accumulation: int):
 
 def train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, checkpoint_dir: Path, run_id: str, progress=None) -> RunState:
     """Train LoRA adapters on `model` (layers already converted); write the best adapter to out_dir."""
+    previous_limit = mx.get_memory_limit()
+    try:
+        return _train(model, train_set, valid_set, options, out_dir, checkpoint_dir, run_id, progress)
+    finally:
+        mx.set_memory_limit(previous_limit)  # lowered by limit_queued_memory in low-memory training
+
+
+def _train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, checkpoint_dir: Path, run_id: str, progress) -> RunState:
     train_set, skipped_train = with_targets_in_window(train_set, options.max_seq_length)
     valid_set, skipped_valid = with_targets_in_window(valid_set, options.max_seq_length)
     if skipped_train or skipped_valid:
@@ -265,6 +291,7 @@ def train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, che
         log.info("resuming from the checkpoint at iteration %d", state.iteration)
     if options.grad_checkpoint:
         grad_checkpoint(model.layers[0])
+        limit_queued_memory()
 
     step, compiled_state = make_step(model, optimizer, options.grad_accumulation)
 

@@ -23,6 +23,16 @@ Routes (--routes):
   bf16       LoRA on a bfloat16 base (no quantization)
   int4-f32   the int4 weights dequantized once to float32 (the pipeline's route on a CPU)
 
+With checkpointing, MLX's memory limit is lowered as train() does in low-memory training
+(farense.training.limit_queued_memory: the active memory plus 1 GB, so that eval waits for queued
+GPU work instead of holding its buffers); --limit off leaves it as it was (the figures before that
+change), --limit on off measures both. A config BATCHxLENGTHxN accumulates gradients over N batches
+as train() does with training.grad_accumulation.
+
+--probe VARIANT...: peak memory of pieces of the step (forward, value_and_grad, the step eager or
+compiled, under a memory limit, without the allocator cache) for --probe-configs, int4 route with
+checkpointing; see memory_probe.
+
 Each (route, batch x length, checkpointing) runs --warmup steps (compilation) then --steps timed
 steps on random token batches of exactly that length (the model sees `length` tokens; tokens/s
 counts the loss's tokens, batch x length, as the pipeline does). Peak memory is
@@ -67,7 +77,7 @@ from mlx_lm.tuner.utils import linear_to_lora_layers  # noqa: E402
 from mlx_lm.utils import dequantize_model, get_total_parameters  # noqa: E402
 
 from farense.compute import compute_route  # noqa: E402
-from farense.training import TrainOptions, lora_config, make_step, schedule  # noqa: E402
+from farense.training import TrainOptions, limit_queued_memory, lora_config, make_step, schedule  # noqa: E402
 
 SHAPES = {
     "mistral-7b": dict(hidden_size=4096, num_hidden_layers=32, intermediate_size=14336, num_attention_heads=32,
@@ -134,24 +144,29 @@ def batches(vocab: int, batch: int, length: int, n: int, seed: int):
     return data, lengths
 
 
-def time_config(model, vocab: int, batch: int, length: int, checkpoint: bool, warmup: int, steps: int) -> dict:
+def time_config(model, vocab: int, batch: int, length: int, checkpoint: bool, warmup: int, steps: int,
+                limit: bool = True, accumulation: int = 1) -> dict:
     block = type(model.layers[0])
     original = block.__call__
-    if checkpoint:
-        grad_checkpoint(model.layers[0])  # what train() does with training.grad_checkpoint
+    previous_limit = mx.get_memory_limit()
     try:
         optimizer = optim.Adam(learning_rate=schedule(OPTIONS, 1000))
         optimizer.init(model.trainable_parameters())
-        step, state = make_step(model, optimizer, 1)
+        if checkpoint:  # what train() does with training.grad_checkpoint
+            grad_checkpoint(model.layers[0])
+            if limit:
+                limit_queued_memory()
+        step, state = make_step(model, optimizer, accumulation)
         model.train()
         data, lengths = batches(vocab, batch, length, 4, seed=batch * 100_003 + length)
         gc.collect()
         mx.clear_cache()
         mx.reset_peak_memory()
-        times, tokens, first, warm_peak = [], 0, None, 0
+        times, tokens, first, warm_peak, accumulated = [], 0, None, 0, None
+        memory_limit = mx.get_memory_limit()
         for i in range(warmup + steps):
             tic = time.perf_counter()
-            loss, ntoks, accumulated = step(data[i % len(data)], lengths, None, True)
+            loss, ntoks, accumulated = step(data[i % len(data)], lengths, accumulated, (i + 1) % accumulation == 0)
             mx.eval(state, loss, accumulated)
             seconds = time.perf_counter() - tic
             if i == 0:
@@ -172,9 +187,11 @@ def time_config(model, vocab: int, batch: int, length: int, checkpoint: bool, wa
             "peak_memory_gb": max(warm_peak, mx.get_peak_memory()) / 1e9,
             "steady_peak_gb": mx.get_peak_memory() / 1e9,
             "last_loss": loss_value,
+            "memory_limit_gb": memory_limit / 1e9,
         }
     finally:
         block.__call__ = original
+        mx.set_memory_limit(previous_limit)
         gc.collect()
         mx.clear_cache()
 
@@ -322,8 +339,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", choices=SHAPES, default="mistral-7b")
     parser.add_argument("--routes", nargs="*", choices=ROUTES, default=["int4", "int4-bf16", "bf16"])
-    parser.add_argument("--configs", nargs="*", default=["2x512", "4x512", "8x1024"], help="BATCHxLENGTH")
+    parser.add_argument("--configs", nargs="*", default=["2x512", "4x512", "8x1024"],
+                        help="BATCHxLENGTH, or BATCHxLENGTHxACCUMULATION (gradient accumulation; default 1)")
     parser.add_argument("--checkpoint", nargs="+", choices=("off", "on"), default=["off", "on"])
+    parser.add_argument("--limit", nargs="+", choices=("on", "off"), default=["on"],
+                        help="with checkpointing: lower MLX's memory limit as train() does (farense.training.limit_queued_memory)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--agreement", type=int, default=0, help="N: compare routes int4 and int4-bf16 over N steps")
@@ -367,7 +387,8 @@ def main() -> None:
         gc.collect()
         mx.clear_cache()
     if args.routes and args.configs:
-        print(f"{'route':<10} {'batch':>5} {'len':>5} {'ckpt':>4} {'tok/s':>8} {'step s':>7} {'first s':>7} {'peak GB':>8} {'timed GB':>8} {'model GB':>8}", flush=True)
+        print(f"{'route':<10} {'batch':>5} {'len':>5} {'acc':>3} {'ckpt':>4} {'limit':>5} {'tok/s':>8} {'step s':>7} {'first s':>7} "
+              f"{'peak GB':>8} {'timed GB':>8} {'model GB':>8} {'limit GB':>8}", flush=True)
     for route in args.routes:
         if not args.configs:
             break
@@ -384,19 +405,23 @@ def main() -> None:
                   f"GPU memory {total / 1e9 if total else 0:.1f} GB, CUDA {cuda})", flush=True)
             emit({"compute_choice": choice, "dequantized_gb": size / 1e9, "gpu_memory_gb": (total or 0) / 1e9, "cuda": cuda})
         for config in args.configs:
-            batch, length = (int(x) for x in config.split("x"))
+            batch, length, *rest = (int(x) for x in config.split("x"))
+            accumulation = rest[0] if rest else 1
             for ckpt in args.checkpoint:
-                record = {"route": route, "batch": batch, "length": length, "checkpoint": ckpt == "on", "model_gb": model_gb, "build_s": built}
-                try:
-                    record.update(time_config(model, vocab, batch, length, ckpt == "on", args.warmup, args.steps))
-                except Exception as error:  # noqa: BLE001 (out of memory: reported, the next config runs)
-                    record["error"] = repr(error)[:300]
-                    print(f"{route:<10} {batch:>5} {length:>5} {ckpt:>4} failed: {record['error']}", flush=True)
+                for limit in (args.limit if ckpt == "on" else ["off"]):
+                    record = {"route": route, "batch": batch, "length": length, "accumulation": accumulation, "checkpoint": ckpt == "on",
+                              "limit": limit == "on", "model_gb": model_gb, "build_s": built}
+                    head = f"{route:<10} {batch:>5} {length:>5} {accumulation:>3} {ckpt:>4} {limit:>5}"
+                    try:
+                        record.update(time_config(model, vocab, batch, length, ckpt == "on", args.warmup, args.steps, limit == "on", accumulation))
+                    except Exception as error:  # noqa: BLE001 (out of memory: reported, the next config runs)
+                        record["error"] = repr(error)[:300]
+                        print(f"{head} failed: {record['error']}", flush=True)
+                        emit(record)
+                        continue
                     emit(record)
-                    continue
-                emit(record)
-                print(f"{route:<10} {batch:>5} {length:>5} {ckpt:>4} {record['tokens_per_second']:8.0f} {record['median_step_s']:7.3f} "
-                      f"{record['first_step_s']:7.2f} {record['peak_memory_gb']:8.2f} {record['steady_peak_gb']:8.2f} {model_gb:8.2f}", flush=True)
+                    print(f"{head} {record['tokens_per_second']:8.0f} {record['median_step_s']:7.3f} {record['first_step_s']:7.2f} "
+                          f"{record['peak_memory_gb']:8.2f} {record['steady_peak_gb']:8.2f} {model_gb:8.2f} {record['memory_limit_gb']:8.2f}", flush=True)
         del model
         gc.collect()
         mx.clear_cache()
