@@ -20,13 +20,12 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_pipeline_overhead import copy_workflow  # noqa: E402
+from bench_pipeline_overhead import workspace  # noqa: E402
 
 ADAPTERS = ("qlora", "lora")
 
@@ -46,14 +45,7 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=["reference", "default"], help="FARENSE_BLAS values ('default': unset)")
     parser.add_argument("--keep", type=Path, help="build (or reuse) the copy here")
     args = parser.parse_args()
-    tmp = None
-    if args.keep:
-        wf = args.keep
-        if not (wf / "Snakefile").exists():
-            copy_workflow(wf)
-    else:
-        tmp = tempfile.mkdtemp(prefix="farense-cpu-")
-        wf = copy_workflow(Path(tmp) / "wf")
+    wf, tmp = workspace(args.keep, "farense-cpu-")
     try:
         base_env = {k: v for k, v in os.environ.items() if k != "FARENSE_BLAS"}
         seconds = run(wf, base_env, "results/models/base-int4", "results/models/base", "results/data/train.jsonl", "results/data/valid.jsonl")

@@ -27,7 +27,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PARTS = ("Snakefile", "rules", "scripts", "config", "resources", "environment.yml", "requirements.txt")
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import copy_workflow  # noqa: E402  (the tests' copy of the workflow)
 TARGET = "results/report.html"
 CHANGES = {
     "nothing changed": [],
@@ -37,15 +39,14 @@ CHANGES = {
 }
 
 
-def copy_workflow(dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    for part in PARTS:
-        src = ROOT / part
-        if src.is_dir():
-            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            shutil.copy2(src, dest / part)
-    return dest
+def workspace(keep: Path | None, prefix: str) -> tuple[Path, str | None]:
+    """(workflow copy, temporary folder to remove or None): `keep` is reused if it holds one."""
+    if keep:
+        if not (keep / "Snakefile").exists():
+            copy_workflow(keep)
+        return keep, None
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    return copy_workflow(Path(tmp) / "wf"), tmp
 
 
 def snakemake(workdir: Path, *args: str) -> tuple[float, subprocess.CompletedProcess]:
@@ -83,14 +84,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--keep", type=Path, help="build (or reuse) the copy here instead of a temporary folder")
     args = parser.parse_args()
-    tmp = None
-    if args.keep:
-        wf = args.keep
-        if not (wf / "Snakefile").exists():
-            copy_workflow(wf)
-    else:
-        tmp = tempfile.mkdtemp(prefix="farense-overhead-")
-        wf = copy_workflow(Path(tmp) / "wf")
+    wf, tmp = workspace(args.keep, "farense-overhead-")
     try:
         seconds, proc = snakemake(wf, "--cores", "1", TARGET)
         if proc.returncode != 0:
