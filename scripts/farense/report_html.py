@@ -9,11 +9,9 @@ from __future__ import annotations
 import html
 import platform
 from datetime import datetime, timezone
-from importlib import metadata
 
 import yaml
 
-PACKAGES = ("mlx", "mlx-lm", "snakemake", "pandas", "pyarrow", "jsonschema", "ftfy", "numpy", "transformers", "tokenizers")
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d1d1f;background:#fafafa}
@@ -74,13 +72,10 @@ def histogram_svg(series: dict[str, dict], xlabel: str = "") -> str:
 
 
 def versions() -> list[list[str]]:
-    rows = []
-    for package in PACKAGES:
-        try:
-            rows.append([package, metadata.version(package)])
-        except metadata.PackageNotFoundError:
-            rows.append([package, "not installed"])
-    return rows
+    """The package versions the lineage records, as table rows."""
+    from .lineage import versions as installed
+
+    return [[package, version or "not installed"] for package, version in installed().items()]
 
 
 def machine() -> str:
