@@ -59,6 +59,11 @@ def evaluation_training_params():
     return {key: resolved[key] for key in ("batch_size", "max_seq_length", "mask_prompt", "compute")}
 
 
+def evaluation_params():
+    """The evaluation keys that change an evaluation (samples_in_report only changes the report)."""
+    return {key: value for key, value in config["evaluation"].items() if key != "samples_in_report"}
+
+
 def evaluated_models():
     """base and qlora always; lora when it is trained."""
     return ["base", "qlora"] + (["lora"] if config["training"]["train_lora"] else [])

@@ -15,7 +15,7 @@ rule evaluate:
         model="base|lora|qlora",
     params:
         model=evaluated_model,
-        evaluation=config["evaluation"],
+        evaluation=evaluation_params(),
         training=evaluation_training_params(),
         data_format=config["records"]["format"],
     log:

@@ -64,6 +64,8 @@ def test_only_changed_stages_rerun(workflow):
     assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'training={"learning_rate": 0.003}') == AFTER_TRAINING
     # an evaluation option: the evaluations, the lineage graph and the report only
     assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'evaluation={"max_new_tokens": 16}') == {"evaluate": 3, "lineage": 1, "report": 1}
+    # how many sample answers the report shows: the report only
+    assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'evaluation={"samples_in_report": 2}') == {"report": 1}
     # the LoRA baseline switched off: nothing to train or evaluate, the graph and the report change
     assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'training={"train_lora": false}') == {"lineage": 1, "report": 1}
     # an edited raw file: cleaning onwards

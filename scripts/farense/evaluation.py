@@ -33,7 +33,6 @@ class EvalOptions:
     max_questions: int = -1
     loss_batches: int = -1
     train_split_loss: bool = True
-    samples_in_report: int = 8
 
     from_config = classmethod(from_config)
 
