@@ -45,8 +45,7 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=["reference", "default"], help="FARENSE_BLAS values ('default': unset)")
     parser.add_argument("--keep", type=Path, help="build (or reuse) the copy here")
     args = parser.parse_args()
-    wf, tmp = workspace(args.keep, "farense-cpu-")
-    try:
+    with workspace(args.keep, "farense-cpu-") as wf:
         base_env = {k: v for k, v in os.environ.items() if k != "FARENSE_BLAS"}
         seconds = run(wf, base_env, "results/models/base-int4", "results/models/base", "results/data/train.jsonl", "results/data/valid.jsonl")
         print(f"data and models built in {seconds:.0f} s; {os.cpu_count()} CPU(s), load average before: {os.getloadavg()[0]:.2f}", flush=True)
@@ -70,9 +69,6 @@ def main() -> None:
             for name in ADAPTERS:
                 ratio = statistics.median(found[(b, name)]) / statistics.median(found[(a, name)])
                 print(f"{name}: median tokens/s {b} / {a} = {ratio:.2f}x")
-    finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,14 +40,19 @@ CHANGES = {
 }
 
 
-def workspace(keep: Path | None, prefix: str) -> tuple[Path, str | None]:
-    """(workflow copy, temporary folder to remove or None): `keep` is reused if it holds one."""
+@contextmanager
+def workspace(keep: Path | None, prefix: str):
+    """A copy of the workflow: `keep` (reused if it holds one), or a temporary folder removed afterwards."""
     if keep:
         if not (keep / "Snakefile").exists():
             copy_workflow(keep)
-        return keep, None
+        yield keep
+        return
     tmp = tempfile.mkdtemp(prefix=prefix)
-    return copy_workflow(Path(tmp) / "wf"), tmp
+    try:
+        yield copy_workflow(Path(tmp) / "wf")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def snakemake(workdir: Path, *args: str) -> tuple[float, subprocess.CompletedProcess]:
@@ -84,8 +90,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--keep", type=Path, help="build (or reuse) the copy here instead of a temporary folder")
     args = parser.parse_args()
-    wf, tmp = workspace(args.keep, "farense-overhead-")
-    try:
+    with workspace(args.keep, "farense-overhead-") as wf:
         seconds, proc = snakemake(wf, "--cores", "1", TARGET)
         if proc.returncode != 0:
             raise SystemExit(f"build failed:\n{proc.stdout[-3000:]}")
@@ -119,9 +124,6 @@ def main() -> None:
                 continue
             counts = job_counts(proc.stdout)
             print(f"{name:<56} {counts.get('total', 0):>4} {seconds:9.2f}  {describe(counts)}")
-    finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
