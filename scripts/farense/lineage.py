@@ -21,7 +21,6 @@ from pathlib import Path
 
 PACKAGES = ("mlx", "mlx-lm", "snakemake", "pandas", "pyarrow", "jsonschema", "numpy", "ftfy", "transformers", "tokenizers")
 STORE = Path("results/lineage")
-GRAPH = Path("results/lineage.json")
 CHUNK = 1 << 20
 # Snakemake drops this marker into directory outputs after the job: not part of the artifact.
 IGNORED_NAMES = frozenset({".snakemake_timestamp"})
@@ -111,13 +110,18 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def load_store(store: str | os.PathLike = STORE) -> list[dict]:
+def load_entries(paths) -> list[dict]:
+    """Provenance entries from their files (each remembers its file as `entry_file`)."""
     entries = []
-    for path in sorted(Path(store).glob("*.json")):
-        entry = json.loads(path.read_text(encoding="utf-8"))
+    for path in paths:
+        entry = json.loads(Path(path).read_text(encoding="utf-8"))
         entry["entry_file"] = _norm(path)
         entries.append(entry)
     return entries
+
+
+def load_store(store: str | os.PathLike = STORE) -> list[dict]:
+    return load_entries(sorted(Path(store).glob("*.json")))
 
 
 def producers(entries: list[dict]) -> dict[str, dict]:
