@@ -1,4 +1,6 @@
 # Data stages: raw files -> cleaned corpus -> training records -> train/valid/test JSONL.
+# Each takes every core it is given (--cores): documents are cleaned and chunked in parallel
+# processes, with the same output bytes whatever the number.
 
 
 rule clean_text:
@@ -16,6 +18,7 @@ rule clean_text:
         "results/logs/clean_text.log",
     benchmark:
         "results/benchmarks/clean_text.tsv"
+    threads: workflow.cores
     conda:
         "../environment.yml"
     script:
@@ -36,6 +39,7 @@ rule build_records:
         "results/logs/build_records.log",
     benchmark:
         "results/benchmarks/build_records.tsv"
+    threads: workflow.cores
     conda:
         "../environment.yml"
     script:
@@ -63,6 +67,7 @@ rule split_jsonl:
         "results/logs/split_jsonl.log",
     benchmark:
         "results/benchmarks/split_jsonl.tsv"
+    threads: workflow.cores
     conda:
         "../environment.yml"
     script:

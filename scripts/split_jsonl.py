@@ -14,7 +14,7 @@ with stage(smk) as log:
         system_prompt=smk.params.system_prompt,
         continuation_prompt=smk.params.continuation_prompt,
     )
-    summary = split_jsonl(smk.input.records, Path(smk.output.train).parent, smk.output.stats, smk.input.schema, options)
+    summary = split_jsonl(smk.input.records, Path(smk.output.train).parent, smk.output.stats, smk.input.schema, options, workers=smk.threads)
     log.info(
         "records per split: %s; leakage check passed: %s",
         {s: v["records"] for s, v in summary["splits"].items()},

@@ -54,10 +54,11 @@ class MinHasher:
         self.shingle_words = shingle_words
         self._seed = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
 
-    def fingerprints(self, texts: list[str]) -> tuple[np.ndarray, list[str]]:
-        """(signatures, exact keys) of texts: one row of `num_perm` uint32 per text."""
+    def fingerprints(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(signatures, exact keys) of texts: one row of `num_perm` uint32 per text, and the
+        first 64 bits of each text's `exact_key` as a uint64."""
         tokens = [words(t) for t in texts]
-        keys = [_key_of_words(t) for t in tokens]
+        keys = np.fromiter((int(_key_of_words(t)[:16], 16) for t in tokens), dtype=np.uint64, count=len(tokens))
         return self._signatures(tokens), keys
 
     def signatures(self, texts: list[str]) -> np.ndarray:
@@ -123,34 +124,40 @@ def _band_layout(threshold: float, num_perm: int) -> tuple[int, int]:
     return num_perm, 1
 
 
-def band_keys(signatures: np.ndarray, threshold: float) -> np.ndarray:
-    """LSH band keys: one integer per (signature, band), for a whole batch at once."""
-    bands, rows = _band_layout(threshold, signatures.shape[1])
-    mix = _splitmix(np.arange(1, rows + 1, dtype=np.uint64))
-    used = signatures[:, : bands * rows].astype(np.uint64).reshape(len(signatures), bands, rows)
-    return _splitmix((used * mix).sum(axis=2, dtype=np.uint64))
+def _column_groups(num_perm: int, threshold: float) -> list[slice]:
+    """Signature columns in LSH bands of `rows` columns, then the columns left over (if any)."""
+    bands, rows = _band_layout(threshold, num_perm)
+    groups = [slice(b * rows, (b + 1) * rows) for b in range(bands)]
+    if bands * rows < num_perm:
+        groups.append(slice(bands * rows, num_perm))
+    return groups
 
 
-def candidate_pairs(band_keys: np.ndarray, max_run: int = 16) -> np.ndarray:
-    """Pairs (i, j), i < j, of rows that share a band key in at least one band (LSH candidates).
+def _band_key(columns: np.ndarray) -> np.ndarray:
+    """One integer per row for a band's columns."""
+    mix = _splitmix(np.arange(1, columns.shape[1] + 1, dtype=np.uint64))
+    return _splitmix((columns.astype(np.uint64) * mix).sum(axis=1, dtype=np.uint64))
 
-    Vectorised per band: rows are sorted by key, and each row is paired with the next rows
-    of the same key. A run longer than `max_run` (many texts alike) pairs each row with its
-    `max_run - 1` followers only: enough to connect the run, without a quadratic blow-up.
-    """
-    n = len(band_keys)
-    if n < 2:
-        return np.zeros((0, 2), dtype=np.int64)
+
+def _pairs_in_band(keys: np.ndarray, max_run: int) -> np.ndarray:
+    """Pairs (i, j), i < j, of rows with the same key. Rows are sorted by key and each is paired
+    with the next rows of the same key; a run longer than `max_run` (many texts alike) pairs each
+    row with its `max_run - 1` followers only: enough to connect the run, without a quadratic
+    blow-up."""
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
     found = []
-    for band in range(band_keys.shape[1]):
-        order = np.argsort(band_keys[:, band], kind="stable")
-        keys = band_keys[order, band]
-        for offset in range(1, max_run):
-            same = keys[offset:] == keys[:-offset]
-            if not same.any():
-                break
-            left, right = order[:-offset][same], order[offset:][same]
-            found.append(np.stack([np.minimum(left, right), np.maximum(left, right)], axis=1))
+    for offset in range(1, max_run):
+        same = keys[offset:] == keys[:-offset]
+        if not same.any():
+            break
+        left, right = order[:-offset][same], order[offset:][same]
+        found.append(np.stack([np.minimum(left, right), np.maximum(left, right)], axis=1))
+    return np.concatenate(found) if found else np.zeros((0, 2), dtype=np.int64)
+
+
+def _unique_pairs(found: list[np.ndarray], n: int) -> np.ndarray:
+    found = [f for f in found if len(f)]
     if not found:
         return np.zeros((0, 2), dtype=np.int64)
     pairs = np.concatenate(found).astype(np.int64)
@@ -158,22 +165,90 @@ def candidate_pairs(band_keys: np.ndarray, max_run: int = 16) -> np.ndarray:
     return np.stack([codes // n, codes % n], axis=1)
 
 
-def similar_pairs(signatures: np.ndarray, threshold: float, eligible: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (i, j), i < j, of rows whose estimated similarity reaches the threshold, with
-    that similarity, sorted by j then i. Only `eligible` rows (a boolean mask) take part."""
-    rows = np.arange(len(signatures)) if eligible is None else np.flatnonzero(eligible)
+def _similar_pairs_by_columns(n: int, num_perm: int, threshold: float, load, eligible: np.ndarray | None):
+    """LSH over column groups that `load(group)` returns one at a time (all rows, that group's
+    columns): candidates from each band, then the estimated similarity of each candidate pair
+    summed group by group. Memory holds one group of columns and the candidate pairs, never
+    the whole signature matrix."""
     empty = (np.zeros((0, 2), dtype=np.int64), np.zeros(0))
+    rows = np.arange(n) if eligible is None else np.flatnonzero(eligible)
     if len(rows) < 2:
         return empty
-    local = candidate_pairs(band_keys(signatures[rows], threshold))
+    groups = _column_groups(num_perm, threshold)
+    bands, _ = _band_layout(threshold, num_perm)
+    found = [_pairs_in_band(_band_key(load(group)[rows]), 16) for group in groups[:bands]]
+    local = _unique_pairs(found, len(rows))
     if not len(local):
         return empty
     pairs = rows[local]
-    sims = np.empty(len(pairs))
-    for lo in range(0, len(pairs), 200_000):  # bounded memory for the comparison
-        chunk = pairs[lo : lo + 200_000]
-        sims[lo : lo + len(chunk)] = (signatures[chunk[:, 0]] == signatures[chunk[:, 1]]).mean(axis=1)
+    equal = np.zeros(len(pairs), dtype=np.int64)
+    for group in groups:
+        columns = load(group)
+        for lo in range(0, len(pairs), 200_000):  # bounded memory for the comparison
+            chunk = pairs[lo : lo + 200_000]
+            equal[lo : lo + len(chunk)] += (columns[chunk[:, 0]] == columns[chunk[:, 1]]).sum(axis=1)
+    sims = equal / num_perm
     keep = sims >= threshold
     pairs, sims = pairs[keep], sims[keep]
     order = np.lexsort((pairs[:, 0], pairs[:, 1]))
     return pairs[order], sims[order]
+
+
+def similar_pairs(signatures: np.ndarray, threshold: float, eligible: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i, j), i < j, of rows whose estimated similarity reaches the threshold, with
+    that similarity, sorted by j then i. Only `eligible` rows (a boolean mask) take part."""
+    return _similar_pairs_by_columns(len(signatures), signatures.shape[1], threshold, lambda group: signatures[:, group], eligible)
+
+
+class SignatureStore:
+    """MinHash signatures kept on disk, one file per LSH band (and one for the columns left
+    over), so that a corpus-wide near-duplicate search holds one band in memory at a time.
+
+    Rows are appended as texts stream by; `similar_pairs` then answers as the in-memory
+    function does. Files live in a scratch folder beside the stage's output and are removed
+    on close.
+    """
+
+    def __init__(self, folder, threshold: float, num_perm: int = 120):
+        import tempfile
+        from pathlib import Path
+
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        self.dir = Path(tempfile.mkdtemp(prefix=".signatures.", dir=folder))
+        self.threshold = threshold
+        self.num_perm = num_perm
+        self.groups = _column_groups(num_perm, threshold)
+        self.paths = [self.dir / f"group{i:03d}.u32" for i in range(len(self.groups))]
+        self._handles = [open(path, "wb") for path in self.paths]
+        self.rows = 0
+
+    def append(self, signatures: np.ndarray) -> None:
+        if signatures.shape[1] != self.num_perm:
+            raise ValueError(f"signatures have {signatures.shape[1]} columns, the store {self.num_perm}")
+        for handle, group in zip(self._handles, self.groups):
+            handle.write(np.ascontiguousarray(signatures[:, group], dtype=np.uint32).tobytes())
+        self.rows += len(signatures)
+
+    def _load(self, group: slice) -> np.ndarray:
+        index = self.groups.index(group)
+        width = group.stop - group.start
+        return np.fromfile(self.paths[index], dtype=np.uint32).reshape(self.rows, width)
+
+    def similar_pairs(self, eligible: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        for handle in self._handles:
+            handle.flush()
+        return _similar_pairs_by_columns(self.rows, self.num_perm, self.threshold, self._load, eligible)
+
+    def close(self) -> None:
+        import shutil
+
+        for handle in self._handles:
+            handle.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False

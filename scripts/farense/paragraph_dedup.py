@@ -41,7 +41,7 @@ class ParagraphFingerprints:
         signatures, keys = self.hasher.fingerprints(paragraphs)
         self.signatures.append(signatures)
         self.doc_of += [doc] * len(paragraphs)
-        self.keys += [int(k[:16], 16) for k in keys]
+        self.keys += keys.tolist()
         self.exact_ok += [len(p) >= self.min_chars for p in paragraphs]
         self.near_ok += [
             len(p) >= self.min_chars and len(p.split()) >= NEAR_DUPLICATE_MIN_WORDS and not is_table_row(p) for p in paragraphs

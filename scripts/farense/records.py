@@ -328,7 +328,7 @@ def mark_conflicts(records: list[dict], report: RecordReport) -> list[dict]:
     return kept
 
 
-def build_records(corpus_path, records_path, stats_path, options: RecordOptions) -> RecordReport:
+def build_records(corpus_path, records_path, stats_path, options: RecordOptions, workers: int = 1) -> RecordReport:
     for name in options.table_templates:
         if name not in TABLE_TEMPLATES:
             raise PipelineError(f"records.table_templates: unknown template '{name}' (choose from {', '.join(TABLE_TEMPLATES)})")

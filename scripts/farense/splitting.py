@@ -82,7 +82,7 @@ def group_records(group_keys: list[str], texts_iter, threshold: float, hasher: M
     for texts in texts_iter:
         batch_signatures, batch_keys = hasher.fingerprints(texts)
         signatures.append(batch_signatures)
-        exact_keys += batch_keys
+        exact_keys += batch_keys.tolist()
     first_with_text: dict[str, int] = {}
     for i, key in enumerate(exact_keys):
         uf.union(first_with_text.setdefault(key, i), i)
@@ -230,7 +230,7 @@ def _histogram(values: list[int], bins: int = 20) -> dict:
     return {"edges": [int(round(e)) for e in edges], "counts": [int(c) for c in counts]}
 
 
-def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOptions) -> dict:
+def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOptions, workers: int = 1) -> dict:
     if options.format not in FORMATS:
         raise PipelineError(f"records.format: '{options.format}' is not one of {', '.join(FORMATS)}")
     if options.fractions["train"] <= 0:
