@@ -18,5 +18,6 @@ with stage(smk) as log:
             threshold=cleaning["near_duplicate_threshold"],
             min_chars=cleaning["dedup_min_chars"],
         ),
+        workers=smk.threads,
     )
     log.info("cleaned %d file(s), skipped %d, %d warning(s)", len(report.files), len(report.skipped), len(report.warnings))

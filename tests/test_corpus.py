@@ -148,3 +148,39 @@ def test_doc_id_is_stable_and_readable(tmp_path):
     (raw / "hassan_nader.txt").write_text(PARAGRAPH)
     second, _ = run(raw, tmp_path / "2")
     assert list(first["doc_id"]) == list(second["doc_id"])
+
+
+def test_two_workers_write_the_same_corpus_and_leave_no_scratch(tmp_path, monkeypatch):
+    import farense.parallel
+
+    raw = tmp_path / "raw"
+    shutil.copytree(RAW, raw)
+    # Near and exact repeats spread over several files, so that the decision spans workers.
+    for i in range(6):
+        (raw / f"extra{i}.txt").write_text(f"Parágrafo próprio número {i} do ficheiro extra.\n\n{PARAGRAPH}\n\n{PARAGRAPH.upper()}")
+    one, stats_one = run(raw, tmp_path / "one")
+    monkeypatch.setattr(farense.parallel, "MIN_BYTES_PER_WORKER", 1)  # a pool even for a small corpus
+    corpus, stats = tmp_path / "two" / "corpus.parquet", tmp_path / "two" / "stats.json"
+    clean_corpus(raw, corpus, stats, OPTIONS, DEDUP, workers=2)
+    pd.testing.assert_frame_equal(pd.read_parquet(corpus), one)
+    assert json.loads(stats.read_text()) == stats_one
+    assert stats_one["dedup"]["exact_paragraphs_dropped"] >= 6
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["corpus.parquet", "stats.json"]
+
+
+def test_a_failing_file_leaves_no_output_and_no_scratch(tmp_path, monkeypatch):
+    import farense.corpus
+
+    raw = tmp_path / "raw"
+    shutil.copytree(RAW, raw)
+    real = farense.corpus.read_document
+
+    def broken(path, *args):
+        if path.name == "estadios.txt":
+            raise RuntimeError("disk read failed")
+        return real(path, *args)
+
+    monkeypatch.setattr(farense.corpus, "read_document", broken)
+    with pytest.raises(RuntimeError, match="disk read failed"):
+        run(raw, tmp_path)
+    assert list((tmp_path / "out").iterdir()) == []

@@ -1,7 +1,8 @@
 """The clean_text stage: read every raw file, clean it, drop duplicate paragraphs, write the corpus.
 
-Documents are processed one at a time and written to Parquet in batches, so memory holds
-one file plus the duplicate index (a hash and a small signature per paragraph kept).
+Files are cleaned and their paragraphs fingerprinted in worker processes (`clean_file`),
+results taken in file order; documents are written to Parquet in batches and signatures to
+disk, so memory holds a few files in flight plus about 10 bytes per paragraph of index.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,7 +22,8 @@ import pyarrow.parquet as pq
 
 from .cleaning import STEPS, CleaningOptions, clean_inline, clean_prose
 from .errors import PipelineError
-from .paragraph_dedup import ParagraphFingerprints
+from .paragraph_dedup import DocumentFingerprints, ParagraphIndex, fingerprint_paragraphs
+from .parallel import ordered_map, workers_for
 from .textio import UndecodableError, atomic_path, decode_bytes, looks_binary, scratch_path, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -130,7 +133,7 @@ def _pick(obj: dict, keys: tuple[str, ...]):
     return None
 
 
-def _parse_table(text: str, path: str, options: CleaningOptions, counts: dict, report: CleanReport):
+def _parse_table(text: str, path: str, options: CleaningOptions, counts: dict, warnings: FileWarnings):
     lines = text.split("\n")
     header = lines[0] if lines else ""
     delimiter = ";" if header.count(";") > header.count(",") else ","
@@ -153,7 +156,7 @@ def _parse_table(text: str, path: str, options: CleaningOptions, counts: dict, r
         if not any(cell.strip() for cell in row):
             continue
         if len(row) < len(columns):
-            report.warn(path, f"row has {len(row)} cells, header has {len(columns)}: skipped", line_no)
+            warnings.warn(path, f"row has {len(row)} cells, header has {len(columns)}: skipped", line_no)
             continue
         record = {f: clean_inline(row[i], options, counts) for f, i in index.items()}
         record["line"] = line_no
@@ -161,7 +164,7 @@ def _parse_table(text: str, path: str, options: CleaningOptions, counts: dict, r
     return records
 
 
-def _parse_qa(text: str, path: str, options: CleaningOptions, counts: dict, report: CleanReport):
+def _parse_qa(text: str, path: str, options: CleaningOptions, counts: dict, warnings: FileWarnings):
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -178,13 +181,13 @@ def _parse_qa(text: str, path: str, options: CleaningOptions, counts: dict, repo
         question = _pick(item, QUESTION_KEYS) if isinstance(item, dict) else None
         answer = _pick(item, ANSWER_KEYS) if isinstance(item, dict) else None
         if not isinstance(question, str) or not isinstance(answer, str) or not question.strip() or not answer.strip():
-            report.warn(path, f"item {i} has no 'pergunta'/'question' and 'resposta'/'answer' strings: skipped")
+            warnings.warn(path, f"item {i} has no 'pergunta'/'question' and 'resposta'/'answer' strings: skipped")
             continue
         pairs.append({"question": clean_inline(question, options, counts), "answer": clean_inline(answer, options, counts), "item": i})
     return pairs
 
 
-def _parse_jsonl(text: str, path: str, report: CleanReport) -> list[str]:
+def _parse_jsonl(text: str, path: str, warnings: FileWarnings) -> list[str]:
     paragraphs = []
     for line_no, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
@@ -192,17 +195,17 @@ def _parse_jsonl(text: str, path: str, report: CleanReport) -> list[str]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as err:
-            report.warn(path, f"invalid JSON ({err.msg}): line skipped", line_no)
+            warnings.warn(path, f"invalid JSON ({err.msg}): line skipped", line_no)
             continue
         value = _pick(obj, PARAGRAPH_KEYS) if isinstance(obj, dict) else obj if isinstance(obj, str) else None
         if not isinstance(value, str):
-            report.warn(path, "no 'texto'/'text' string in this line: skipped", line_no)
+            warnings.warn(path, "no 'texto'/'text' string in this line: skipped", line_no)
             continue
         paragraphs.append(value)
     return paragraphs
 
 
-def read_document(path: Path, raw_dir: Path, options: CleaningOptions, report: CleanReport) -> dict:
+def read_document(path: Path, raw_dir: Path, options: CleaningOptions, warnings: FileWarnings) -> dict:
     """Read and clean one raw file into a corpus row (before paragraph deduplication)."""
     relative = path.relative_to(raw_dir).as_posix()
     fmt = FORMATS.get(path.suffix.lower())
@@ -226,16 +229,16 @@ def read_document(path: Path, raw_dir: Path, options: CleaningOptions, report: C
     counts = {step: 0 for step in STEPS}
     payload = ""
     if fmt == "csv":
-        rows = _parse_table(raw_text, relative, options, counts, report)
+        rows = _parse_table(raw_text, relative, options, counts, warnings)
         payload = json.dumps(rows, ensure_ascii=False)
         names = TABLE_COLUMNS.keys()
         text = "\n\n".join("; ".join(f"{n}: {r[n]}" for n in names if r[n]) + "." for r in rows)
     elif fmt == "json":
-        pairs = _parse_qa(raw_text, relative, options, counts, report)
+        pairs = _parse_qa(raw_text, relative, options, counts, warnings)
         payload = json.dumps(pairs, ensure_ascii=False)
         text = "\n\n".join(f"Pergunta: {p['question']} Resposta: {p['answer']}" for p in pairs)
     elif fmt == "jsonl":
-        paragraphs = [clean_prose(p, "txt", options, counts) for p in _parse_jsonl(raw_text, relative, report)]
+        paragraphs = [clean_prose(p, "txt", options, counts) for p in _parse_jsonl(raw_text, relative, warnings)]
         text = "\n\n".join(p for p in paragraphs if p)
     else:
         text = clean_prose(raw_text, fmt, options, counts)
@@ -256,41 +259,80 @@ def read_document(path: Path, raw_dir: Path, options: CleaningOptions, report: C
     }
 
 
+class FileWarnings(list):
+    """Warnings about one file, collected where it is cleaned (a worker process) and logged by
+    the stage when the file's result comes back in order."""
+
+    def warn(self, path: str, message: str, line: int | None = None) -> None:
+        self.append({"path": path, "message": message} if line is None else {"path": path, "line": line, "message": message})
+
+
+@dataclass
+class CleanedFile:
+    relative: str
+    row: dict | None = None
+    skipped: str | None = None
+    warnings: list = field(default_factory=list)
+    fingerprints: DocumentFingerprints | None = None
+
+
+def clean_file(path: Path, raw_dir: Path, options: CleaningOptions, dedup_min_chars: int | None) -> CleanedFile:
+    """One raw file -> its corpus row and, for prose when deduplicating (`dedup_min_chars` set),
+    its paragraphs' fingerprints. Runs in a worker process."""
+    relative = path.relative_to(raw_dir).as_posix()
+    warnings = FileWarnings()
+    try:
+        row = read_document(path, raw_dir, options, warnings)
+    except SkipFile as reason:
+        return CleanedFile(relative, skipped=str(reason), warnings=warnings)
+    fingerprints = None
+    # Only prose is deduplicated; question and table files have their own checks.
+    if dedup_min_chars is not None and row["kind"] == "prose":
+        fingerprints = fingerprint_paragraphs(row["text"].split("\n\n"), dedup_min_chars)
+    return CleanedFile(relative, row, None, warnings, fingerprints)
+
+
 # Documents are written in row groups of about this many characters, and read back the same
 # way, so that memory holds a few megabytes of text whatever the size of the corpus.
 BATCH_CHARS = 8_000_000
 
 
-def clean_corpus(raw_dir, corpus_path, stats_path, options: CleaningOptions, dedup: DedupOptions) -> CleanReport:
+def clean_corpus(raw_dir, corpus_path, stats_path, options: CleaningOptions, dedup: DedupOptions, workers: int = 1) -> CleanReport:
     """Run the whole stage. Raises CorpusError when nothing usable is found.
 
-    Pass 1 cleans each file and writes it to a temporary Parquet file while collecting
-    paragraph fingerprints; pass 2 decides which paragraphs are duplicates; pass 3 copies the
-    documents into the output without them. Memory holds one batch of documents and the
-    fingerprints, not the corpus.
+    Pass 1 cleans each file (in `workers` processes) and writes it to a temporary Parquet
+    file while collecting paragraph fingerprints; pass 2 decides which paragraphs are
+    duplicates; pass 3 copies the documents into the output without them. The output is the
+    same whatever the number of workers.
     """
     raw_dir = Path(raw_dir)
     files = list_raw_files(raw_dir)
     report = CleanReport()
-    fingerprints = ParagraphFingerprints(min_chars=dedup.min_chars)
     deduplicate = dedup.exact or dedup.near
-    with atomic_path(corpus_path, ".parquet") as out, scratch_path(Path(corpus_path).parent, ".parquet") as pass1:
+    work = partial(clean_file, raw_dir=raw_dir, options=options, dedup_min_chars=dedup.min_chars if deduplicate else None)
+    workers = workers_for(sum(p.stat().st_size for p in files), workers)
+    scratch = Path(corpus_path).parent
+    with (
+        atomic_path(corpus_path, ".parquet") as out,
+        scratch_path(scratch, ".parquet") as pass1,
+        ParagraphIndex(scratch, dedup.threshold) as index,
+    ):
         documents = 0
-        with pq.ParquetWriter(pass1, SCHEMA, compression="zstd") as writer:
+        # Scratch data is read once: lz4 is cheaper to write than the output's zstd.
+        with pq.ParquetWriter(pass1, SCHEMA, compression="lz4") as writer:
             batch: list[dict] = []
             batch_chars = 0
-            for path in files:
-                relative = path.relative_to(raw_dir).as_posix()
-                try:
-                    row = read_document(path, raw_dir, options, report)
-                except SkipFile as reason:
-                    report.skipped.append({"path": relative, "reason": str(reason)})
-                    log.warning("skipped %s: %s", relative, reason)
+            for cleaned in ordered_map(work, files, workers):
+                for warning in cleaned.warnings:
+                    report.warn(**warning)
+                if cleaned.row is None:
+                    report.skipped.append({"path": cleaned.relative, "reason": cleaned.skipped})
+                    log.warning("skipped %s: %s", cleaned.relative, cleaned.skipped)
                     continue
-                paragraphs = row["text"].split("\n\n")
-                # Only prose is deduplicated; question and table files have their own checks.
-                fingerprints.add_document(documents, paragraphs if deduplicate and row["kind"] == "prose" else [])
-                report.files[relative] = _file_stats(row)
+                row = cleaned.row
+                if cleaned.fingerprints is not None:
+                    index.add_document(documents, cleaned.fingerprints)
+                report.files[cleaned.relative] = _file_stats(row)
                 for step in STEPS:
                     report.steps[step] += row[f"n_{step}"]
                 batch.append(row)
@@ -304,18 +346,15 @@ def clean_corpus(raw_dir, corpus_path, stats_path, options: CleaningOptions, ded
         if documents == 0:
             reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in report.skipped[:10])
             raise CorpusError(f"no usable file in raw_dir '{raw_dir}' ({len(files)} file(s) seen; {reasons})")
-        drops = fingerprints.decide(dedup.exact, dedup.near, dedup.threshold)
-        written = _write_without_duplicates(pass1, out, fingerprints, drops, report)
+        drops = index.decide(dedup.exact, dedup.near)
+        written = _write_without_duplicates(pass1, out, index, drops, report)
     write_json_atomic(stats_path, _stats_json(raw_dir, files, written, report, options, dedup))
     return report
 
 
-def _write_without_duplicates(pass1: Path, out: Path, fingerprints: ParagraphFingerprints, drops: dict, report: CleanReport) -> int:
+def _write_without_duplicates(pass1: Path, out: Path, index: ParagraphIndex, drops: dict, report: CleanReport) -> int:
     """Copy documents from pass 1 to the output, dropping duplicate paragraphs (pass 3)."""
-    doc_of = fingerprints.doc_of
-    first_paragraph: dict[int, int] = {}
-    for index, doc in enumerate(doc_of):
-        first_paragraph.setdefault(doc, index)
+    first_paragraph = index.first_of_doc
     sources: list[str] = []
     written = 0
     with pq.ParquetWriter(out, SCHEMA, compression="zstd") as writer:
@@ -340,7 +379,7 @@ def _write_without_duplicates(pass1: Path, out: Path, fingerprints: ParagraphFin
                                 {
                                     "kind": drop.kind,
                                     "path": row["source_path"],
-                                    "duplicate_of": sources[doc_of[drop.duplicate_of]],
+                                    "duplicate_of": sources[index.doc_of(drop.duplicate_of)],
                                     "similarity": round(drop.similarity, 3),
                                     "text_start": paragraph[:80],
                                 }

@@ -41,3 +41,13 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int = 1, ahea
                 yield pending.popleft().get()
         while pending:
             yield pending.popleft().get()
+
+
+# Below this much input per worker a pool costs more than it saves (process start-up, and on
+# macOS every worker importing the libraries again).
+MIN_BYTES_PER_WORKER = 4_000_000
+
+
+def workers_for(total_bytes: int, workers: int) -> int:
+    """The workers worth starting for `total_bytes` of input, at most `workers`."""
+    return max(1, min(workers, total_bytes // MIN_BYTES_PER_WORKER))
