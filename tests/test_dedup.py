@@ -27,3 +27,15 @@ def test_store_finds_the_same_pairs_as_memory(tmp_path):
         np.testing.assert_allclose(sims, expected[1])
         assert eligible[pairs].all()
     assert list(tmp_path.iterdir()) == []  # the store's files are gone
+
+
+def test_words_on_bytes_are_the_regex_words():
+    import re
+
+    from farense.dedup import _word_bytes
+
+    texts = _texts()[:200] + [
+        "«Leões de Faro» — 1994/95: 4-1, o_Farense…", "ÉPOCA Nº 1 ª 2.º", "tab\there\x1fsep", "", "— «»", "straße ǅ ﬁm",
+    ]
+    for text in texts:
+        assert _word_bytes(text) == [w.encode() for w in re.findall(r"\w+", text.casefold())]

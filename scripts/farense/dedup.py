@@ -22,17 +22,28 @@ _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5], dtype=np.uint64)
 
 
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.casefold())
+# Where a text holds no non-ASCII character outside \w (such as « » — “ …), its words are
+# found on its UTF-8 bytes, ASCII punctuation turned to spaces and split: the same words as
+# the regex, several times faster. Words are bytes from here on; pandas hashes a str as its
+# UTF-8 bytes, so the hashes are those of the words as text.
+_NON_ASCII_NON_WORD = re.compile(r"[^\w\x00-\x7f]")
+_ASCII_NON_WORD_TO_SPACE = bytes(b if chr(b).isalnum() or b == 0x5F or b >= 0x80 else 0x20 for b in range(256))
 
 
-def _key_of_words(tokens: list[str]) -> str:
-    return hashlib.sha1(" ".join(tokens).encode("utf-8")).hexdigest()
+def _word_bytes(text: str) -> list[bytes]:
+    folded = text.casefold()
+    if _NON_ASCII_NON_WORD.search(folded) is None:
+        return folded.encode("utf-8").translate(_ASCII_NON_WORD_TO_SPACE).split()
+    return [w.encode("utf-8") for w in _WORD.findall(folded)]
+
+
+def _key_of_words(tokens: list[bytes]) -> str:
+    return hashlib.sha1(b" ".join(tokens)).hexdigest()
 
 
 def exact_key(text: str) -> str:
     """Key that ignores case, punctuation and spacing: two texts with the same key are duplicates."""
-    return _key_of_words(words(text))
+    return _key_of_words(_word_bytes(text))
 
 
 def _splitmix(x: np.ndarray) -> np.ndarray:
@@ -57,20 +68,20 @@ class MinHasher:
     def fingerprints(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(signatures, exact keys) of texts: one row of `num_perm` uint32 per text, and the
         first 64 bits of each text's `exact_key` as a uint64."""
-        tokens = [words(t) for t in texts]
+        tokens = [_word_bytes(t) for t in texts]
         keys = np.fromiter((int(_key_of_words(t)[:16], 16) for t in tokens), dtype=np.uint64, count=len(tokens))
         return self._signatures(tokens), keys
 
     def signatures(self, texts: list[str]) -> np.ndarray:
-        return self._signatures([words(t) for t in texts])
+        return self._signatures([_word_bytes(t) for t in texts])
 
-    def _shingles(self, token_lists: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+    def _shingles(self, token_lists: list[list[bytes]]) -> tuple[np.ndarray, np.ndarray]:
         """Hashes of all word shingles of a batch of texts, and the text each belongs to.
 
         Word hashes come from pandas' hash_array (SipHash with a fixed key, in C); a text
         shorter than a shingle is padded with empty words, so every text has one."""
         w = self.shingle_words
-        padded = [t if len(t) >= w else t + [""] * (w - len(t)) for t in token_lists]
+        padded = [t if len(t) >= w else t + [b""] * (w - len(t)) for t in token_lists]
         lengths = np.fromiter((len(t) for t in padded), dtype=np.int64, count=len(padded))
         flat = np.fromiter(itertools.chain.from_iterable(padded), dtype=object, count=int(lengths.sum()))
         word_hashes = hash_array(flat, categorize=True)
@@ -84,7 +95,7 @@ class MinHasher:
             acc ^= word_hashes[np.minimum(positions + j, last)] * _MIX[j]
         return acc[valid], owner[valid].astype(np.uint64)
 
-    def _signatures(self, token_lists: list[list[str]]) -> np.ndarray:
+    def _signatures(self, token_lists: list[list[bytes]]) -> np.ndarray:
         k = self.num_perm
         if not token_lists:
             return np.zeros((0, k), dtype=np.uint32)

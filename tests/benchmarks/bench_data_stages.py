@@ -1,10 +1,14 @@
 """Benchmark of the data stages: MB/s and peak memory of clean_text, build_records and split_jsonl.
 
-    python tests/benchmarks/bench_data_stages.py --sizes 10 100
+    python tests/benchmarks/bench_data_stages.py --sizes 10 100 1000 --workers 1 2
 
 Generates a messy corpus of each size (MB of raw files) in a temporary folder, then runs each
-stage in its own process, as Snakemake would, and prints wall time, throughput and peak
-resident memory per stage. Not part of the test suite: figures, not pass/fail.
+stage in its own process, as Snakemake would, with each number of workers (the rule's
+threads), and prints wall time, throughput (MB of raw corpus per second) and peak memory per
+stage: the largest resident set of any one process, and the largest total proportional set
+size (PSS: shared pages split between the processes that share them) of the stage's process
+and its worker processes together, sampled every 0.1 s. Not part of the test suite: figures,
+not pass/fail.
 
 The generated text mixes real sentences of the shipped corpus (5 % of sentences) with sentences
 drawn from a synthetic Portuguese-like vocabulary (Zipf-distributed), so that paragraphs are as
@@ -19,10 +23,12 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -131,51 +137,89 @@ def make_corpus(folder: Path, megabytes: int, seed: int = 0) -> int:
 STAGES = {
     "clean_text": (
         "from farense.cleaning import CleaningOptions\nfrom farense.corpus import DedupOptions, clean_corpus\n"
-        "clean_corpus({raw!r}, {out!r} + '/corpus.parquet', {out!r} + '/clean_stats.json', CleaningOptions(), DedupOptions())"
+        "clean_corpus({raw!r}, {out!r} + '/corpus.parquet', {out!r} + '/clean_stats.json', CleaningOptions(), DedupOptions(), workers={workers})"
     ),
     "build_records": (
         "from farense.records import RecordOptions, build_records\n"
-        "build_records({out!r} + '/corpus.parquet', {out!r} + '/records.parquet', {out!r} + '/records_stats.json', RecordOptions())"
+        "build_records({out!r} + '/corpus.parquet', {out!r} + '/records.parquet', {out!r} + '/records_stats.json', RecordOptions(), workers={workers})"
     ),
     "split_jsonl": (
         "from farense.splitting import SplitOptions, split_jsonl\n"
-        "split_jsonl({out!r} + '/records.parquet', {out!r}, {out!r} + '/split_stats.json', {schema!r}, SplitOptions())"
+        "split_jsonl({out!r} + '/records.parquet', {out!r}, {out!r} + '/split_stats.json', {schema!r}, SplitOptions(), workers={workers})"
     ),
 }
 
 
-def run_stage(code: str) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one stage in a fresh Python process."""
+def _tree_pss_mb(pid: int) -> float:
+    """PSS of a process and all its descendants, in MB (0 once it is gone)."""
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            for line in Path(f"/proc/{current}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    break
+            for task in Path(f"/proc/{current}/task").iterdir():
+                stack += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return total / 1024
+
+
+def run_stage(code: str) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS of the largest process (MB) and peak PSS of the process tree (MB)
+    of one stage in a fresh Python process."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "scripts"))
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", "import logging; logging.disable(logging.WARNING)\n" + code], env=env)
+    peak_pss = 0.0
+    done = threading.Event()
+
+    def sample():
+        nonlocal peak_pss
+        while not done.wait(0.1):
+            peak_pss = max(peak_pss, _tree_pss_mb(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
     if status != 0:
         raise SystemExit(f"stage failed with status {status}")
-    return seconds, usage.ru_maxrss / 1024
+    return seconds, usage.ru_maxrss / 1024, peak_pss
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100], help="corpus sizes in MB")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker processes per stage (the rule's threads)")
     args = parser.parse_args()
     schema = str(ROOT / "config/schemas/jsonl_chat.schema.yaml")
-    print(f"{'size':>6} {'stage':<14} {'seconds':>8} {'MB/s':>7} {'peak MB':>8}")
+    print(f"{'size':>6} {'workers':>7} {'stage':<14} {'seconds':>8} {'MB/s':>7} {'RSS MB':>7} {'PSS MB':>7}")
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
-            raw, out = Path(tmp) / "raw", Path(tmp) / "out"
-            out.mkdir()
+            raw = Path(tmp) / "raw"
             raw_bytes = make_corpus(raw, size)
             mb = raw_bytes / 1e6
-            total, peak = 0.0, 0.0
-            for stage, template in STAGES.items():
-                seconds, rss = run_stage(template.format(raw=str(raw), out=str(out), schema=schema))
-                total += seconds
-                peak = max(peak, rss)
-                print(f"{mb:6.0f} {stage:<14} {seconds:8.2f} {mb / seconds:7.2f} {rss:8.0f}", flush=True)
-            stats = json.loads((out / "split_stats.json").read_text())
-            print(f"{mb:6.0f} {'all three':<14} {total:8.2f} {mb / total:7.2f} {peak:8.0f}   ({stats['records']} records, leakage check passed: {stats['leakage_check']['passed']})", flush=True)
+            for workers in args.workers:
+                out = Path(tmp) / f"out{workers}"
+                out.mkdir()
+                total, rss_peak, pss_peak = 0.0, 0.0, 0.0
+                for stage, template in STAGES.items():
+                    seconds, rss, pss = run_stage(template.format(raw=str(raw), out=str(out), schema=schema, workers=workers))
+                    total += seconds
+                    rss_peak, pss_peak = max(rss_peak, rss), max(pss_peak, pss)
+                    print(f"{mb:6.0f} {workers:7d} {stage:<14} {seconds:8.2f} {mb / seconds:7.2f} {rss:7.0f} {pss:7.0f}", flush=True)
+                stats = json.loads((out / "split_stats.json").read_text())
+                print(
+                    f"{mb:6.0f} {workers:7d} {'all three':<14} {total:8.2f} {mb / total:7.2f} {rss_peak:7.0f} {pss_peak:7.0f}"
+                    f"   ({stats['records']} records, leakage check passed: {stats['leakage_check']['passed']})",
+                    flush=True,
+                )
+                shutil.rmtree(out)
 
 
 if __name__ == "__main__":
