@@ -116,12 +116,13 @@ def _records_file(path, rows):
     return path
 
 
-def test_schema_violation_names_file_line_and_field_and_writes_nothing(tmp_path):
+def test_schema_violation_names_file_record_and_field_and_writes_nothing(tmp_path):
     rows = [(f"Pergunta número {i} sobre o clube de Faro?", f"Resposta número {i} com factos diferentes {i * 7}.") for i in range(30)]
     rows[5] = ("Pergunta sem resposta?", " ")  # a blank answer: the schema wants a non-blank string
     records = _records_file(tmp_path / "records.parquet", rows)
     out = tmp_path / "out"
-    with pytest.raises(PipelineError, match=r"out/(train|valid|test)\.jsonl line \d+: field 'messages/1/content': ' ' does not match"):
+    message = r"out/(train|valid|test)\.jsonl: record qa_curated-0000000000000005 \(x\.json#item0\): field 'messages/1/content': ' ' does not match"
+    with pytest.raises(PipelineError, match=message):
         run_split(records, out)
     assert sorted(p.name for p in out.iterdir()) == [] if out.exists() else True
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -353,22 +354,25 @@ def clean_corpus(raw_dir, corpus_path, stats_path, options: CleaningOptions, ded
 
 
 def _write_without_duplicates(pass1: Path, out: Path, index: ParagraphIndex, drops: dict, report: CleanReport) -> int:
-    """Copy documents from pass 1 to the output, dropping duplicate paragraphs (pass 3)."""
+    """Copy documents from pass 1 to the output, dropping duplicate paragraphs (pass 3).
+
+    Only the text and the paragraph counts change: they are rebuilt column by column, the
+    other columns pass through as they are, and a document without drops is not split."""
     first_paragraph = index.first_of_doc
+    dropped = np.fromiter(drops, dtype=np.int64, count=len(drops))
+    docs_with_drops = set(index.docs_of(dropped).tolist())
     sources: list[str] = []
     written = 0
     with pq.ParquetWriter(out, SCHEMA, compression="zstd") as writer:
         doc = 0
-        for record_batch in pq.ParquetFile(pass1).iter_batches(batch_size=16):
-            kept_rows = []
-            for row in record_batch.to_pylist():
-                sources.append(row["source_path"])
-                paragraphs = row["text"].split("\n\n")
+        for record_batch in pq.ParquetFile(pass1).iter_batches(batch_size=64):
+            texts, n_paragraphs, n_exact, n_near, keep = [], [], [], [], []
+            for path, text in zip(record_batch.column("source_path").to_pylist(), record_batch.column("text").to_pylist()):
+                sources.append(path)
                 counts = {"exact": 0, "near": 0}
-                if doc in first_paragraph:
-                    base = first_paragraph[doc]
-                    kept = []
-                    for offset, paragraph in enumerate(paragraphs):
+                if doc in docs_with_drops:
+                    base, kept = first_paragraph[doc], []
+                    for offset, paragraph in enumerate(text.split("\n\n")):
                         drop = drops.get(base + offset)
                         if drop is None:
                             kept.append(paragraph)
@@ -378,30 +382,35 @@ def _write_without_duplicates(pass1: Path, out: Path, index: ParagraphIndex, dro
                             report.duplicates.append(
                                 {
                                     "kind": drop.kind,
-                                    "path": row["source_path"],
-                                    "duplicate_of": sources[index.doc_of(drop.duplicate_of)],
+                                    "path": path,
+                                    "duplicate_of": sources[int(index.docs_of(np.array([drop.duplicate_of]))[0])],
                                     "similarity": round(drop.similarity, 3),
                                     "text_start": paragraph[:80],
                                 }
                             )
-                    paragraphs = kept
+                    text = "\n\n".join(kept)
                 doc += 1
-                row["text"] = "\n\n".join(paragraphs)
-                row.update(n_paragraphs=len(paragraphs) if row["text"] else 0, n_exact_duplicates=counts["exact"], n_near_duplicates=counts["near"])
-                stats = report.files[row["source_path"]]
-                stats.update(
-                    chars_out=len(row["text"]),
-                    paragraphs_kept=row["n_paragraphs"],
+                paragraphs = text.count("\n\n") + 1 if text else 0
+                report.files[path].update(
+                    chars_out=len(text),
+                    paragraphs_kept=paragraphs,
                     exact_duplicates_dropped=counts["exact"],
                     near_duplicates_dropped=counts["near"],
                 )
-                if not row["text"]:
-                    report.dropped_documents.append({"path": row["source_path"], "reason": "every paragraph duplicates earlier files"})
-                    continue
-                kept_rows.append(row)
-            if kept_rows:
-                writer.write_table(pa.Table.from_pylist(kept_rows, schema=SCHEMA))
-                written += len(kept_rows)
+                if not text:
+                    report.dropped_documents.append({"path": path, "reason": "every paragraph duplicates earlier files"})
+                texts.append(text)
+                n_paragraphs.append(paragraphs)
+                n_exact.append(counts["exact"])
+                n_near.append(counts["near"])
+                keep.append(bool(text))
+            table = pa.Table.from_batches([record_batch])
+            for name, values in (("text", texts), ("n_paragraphs", n_paragraphs), ("n_exact_duplicates", n_exact), ("n_near_duplicates", n_near)):
+                table = table.set_column(SCHEMA.get_field_index(name), SCHEMA.field(name), pa.array(values, type=SCHEMA.field(name).type))
+            table = table.filter(pa.array(keep))
+            if table.num_rows:
+                writer.write_table(table)
+                written += table.num_rows
     return written
 
 

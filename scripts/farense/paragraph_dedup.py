@@ -73,10 +73,11 @@ class ParagraphIndex:
         self._near_ok.append(fingerprints.near_ok)
         self.size += len(fingerprints.keys)
 
-    def doc_of(self, paragraph: int) -> int:
-        """The document number a global paragraph index belongs to (documents come in order)."""
-        starts = list(self.first_of_doc.values())
-        return list(self.first_of_doc)[int(np.searchsorted(starts, paragraph, side="right")) - 1]
+    def docs_of(self, paragraphs: np.ndarray) -> np.ndarray:
+        """The document number of each global paragraph index (documents come in order)."""
+        starts = np.fromiter(self.first_of_doc.values(), dtype=np.int64, count=len(self.first_of_doc))
+        numbers = np.fromiter(self.first_of_doc, dtype=np.int64, count=len(self.first_of_doc))
+        return numbers[np.searchsorted(starts, paragraphs, side="right") - 1]
 
     def decide(self, exact: bool, near: bool) -> dict[int, Drop]:
         """Global paragraph index -> why it is dropped. The first occurrence always stays."""

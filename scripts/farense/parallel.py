@@ -51,3 +51,13 @@ MIN_BYTES_PER_WORKER = 4_000_000
 def workers_for(total_bytes: int, workers: int) -> int:
     """The workers worth starting for `total_bytes` of input, at most `workers`."""
     return max(1, min(workers, total_bytes // MIN_BYTES_PER_WORKER))
+
+
+def parquet_column_bytes(path, column: str) -> int:
+    """Uncompressed size of one column of a Parquet file, from its metadata (nothing is read)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    index = names.index(column)
+    return sum(meta.row_group(g).column(index).total_uncompressed_size for g in range(meta.num_row_groups))

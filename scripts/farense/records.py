@@ -9,6 +9,8 @@ Records with the same normalised question but different answers are marked `conf
 
 from __future__ import annotations
 
+import bisect
+import functools
 import hashlib
 import itertools
 import json
@@ -19,10 +21,12 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import PipelineError
 from .options import from_config
+from .parallel import ordered_map, parquet_column_bytes, workers_for
 from .textio import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -90,20 +94,31 @@ _ABBREVIATIONS = {
     "p", "pp", "pag", "pág", "sec", "séc", "vol", "cap", "cf", "vs", "ex", "st", "sto", "sta", "fig", "tel",
     "jan", "fev", "mar", "abr", "mai", "jun", "jul", "ago", "set", "out", "nov", "dez", "s.c", "c.f", "u.d", "e.g", "i.e",
 }
-_BOUNDARY = re.compile(r"([.!?…]+[»\"”')\]]*)\s+(?=[«\"“(\[]?[A-ZÀ-ÖØ-Ý0-9])")
+# A boundary is punctuation, optional closing quotes or brackets, spaces, then what can start a
+# sentence. The empty group `plain` matches when the boundary cannot follow an abbreviation or
+# an initial (it is not a full stop, or the six characters before it are one word that neither
+# could be), so most boundaries need no look at the word before them.
+_BOUNDARY = re.compile(
+    r"([.!?…](?:(?:(?<=[^\s(«\"“]{6}.)|(?<!\.))(?P<plain>))?[.!?…]*[»\"”')\]]*)\s+(?=[«\"“(\[]?[A-ZÀ-ÖØ-Ý0-9])"
+)
+
+
+def _ends_with_abbreviation(before: str) -> bool:
+    """Whether the last word of `before` is an abbreviation or an initial."""
+    words = before.rsplit(None, 1)
+    token = words[-1].lower().lstrip("(«\"“") if words else ""
+    return token in _ABBREVIATIONS or (len(token) == 1 and token.isalpha())
 
 
 def _boundaries(paragraph: str):
     """(end of sentence, start of next) for each real sentence boundary."""
     start = 0
     for match in _BOUNDARY.finditer(paragraph):
-        before = paragraph[max(start, match.start(1) - 40) : match.start(1)]
-        last_word = before.rsplit(None, 1)[-1] if before.strip() else ""
-        token = last_word.lower().lstrip("(«\"“")
-        if match.group(1).startswith(".") and (token in _ABBREVIATIONS or (len(token) == 1 and token.isalpha())):
+        stop = match.start(1)
+        if match.group("plain") is None and _ends_with_abbreviation(paragraph[max(start, stop - 40) : stop]):
             continue
-        yield match.end(1), match.end()
         start = match.end()
+        yield match.end(1), start
 
 
 def first_sentence(text: str) -> tuple[str, str]:
@@ -142,34 +157,28 @@ def _hard_split(sentence: str, size: int) -> list[str]:
 def chunk_document(text: str, size: int, overlap: int) -> list[str]:
     """Windows of whole sentences up to `size` characters; consecutive windows share trailing
     sentences up to `overlap` characters. Paragraph breaks inside a chunk stay as newlines."""
-    units: list[tuple[int, str]] = []  # (paragraph number, sentence)
-    for number, paragraph in enumerate(p for p in text.split("\n\n") if p.strip()):
-        for sentence in split_sentences(paragraph):
-            units.extend((number, piece) for piece in (_hard_split(sentence, size) if len(sentence) > size else [sentence]))
-
-    def render(window):
-        out = ""
-        for i, (number, sentence) in enumerate(window):
-            if i:
-                out += "\n" if number != window[i - 1][0] else " "
-            out += sentence
-        return out
-
-    chunks, start = [], 0
-    while start < len(units):
-        end, length = start, 0
-        while end < len(units) and (end == start or length + 1 + len(units[end][1]) <= size):
-            length += len(units[end][1]) + (1 if end > start else 0)
-            end += 1
-        chunks.append(render(units[start:end]))
-        if end >= len(units):
+    paragraphs = []  # the sentences (pieces of over-long sentences) of each paragraph
+    for paragraph in text.split("\n\n"):
+        if paragraph.strip():
+            sentences = split_sentences(paragraph)
+            if max(map(len, sentences)) > size:
+                sentences = [piece for s in sentences for piece in (_hard_split(s, size) if len(s) > size else [s])]
+            paragraphs.append(sentences)
+    # The document as chunks render it: sentences joined by a space, paragraphs by a newline.
+    # Every separator is one character, so a window of units is one slice of it.
+    joined = "\n".join(" ".join(sentences) for sentences in paragraphs)
+    lengths = [len(unit) for sentences in paragraphs for unit in sentences]
+    before = list(itertools.accumulate(lengths, initial=0))  # characters of the units before unit k
+    offset = [chars + k for k, chars in enumerate(before)]  # ...and of their separators: where unit k starts
+    chunks, start, n = [], 0, len(lengths)
+    while start < n:
+        # As many units as fit in `size` (always at least one).
+        end = min(n, max(start + 1, bisect.bisect_right(offset, offset[start] + size + 1) - 1))
+        chunks.append(joined[offset[start] : offset[end] - 1])
+        if end >= n:
             break
-        # Step back over trailing sentences that fit in the overlap, always moving forward.
-        back, kept = end, 0
-        while back - 1 > start and kept + len(units[back - 1][1]) <= overlap:
-            back -= 1
-            kept += len(units[back][1])
-        start = back
+        # Step back over trailing units that fit in the overlap, always moving forward.
+        start = max(start + 1, min(end, bisect.bisect_left(before, before[end] - overlap)))
     return chunks
 
 
@@ -328,6 +337,46 @@ def mark_conflicts(records: list[dict], report: RecordReport) -> list[dict]:
     return kept
 
 
+_BATCH_BYTES = 1_000_000  # per task: worth sending to a worker, small enough to share out evenly
+# Dictionary encoding pays for the repetitive columns only: on texts it slows reading and writing.
+_DICTIONARY_COLUMNS = ["doc_id", "source_path", "kind", "group_key", "question_key"]
+
+
+def _document_batches(corpus_path):
+    """The corpus's documents in order, as tables of about `_BATCH_BYTES` of text (a larger
+    document alone). Arrow tables, not Python objects: they go to the workers as plain buffers."""
+    pieces, size = [], 0
+    for batch in pq.ParquetFile(corpus_path).iter_batches(columns=["doc_id", "source_path", "kind", "text", "payload"], batch_size=64):
+        start = 0
+        for row, length in enumerate(pc.binary_length(batch.column("text")).fill_null(0).to_pylist()):
+            size += length
+            if size >= _BATCH_BYTES:
+                # take() copies the rows: a slice would carry (and pickle) the whole batch's buffers
+                pieces.append(batch.take(list(range(start, row + 1))))
+                yield pa.Table.from_batches(pieces)
+                pieces, size, start = [], 0, row + 1
+        if start < batch.num_rows:
+            pieces.append(batch.take(list(range(start, batch.num_rows))))
+    if pieces:
+        yield pa.Table.from_batches(pieces)
+
+
+def records_for_documents(docs: pa.Table, options: RecordOptions) -> tuple[pa.Table | None, list[dict], list[dict]]:
+    """(table of the chunk records, question records, warnings) of a table of documents: the
+    part of the stage that runs in the workers."""
+    report = RecordReport()
+    chunks, questions = [], []
+    for doc in docs.to_pylist():
+        for record in records_for_document(doc, options, report):
+            (questions if record["question_key"] else chunks).append(record)
+    return (_table(chunks) if chunks else None), questions, report.warnings
+
+
+def _table(records: list[dict]) -> pa.Table:
+    """Records as a table (from columns: much faster than from a list of dicts)."""
+    return pa.Table.from_pydict({name: [record[name] for record in records] for name in RECORD_SCHEMA.names}, schema=RECORD_SCHEMA)
+
+
 def build_records(corpus_path, records_path, stats_path, options: RecordOptions, workers: int = 1) -> RecordReport:
     for name in options.table_templates:
         if name not in TABLE_TEMPLATES:
@@ -335,24 +384,24 @@ def build_records(corpus_path, records_path, stats_path, options: RecordOptions,
     if options.chunk_overlap_chars >= options.chunk_size_chars:
         raise PipelineError("records.chunk_overlap_chars must be smaller than records.chunk_size_chars")
     report = RecordReport()
-    # Chunks stream straight to disk; questions are few and must be seen together for conflicts.
+    # Chunks stream straight to disk, in document order whatever the number of workers;
+    # questions are few and must be seen together for conflicts.
     questions: list[dict] = []
     written = conflicting = 0
     with atomic_path(records_path, ".parquet") as tmp:
-        with pq.ParquetWriter(tmp, RECORD_SCHEMA, compression="zstd") as writer:
-            parquet = pq.ParquetFile(corpus_path)
-            for batch in parquet.iter_batches(columns=["doc_id", "source_path", "kind", "text", "payload"], batch_size=16):
-                chunks = []
-                for doc in batch.to_pylist():
-                    for record in records_for_document(doc, options, report):
-                        (questions if record["question_key"] else chunks).append(record)
-                if chunks:
-                    writer.write_table(pa.Table.from_pylist(chunks, schema=RECORD_SCHEMA))
-                    written += len(chunks)
-                    report.counts["chunk"] = report.counts.get("chunk", 0) + len(chunks)
+        with pq.ParquetWriter(tmp, RECORD_SCHEMA, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS) as writer:
+            build = functools.partial(records_for_documents, options=options)
+            workers = workers_for(parquet_column_bytes(corpus_path, "text"), workers)
+            for chunks, batch_questions, warnings in ordered_map(build, _document_batches(corpus_path), workers):
+                report.warnings += warnings  # logged by the worker that found them
+                questions += batch_questions
+                if chunks is not None:
+                    writer.write_table(chunks)
+                    written += chunks.num_rows
+                    report.counts["chunk"] = report.counts.get("chunk", 0) + chunks.num_rows
             questions = mark_conflicts(questions, report)
             if questions:
-                writer.write_table(pa.Table.from_pylist(questions, schema=RECORD_SCHEMA))
+                writer.write_table(_table(questions))
             for record in questions:
                 report.counts[record["kind"]] = report.counts.get(record["kind"], 0) + 1
                 conflicting += record["conflict"]

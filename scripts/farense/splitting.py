@@ -8,6 +8,7 @@ independent check looks for exact and near duplicates across splits; it must fin
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -18,11 +19,13 @@ from pathlib import Path
 import fastjsonschema
 import jsonschema
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from .dedup import MinHasher, similar_pairs
+from .dedup import MinHasher, SignatureStore
 from .errors import PipelineError
+from .parallel import ordered_map, parquet_column_bytes, workers_for
 from .records import first_sentence
 from .textio import atomic_path, write_json_atomic
 
@@ -49,92 +52,96 @@ class SplitOptions:
 
 
 # ---------------------------------------------------------------- grouping
+# Per-record data lives in numpy arrays (a million records are a few arrays of a few MB, not
+# millions of Python objects).
 
 
-class UnionFind:
-    def __init__(self, n: int):
-        self.parent = list(range(n))
+def connected_components(n: int, links: np.ndarray) -> np.ndarray:
+    """Component of each of `n` items joined by `links` (pairs of item indices), named by the
+    smallest index in it.
 
-    def find(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
+    Union-find on whole arrays: each round hooks the larger root of every link that joins two
+    components under the smaller one, then pointer jumping points every item at its root.
+    Roots only ever point at smaller indices, so a component's root is its smallest index."""
+    parent = np.arange(n)
+    a, b = links[:, 0], links[:, 1]
+    while True:
+        root_a, root_b = parent[a], parent[b]
+        apart = root_a != root_b
+        if not apart.any():
+            return parent
+        a, b, root_a, root_b = a[apart], b[apart], root_a[apart], root_b[apart]
+        np.minimum.at(parent, np.maximum(root_a, root_b), np.minimum(root_a, root_b))
+        while True:
+            grandparent = parent[parent]
+            if np.array_equal(grandparent, parent):
+                break
+            parent = grandparent
 
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
+
+def first_with_same_key(keys: np.ndarray) -> np.ndarray:
+    """For each item, the index of the first item with the same key."""
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return first[inverse]
 
 
-def group_records(group_keys: list[str], texts_iter, threshold: float, hasher: MinHasher):
-    """Component id per record: same group key, same normalised text, or near-duplicate text.
-
-    `texts_iter` yields lists of texts in record order (batches), so texts need not all be in
-    memory. Returns (component ids, exact keys, near-duplicate pairs (i, j) found).
-    """
+def group_records(group_keys: np.ndarray, exact_keys: np.ndarray, near_pairs: np.ndarray) -> np.ndarray:
+    """Component id per record (the smallest record index in it): records are together when
+    they share a group key or a normalised text, or when their texts are near duplicates."""
     n = len(group_keys)
-    uf = UnionFind(n)
-    first_with_key: dict[str, int] = {}
-    for i, key in enumerate(group_keys):
-        uf.union(first_with_key.setdefault(key, i), i)
-    signatures, exact_keys = [], []
-    for texts in texts_iter:
-        batch_signatures, batch_keys = hasher.fingerprints(texts)
-        signatures.append(batch_signatures)
-        exact_keys += batch_keys.tolist()
-    first_with_text: dict[str, int] = {}
-    for i, key in enumerate(exact_keys):
-        uf.union(first_with_text.setdefault(key, i), i)
-    pairs, _ = similar_pairs(np.concatenate(signatures), threshold)
-    for i, j in pairs.tolist():
-        uf.union(i, j)
-    return [uf.find(j) for j in range(n)], exact_keys, pairs
+    index = np.arange(n)
+    links = np.concatenate(
+        [
+            np.stack([first_with_same_key(group_keys), index], axis=1),
+            np.stack([first_with_same_key(exact_keys), index], axis=1),
+            np.asarray(near_pairs, dtype=np.int64).reshape(-1, 2),
+        ]
+    )
+    return connected_components(n, links)
 
 
-def assign_splits(components: list[int], kinds: list[str], options: SplitOptions) -> list[str]:
-    """Seeded assignment of whole components to splits, stratified by kind.
+def assign_splits(components: np.ndarray, kinds: np.ndarray, options: SplitOptions) -> np.ndarray:
+    """Seeded assignment of whole components to splits, stratified by kind; returns each
+    record's split as an index into SPLITS. `kinds` are integer codes in the order of the
+    kinds' names.
 
     Components are shuffled, then each goes to the split furthest below its target share of
     that kind's records, so every kind is spread over train, valid and test in proportion.
     """
-    members: dict[int, list[int]] = {}
-    for i, component in enumerate(components):
-        members.setdefault(component, []).append(i)
-    strata: dict[str, list[int]] = {}
-    for component, idx in members.items():
-        kind_counts: dict[str, int] = {}
-        for i in idx:
-            kind_counts[kinds[i]] = kind_counts.get(kinds[i], 0) + 1
-        dominant = max(sorted(kind_counts), key=kind_counts.get)
-        strata.setdefault(dominant, []).append(component)
+    _, member_of, sizes = np.unique(components, return_inverse=True, return_counts=True)
+    n_kinds = int(kinds.max()) + 1
+    kind_counts = np.bincount(member_of * n_kinds + kinds, minlength=len(sizes) * n_kinds).reshape(len(sizes), n_kinds)
+    dominant = kind_counts.argmax(axis=1)  # a tie goes to the kind first by name
     rng = np.random.default_rng(options.seed)
-    fractions = options.fractions
-    assignment = [""] * len(components)
-    for kind in sorted(strata):
-        order = sorted(strata[kind])
-        order = [order[j] for j in rng.permutation(len(order))]
-        total = sum(len(members[c]) for c in order)
-        filled = {s: 0 for s in SPLITS}
-        for component in order:
-            target = max(SPLITS, key=lambda s: (fractions[s] * total - filled[s]) if fractions[s] > 0 else -math.inf)
-            filled[target] += len(members[component])
-            for i in members[component]:
-                assignment[i] = target
-    return assignment
+    shares = [options.fractions[s] for s in SPLITS]
+    split_of_component = np.zeros(len(sizes), dtype=np.int8)
+    for kind in np.unique(dominant):
+        stratum = np.flatnonzero(dominant == kind)  # its components, smallest id first
+        order = stratum[rng.permutation(len(stratum))]
+        order_sizes = sizes[order].tolist()
+        total = sum(order_sizes)
+        filled = [0] * len(SPLITS)
+        targets = []
+        for size in order_sizes:  # sequential: each choice depends on the ones before it
+            target = max(range(len(SPLITS)), key=lambda s: (shares[s] * total - filled[s]) if shares[s] > 0 else -math.inf)
+            filled[target] += size
+            targets.append(target)
+        split_of_component[order] = targets
+    return split_of_component[member_of]
 
 
-def leakage_check(assignment: list[str], group_keys: list[str], exact_keys: list[str], near_pairs: np.ndarray, threshold: float) -> dict:
+def leakage_check(assignment, group_keys, exact_keys, near_pairs: np.ndarray, threshold: float) -> dict:
     """Count what crosses splits: group keys, exact duplicate texts, near-duplicate pairs.
 
-    Checks the final assignment itself, independently of how the groups were formed."""
-    def crossing(keys):
-        seen: dict[str, set] = {}
-        for key, split in zip(keys, assignment):
-            seen.setdefault(key, set()).add(split)
-        return sum(1 for splits in seen.values() if len(splits) > 1)
+    Checks the final assignment itself (split names or indices, one per record), independently
+    of how the groups were formed."""
+    split_of = np.unique(np.asarray(assignment), return_inverse=True)[1].ravel()
 
-    split_of = np.array([SPLITS.index(s) for s in assignment])
+    def crossing(keys):
+        key_of = np.unique(np.asarray(keys), return_inverse=True)[1].ravel()
+        seen = np.unique(key_of * len(SPLITS) + split_of)  # each (key, split) once
+        return int((np.bincount(seen // len(SPLITS)) > 1).sum())
+
     across = near_pairs[split_of[near_pairs[:, 0]] != split_of[near_pairs[:, 1]]] if len(near_pairs) else near_pairs
     result = {
         "groups_across_splits": crossing(group_keys),
@@ -190,26 +197,61 @@ class LineValidator:
         # Our schemas use only keywords that draft-07 shares with 2020-12.
         self._fast = fastjsonschema.compile({k: v for k, v in schema.items() if k != "$schema"})
 
-    def validate(self, obj: dict, file_label: str, line_no: int) -> None:
+    def validate(self, obj: dict, where: str) -> None:
+        """Raises a PipelineError that starts with `where` and names the failing field."""
         try:
             self._fast(obj)
             return
         except fastjsonschema.JsonSchemaException as fast_error:
             error = jsonschema.exceptions.best_match(self._explain.iter_errors(obj))
             if error is None:  # the two validators disagree: trust the slower, reference one
-                log.warning("%s line %d: fastjsonschema rejected a line jsonschema accepts (%s)", file_label, line_no, fast_error)
+                log.warning("%s: fastjsonschema rejected a line jsonschema accepts (%s)", where, fast_error)
                 return
-        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise PipelineError(f"{file_label} line {line_no}: field '{where}': {error.message} (schema {self.schema_path})")
+        field = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise PipelineError(f"{where}: field '{field}': {error.message} (schema {self.schema_path})")
+
+
+_to_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(obj, ensure_ascii=False), without a new encoder per call
+
+
+@functools.lru_cache(maxsize=None)
+def _validator(schema_path: str) -> LineValidator:
+    """One validator per process (a compiled schema cannot be sent to a worker)."""
+    return LineValidator(schema_path)
+
+
+def render_lines(job, options: SplitOptions, schema_path: str, labels: list[str]) -> dict[tuple[int, int], bytes]:
+    """The JSONL lines of a batch of records, validated, as one block of bytes per (split,
+    bucket) that the records go to: the rendering work done in the workers. `job` is (record
+    batch, split index and bucket of each record); `labels` name each split's file in errors."""
+    batch, splits, buckets = job
+    validator = _validator(schema_path)
+    lines: dict[tuple[int, int], list[str]] = {}
+    for record, split, bucket in zip(batch.to_pylist(), splits.tolist(), buckets.tolist()):
+        obj = render(record, options)
+        validator.validate(obj, f"{labels[split]}: record {record['record_id']} ({record['origin']})")
+        lines.setdefault((split, bucket), []).append(_to_json(obj))
+    return {key: ("\n".join(block) + "\n").encode("utf-8") for key, block in lines.items()}
+
+
+def fingerprint_texts(texts: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(MinHash signatures, exact keys, characters, words) of a batch of record texts: the
+    grouping work done in the workers."""
+    texts = texts.to_pylist()
+    signatures, keys = MinHasher().fingerprints(texts)
+    chars = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    words = np.fromiter((len(t.split()) for t in texts), dtype=np.int64, count=len(texts))
+    return signatures, keys, chars, words
 
 
 # ---------------------------------------------------------------- the stage
 
 _BUCKET_BYTES = 32 * 1024 * 1024
+_BATCH_ROWS = 1024
 
 
-def _lengths_summary(values: list[int]) -> dict:
-    if not values:
+def _lengths_summary(values: np.ndarray) -> dict:
+    if not len(values):
         return {"count": 0}
     arr = np.asarray(values)
     return {
@@ -223,11 +265,42 @@ def _lengths_summary(values: list[int]) -> dict:
     }
 
 
-def _histogram(values: list[int], bins: int = 20) -> dict:
-    if not values:
+def _histogram(values: np.ndarray, bins: int = 20) -> dict:
+    if not len(values):
         return {"edges": [], "counts": []}
     counts, edges = np.histogram(np.asarray(values), bins=bins)
     return {"edges": [int(round(e)) for e in edges], "counts": [int(c) for c in counts]}
+
+
+def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list]:
+    """An integer code per value (equal values, equal codes), and the distinct values."""
+    encoded = column.combine_chunks().dictionary_encode()
+    return encoded.indices.to_numpy(), encoded.dictionary.to_pylist()
+
+
+def _kept_batches(parquet: pq.ParquetFile, keep: np.ndarray, columns: list[str]):
+    """Record batches of the kept rows, in order. Filtering copies them, so a batch sent to a
+    worker carries its own rows only."""
+    start = 0
+    for batch in parquet.iter_batches(columns=columns, batch_size=_BATCH_ROWS):
+        mask = keep[start : start + batch.num_rows]
+        start += batch.num_rows
+        if mask.any():
+            yield batch.filter(pa.array(mask))
+
+
+def _split_stats(in_split: np.ndarray, kinds: np.ndarray, kind_names: list[str], chars: np.ndarray, words: np.ndarray) -> dict:
+    split_kinds = kinds[in_split]
+    present, first = np.unique(split_kinds, return_index=True)
+    counts = np.bincount(split_kinds, minlength=len(kind_names))
+    return {
+        "records": int(in_split.sum()),
+        "share": round(int(in_split.sum()) / len(in_split), 4),
+        "by_kind": {kind_names[k]: int(counts[k]) for k in present[np.argsort(first)]},  # in order of first record
+        "chars": _lengths_summary(chars[in_split]),
+        "words": _lengths_summary(words[in_split]),
+        "chars_histogram": _histogram(chars[in_split]),
+    }
 
 
 def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOptions, workers: int = 1) -> dict:
@@ -235,95 +308,84 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
         raise PipelineError(f"records.format: '{options.format}' is not one of {', '.join(FORMATS)}")
     if options.fractions["train"] <= 0:
         raise PipelineError("split.valid_fraction + split.test_fraction must be below 1")
-    validator = LineValidator(schema_path)
+    _validator(str(schema_path))  # a bad schema fails before any work
+    out_dir = Path(out_dir)
     parquet = pq.ParquetFile(records_path)
-    meta = parquet.read(columns=["group_key", "kind", "conflict"]).to_pydict()
+    meta = parquet.read(columns=["group_key", "kind", "conflict"])
     # Conflicting answers stay out unless asked for: drop them before grouping.
-    keep = [options.keep_conflicts or not c for c in meta["conflict"]]
-    excluded_conflicts = keep.count(False)
-    group_keys = [g for g, k in zip(meta["group_key"], keep) if k]
-    kinds = [g for g, k in zip(meta["kind"], keep) if k]
-    if not group_keys:
+    keep = np.ones(meta.num_rows, dtype=bool) if options.keep_conflicts else ~meta["conflict"].to_numpy()
+    excluded_conflicts = int((~keep).sum())
+    meta = meta.filter(pa.array(keep))
+    n = meta.num_rows
+    if not n:
         raise PipelineError(f"{records_path} holds no usable record")
+    group_keys, _ = _codes(meta["group_key"])
+    kind_codes, kind_values = _codes(meta["kind"])
+    kind_names = sorted(kind_values)
+    kinds = np.array([kind_names.index(k) for k in kind_values])[kind_codes]
+    del meta
 
-    def kept_batches(columns):
-        row = 0
-        for batch in parquet.iter_batches(columns=columns, batch_size=1024):
-            rows = batch.to_pylist()
-            yield [r for r, k in zip(rows, keep[row : row + len(rows)]) if k]
-            row += len(rows)
+    workers = workers_for(parquet_column_bytes(records_path, "text"), workers)
+    # Pass 1: fingerprints of every text; signatures wait on disk for the near-duplicate search.
+    with SignatureStore(out_dir, options.near_duplicate_threshold) as store:
+        parts = []
+        texts = (batch.column(0) for batch in _kept_batches(parquet, keep, ["text"]))
+        for signatures, *per_record in ordered_map(fingerprint_texts, texts, workers):
+            store.append(signatures)
+            parts.append(per_record)
+        near_pairs, _ = store.similar_pairs()
+    exact_keys, chars, words = (np.concatenate(column) for column in zip(*parts))
+    del parts
 
-    hasher = MinHasher()
-    total_chars = 0
-
-    def texts():
-        nonlocal total_chars
-        for rows in kept_batches(["text"]):
-            batch = [r["text"] for r in rows]
-            total_chars += sum(map(len, batch))
-            yield batch
-
-    components, exact_keys, near_pairs = group_records(group_keys, texts(), options.near_duplicate_threshold, hasher)
+    components = group_records(group_keys, exact_keys, near_pairs)
     assignment = assign_splits(components, kinds, options)
-    for split, fraction in options.fractions.items():
-        if fraction > 0 and split not in assignment:
+    for index, (split, fraction) in enumerate(options.fractions.items()):
+        if fraction > 0 and not (assignment == index).any():
             raise PipelineError(
-                f"split '{split}' came out empty: only {len(set(components))} independent group(s) of records; "
+                f"split '{split}' came out empty: only {len(np.unique(components))} independent group(s) of records; "
                 "lower split.valid_fraction/split.test_fraction or add raw data"
             )
     leakage = leakage_check(assignment, group_keys, exact_keys, near_pairs, options.near_duplicate_threshold)
     if not leakage["passed"]:
         raise PipelineError(f"leakage check failed (a bug in grouping): {leakage}")
 
-    out_dir = Path(out_dir)
     rng = np.random.default_rng(options.seed + 1)
-    n_buckets = max(1, math.ceil(total_chars / _BUCKET_BYTES))
-    stats = {s: {"records": 0, "by_kind": {}, "chars": [], "words": []} for s in SPLITS}
-    with _BucketFiles(out_dir, n_buckets) as buckets:
-        # Pass 1: render each record into a random bucket of its split (bounded memory shuffle).
-        position = 0
-        for rows in kept_batches(list(_RECORD_COLUMNS)):
-            for record in rows:
-                split = assignment[position]
-                position += 1
-                obj = render(record, options)
-                buckets.write(split, int(rng.integers(n_buckets)), json.dumps(obj, ensure_ascii=False))
-                entry = stats[split]
-                entry["records"] += 1
-                entry["by_kind"][record["kind"]] = entry["by_kind"].get(record["kind"], 0) + 1
-                entry["chars"].append(len(record["text"]))
-                entry["words"].append(len(record["text"].split()))
-        # Pass 2: shuffle each bucket, validate every line, write each split atomically.
-        targets = {s: out_dir / f"{s}.jsonl" for s in SPLITS}
-        with atomic_path(targets["train"]) as t_train, atomic_path(targets["valid"]) as t_valid, atomic_path(targets["test"]) as t_test:
-            for split, tmp in zip(SPLITS, (t_train, t_valid, t_test)):
-                label = str(targets[split])
-                line_no = 0
-                with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
-                    for lines in buckets.read(split):
-                        for j in rng.permutation(len(lines)):
-                            line_no += 1
-                            validator.validate(json.loads(lines[j]), label, line_no)
-                            handle.write(lines[j] + "\n")
+    n_buckets = max(1, math.ceil(int(chars.sum()) / _BUCKET_BYTES))
+    bucket_of = rng.integers(n_buckets, size=n)  # the same draws as one call per record
+    targets = {s: out_dir / f"{s}.jsonl" for s in SPLITS}
 
+    def render_jobs():
+        done = 0
+        for batch in _kept_batches(parquet, keep, list(_RECORD_COLUMNS)):
+            yield batch, assignment[done : done + batch.num_rows], bucket_of[done : done + batch.num_rows]
+            done += batch.num_rows
+
+    render_batch = functools.partial(render_lines, options=options, schema_path=str(schema_path), labels=[str(targets[s]) for s in SPLITS])
+    with _BucketFiles(out_dir, n_buckets) as buckets:
+        # Pass 2: render and validate each record into a random bucket of its split (a shuffle in bounded memory).
+        for blocks in ordered_map(render_batch, render_jobs(), workers):
+            for key, block in blocks.items():
+                buckets.write(key, block)
+        # Pass 3: shuffle each bucket, write each split atomically.
+        with atomic_path(targets["train"]) as t_train, atomic_path(targets["valid"]) as t_valid, atomic_path(targets["test"]) as t_test:
+            for split, tmp in enumerate((t_train, t_valid, t_test)):
+                with open(tmp, "wb") as handle:
+                    for lines in buckets.lines(split):
+                        order = rng.permutation(len(lines))
+                        if lines:
+                            handle.write(b"\n".join([lines[j] for j in order.tolist()]) + b"\n")
+
+    _, group_sizes = np.unique(components, return_counts=True)
     summary = {
         "seed": options.seed,
         "fractions": options.fractions,
         "format": options.format,
-        "records": len(group_keys),
+        "records": n,
         "excluded_conflicting_records": excluded_conflicts,
-        "groups": len(set(components)),
-        "largest_group": max(np.bincount(np.unique(components, return_inverse=True)[1])).item(),
+        "groups": len(group_sizes),
+        "largest_group": int(group_sizes.max()),
         "splits": {
-            s: {
-                "records": stats[s]["records"],
-                "share": round(stats[s]["records"] / len(group_keys), 4),
-                "by_kind": stats[s]["by_kind"],
-                "chars": _lengths_summary(stats[s]["chars"]),
-                "words": _lengths_summary(stats[s]["words"]),
-                "chars_histogram": _histogram(stats[s]["chars"]),
-            }
-            for s in SPLITS
+            s: _split_stats(assignment == index, kinds, kind_names, chars, words) for index, s in enumerate(SPLITS)
         },
         "leakage_check": leakage,
     }
@@ -335,28 +397,29 @@ _RECORD_COLUMNS = ("record_id", "doc_id", "origin", "kind", "question", "answer"
 
 
 class _BucketFiles:
-    """Temporary files per (split, bucket), removed on exit whatever happens."""
+    """Temporary files per (split index, bucket), removed on exit whatever happens."""
 
     def __init__(self, out_dir: Path, n_buckets: int):
         self.dir = out_dir
         self.n = n_buckets
-        self.paths = {(s, b): out_dir / f".{s}.bucket{b}.tmp" for s in SPLITS for b in range(n_buckets)}
+        self.paths = {(s, b): out_dir / f".{name}.bucket{b}.tmp" for s, name in enumerate(SPLITS) for b in range(n_buckets)}
         self.handles = {}
 
     def __enter__(self):
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.handles = {key: open(path, "w", encoding="utf-8") for key, path in self.paths.items()}
+        self.handles = {key: open(path, "wb") for key, path in self.paths.items()}
         return self
 
-    def write(self, split: str, bucket: int, line: str) -> None:
-        self.handles[(split, bucket)].write(line + "\n")
+    def write(self, key: tuple[int, int], block: bytes) -> None:
+        self.handles[key].write(block)
 
-    def read(self, split: str):
+    def lines(self, split: int):
+        """Each bucket's lines, bucket by bucket. Split on newlines only: a text may hold
+        other line separators (U+2028, U+0085) that JSON leaves as they are."""
         for handle in self.handles.values():
             handle.flush()
         for bucket in range(self.n):
-            with open(self.paths[(split, bucket)], encoding="utf-8") as handle:
-                yield handle.read().splitlines()
+            yield self.paths[(split, bucket)].read_bytes().split(b"\n")[:-1]
 
     def __exit__(self, *exc):
         for handle in self.handles.values():
