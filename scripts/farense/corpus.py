@@ -365,7 +365,7 @@ def _write_without_duplicates(pass1: Path, out: Path, index: ParagraphIndex, dro
     written = 0
     with pq.ParquetWriter(out, SCHEMA, compression="zstd") as writer:
         doc = 0
-        for record_batch in pq.ParquetFile(pass1).iter_batches(batch_size=64):
+        for record_batch in pq.ParquetFile(pass1).iter_batches(batch_size=16):
             texts, n_paragraphs, n_exact, n_near, keep = [], [], [], [], []
             for path, text in zip(record_batch.column("source_path").to_pylist(), record_batch.column("text").to_pylist()):
                 sources.append(path)

@@ -59,6 +59,8 @@ class MinHasher:
     """MinHash signatures over word shingles, vectorised with numpy."""
 
     def __init__(self, num_perm: int = 120, shingle_words: int = 3, seed: int = 1):
+        if not 1 <= num_perm <= 255:
+            raise ValueError("num_perm must be between 1 and 255")
         if not 1 <= shingle_words <= len(_MIX):
             raise ValueError(f"shingle_words must be between 1 and {len(_MIX)}")
         self.num_perm = num_perm
@@ -150,36 +152,55 @@ def _band_key(columns: np.ndarray) -> np.ndarray:
     return _splitmix((columns.astype(np.uint64) * mix).sum(axis=1, dtype=np.uint64))
 
 
-def _pairs_in_band(keys: np.ndarray, max_run: int) -> np.ndarray:
-    """Pairs (i, j), i < j, of rows with the same key. Rows are sorted by key and each is paired
-    with the next rows of the same key; a run longer than `max_run` (many texts alike) pairs each
-    row with its `max_run - 1` followers only: enough to connect the run, without a quadratic
-    blow-up."""
+# Rows that share a band key are sorted together; each is paired with this many rows after it.
+# A long run means many texts alike in that band (often one very common shingle, not a near
+# duplicate): linking neighbours keeps the run connected without pairing all of it.
+LSH_RUN_LINKS = 7
+
+
+def _pair_codes_in_band(keys: np.ndarray, n: int) -> np.ndarray:
+    """Pairs (i, j), i < j, of rows with the same key, as codes i * n + j."""
     order = np.argsort(keys, kind="stable")
     keys = keys[order]
     found = []
-    for offset in range(1, max_run):
+    for offset in range(1, LSH_RUN_LINKS + 1):
         same = keys[offset:] == keys[:-offset]
         if not same.any():
             break
         left, right = order[:-offset][same], order[offset:][same]
-        found.append(np.stack([np.minimum(left, right), np.maximum(left, right)], axis=1))
-    return np.concatenate(found) if found else np.zeros((0, 2), dtype=np.int64)
+        found.append(np.minimum(left, right).astype(np.int64) * n + np.maximum(left, right))
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
-def _unique_pairs(found: list[np.ndarray], n: int) -> np.ndarray:
-    found = [f for f in found if len(f)]
-    if not found:
-        return np.zeros((0, 2), dtype=np.int64)
-    pairs = np.concatenate(found).astype(np.int64)
-    codes = np.unique(pairs[:, 0] * n + pairs[:, 1])
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (by sorting: numpy's hash-based unique is slower on these)."""
+    values = np.sort(values)
+    keep = np.ones(len(values), dtype=bool)
+    keep[1:] = values[1:] != values[:-1]
+    return values[keep]
+
+
+def _candidate_pairs(band_columns, n: int) -> np.ndarray:
+    """Pairs (i, j), i < j, that share a key in at least one band (`band_columns` yields each
+    band's columns). Codes are merged as they come, so memory holds the distinct candidates
+    (8 bytes each) and one band's worth of new ones."""
+    codes = np.zeros(0, dtype=np.int64)
+    pending: list[np.ndarray] = []
+    pending_size = 0
+    for columns in band_columns:
+        band = _pair_codes_in_band(_band_key(columns), n)
+        pending.append(band)
+        pending_size += len(band)
+        if pending_size > max(1_000_000, len(codes)):
+            codes, pending, pending_size = _distinct(np.concatenate([codes, *pending])), [], 0
+    codes = _distinct(np.concatenate([codes, *pending]))
     return np.stack([codes // n, codes % n], axis=1)
 
 
 def _similar_pairs_by_columns(n: int, num_perm: int, threshold: float, load, eligible: np.ndarray | None):
     """LSH over column groups that `load(group)` returns one at a time (all rows, that group's
     columns): candidates from each band, then the estimated similarity of each candidate pair
-    summed group by group. Memory holds one group of columns and the candidate pairs, never
+    counted group by group. Memory holds one group of columns and the candidate pairs, never
     the whole signature matrix."""
     empty = (np.zeros((0, 2), dtype=np.int64), np.zeros(0))
     rows = np.arange(n) if eligible is None else np.flatnonzero(eligible)
@@ -187,20 +208,23 @@ def _similar_pairs_by_columns(n: int, num_perm: int, threshold: float, load, eli
         return empty
     groups = _column_groups(num_perm, threshold)
     bands, _ = _band_layout(threshold, num_perm)
-    found = [_pairs_in_band(_band_key(load(group)[rows]), 16) for group in groups[:bands]]
-    local = _unique_pairs(found, len(rows))
-    if not len(local):
+    pairs = rows[_candidate_pairs((load(group)[rows] for group in groups[:bands]), len(rows))]
+    if not len(pairs):
         return empty
-    pairs = rows[local]
-    equal = np.zeros(len(pairs), dtype=np.int64)
+    # Equal columns counted group by group; a pair that could no longer reach the threshold
+    # even if every column left matched is not looked at again (most candidates, soon).
+    equal = np.zeros(len(pairs), dtype=np.uint8)  # at most num_perm <= 255
+    alive = np.arange(len(pairs))
+    remaining = num_perm
     for group in groups:
         columns = load(group)
-        for lo in range(0, len(pairs), 200_000):  # bounded memory for the comparison
-            chunk = pairs[lo : lo + 200_000]
-            equal[lo : lo + len(chunk)] += (columns[chunk[:, 0]] == columns[chunk[:, 1]]).sum(axis=1)
-    sims = equal / num_perm
-    keep = sims >= threshold
-    pairs, sims = pairs[keep], sims[keep]
+        left, right = pairs[alive, 0], pairs[alive, 1]
+        for c in range(columns.shape[1]):
+            column = np.ascontiguousarray(columns[:, c])
+            equal[alive] += column[left] == column[right]
+        remaining -= columns.shape[1]
+        alive = alive[(equal[alive] + remaining) / num_perm >= threshold]
+    pairs, sims = pairs[alive], equal[alive] / num_perm
     order = np.lexsort((pairs[:, 0], pairs[:, 1]))
     return pairs[order], sims[order]
 
