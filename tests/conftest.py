@@ -25,9 +25,9 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, check: bool = True, cores: int = 1) -> subprocess.CompletedProcess:
     """Run the real Snakemake CLI in `workdir`; return the finished process (stdout+stderr in .stdout)."""
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", *args]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), *args]
     proc = subprocess.run(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}")

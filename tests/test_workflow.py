@@ -129,3 +129,10 @@ def test_missing_or_empty_raw_dir_is_a_clear_error(workflow, tmp_path, make):
 
 def test_lint_is_clean(workflow):
     assert "Congratulations" in snakemake(workflow, "--lint").stdout
+
+
+def test_data_stages_are_given_the_cores(workflow):
+    """--cores reaches the stages as threads; a corpus this small is cleaned in one process."""
+    snakemake(workflow, "results/clean/corpus.parquet", cores=2)
+    log = (workflow / "results/logs/clean_text.log").read_text()
+    assert "1 worker process(es) of the 2 thread(s) given" in log

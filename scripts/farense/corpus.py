@@ -25,7 +25,7 @@ from .cleaning import STEPS, CleaningOptions, clean_inline, clean_prose
 from .errors import PipelineError
 from .paragraph_dedup import DocumentFingerprints, ParagraphIndex, fingerprint_paragraphs
 from .parallel import ordered_map, workers_for
-from .textio import UndecodableError, atomic_path, decode_bytes, looks_binary, scratch_path, write_json_atomic
+from .textio import INTERMEDIATE_COMPRESSION, UndecodableError, atomic_path, decode_bytes, looks_binary, scratch_path, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -319,8 +319,7 @@ def clean_corpus(raw_dir, corpus_path, stats_path, options: CleaningOptions, ded
         ParagraphIndex(scratch, dedup.threshold) as index,
     ):
         documents = 0
-        # Scratch data is read once: lz4 is cheaper to write than the output's zstd.
-        with pq.ParquetWriter(pass1, SCHEMA, compression="lz4") as writer:
+        with pq.ParquetWriter(pass1, SCHEMA, compression=INTERMEDIATE_COMPRESSION) as writer:
             batch: list[dict] = []
             batch_chars = 0
             for cleaned in ordered_map(work, files, workers):
@@ -363,7 +362,7 @@ def _write_without_duplicates(pass1: Path, out: Path, index: ParagraphIndex, dro
     docs_with_drops = set(index.docs_of(dropped).tolist())
     sources: list[str] = []
     written = 0
-    with pq.ParquetWriter(out, SCHEMA, compression="zstd") as writer:
+    with pq.ParquetWriter(out, SCHEMA, compression=INTERMEDIATE_COMPRESSION) as writer:
         doc = 0
         for record_batch in pq.ParquetFile(pass1).iter_batches(batch_size=16):
             texts, n_paragraphs, n_exact, n_near, keep = [], [], [], [], []

@@ -1,58 +1,28 @@
-"""Exact and near-duplicate detection: normalised keys, and MinHash signatures with LSH banding.
+"""Exact and near-duplicate detection: text keys, and MinHash signatures with LSH banding.
 
 Signatures use one-permutation hashing (one hash per shingle, spread over `num_perm` bins,
 the minimum kept per bin, empty bins filled from their right neighbour), which costs one
 hash per shingle instead of `num_perm`: the same estimate of Jaccard similarity at a
-fraction of the time. Hashes come from pandas' keyed SipHash and fixed constants, never from
-Python's salted hash(), so the same corpus gives the same decisions on every run and machine.
+fraction of the time. Words are hashed by `word_hashes` (numpy, fixed constants, never
+Python's salted hash()), so the same corpus gives the same decisions on every run and machine.
 """
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import re
-
 import numpy as np
-from pandas.util import hash_array
 
-_WORD = re.compile(r"\w+")
+from .word_hashes import splitmix as _splitmix
+from .word_hashes import text_keys, word_hashes
+
 _EMPTY = np.uint64(1 << 32)  # larger than any 32-bit bin value
-_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_EMPTY_WORD = np.uint64(0x6A09E667F3BCC909)  # pads a text shorter than a shingle
 _MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5], dtype=np.uint64)
-
-
-# Where a text holds no non-ASCII character outside \w (such as « » — “ …), its words are
-# found on its UTF-8 bytes, ASCII punctuation turned to spaces and split: the same words as
-# the regex, several times faster. Words are bytes from here on; pandas hashes a str as its
-# UTF-8 bytes, so the hashes are those of the words as text.
-_NON_ASCII_NON_WORD = re.compile(r"[^\w\x00-\x7f]")
-_ASCII_NON_WORD_TO_SPACE = bytes(b if chr(b).isalnum() or b == 0x5F or b >= 0x80 else 0x20 for b in range(256))
-
-
-def _word_bytes(text: str) -> list[bytes]:
-    folded = text.casefold()
-    if _NON_ASCII_NON_WORD.search(folded) is None:
-        return folded.encode("utf-8").translate(_ASCII_NON_WORD_TO_SPACE).split()
-    return [w.encode("utf-8") for w in _WORD.findall(folded)]
-
-
-def _key_of_words(tokens: list[bytes]) -> str:
-    return hashlib.sha1(b" ".join(tokens)).hexdigest()
 
 
 def exact_key(text: str) -> str:
     """Key that ignores case, punctuation and spacing: two texts with the same key are duplicates."""
-    return _key_of_words(_word_bytes(text))
-
-
-def _splitmix(x: np.ndarray) -> np.ndarray:
-    """A 64-bit finaliser: every output bit depends on every input bit."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * _M1
-    x = x ^ (x >> np.uint64(27))
-    x = x * _M2
-    return x ^ (x >> np.uint64(31))
+    hashes, owner = word_hashes([text])
+    return f"{int(text_keys(hashes, owner, 1)[0]):016x}"
 
 
 class MinHasher:
@@ -68,46 +38,46 @@ class MinHasher:
         self._seed = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
 
     def fingerprints(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(signatures, exact keys) of texts: one row of `num_perm` uint32 per text, and the
-        first 64 bits of each text's `exact_key` as a uint64."""
-        tokens = [_word_bytes(t) for t in texts]
-        keys = np.fromiter((int(_key_of_words(t)[:16], 16) for t in tokens), dtype=np.uint64, count=len(tokens))
-        return self._signatures(tokens), keys
+        """(signatures, exact keys) of texts: one row of `num_perm` uint32 per text, and each
+        text's `exact_key` as a uint64."""
+        hashes, owner = word_hashes(texts)
+        return self._signatures(hashes, owner, len(texts)), text_keys(hashes, owner, len(texts))
 
     def signatures(self, texts: list[str]) -> np.ndarray:
-        return self._signatures([_word_bytes(t) for t in texts])
+        return self._signatures(*word_hashes(texts), len(texts))
 
-    def _shingles(self, token_lists: list[list[bytes]]) -> tuple[np.ndarray, np.ndarray]:
-        """Hashes of all word shingles of a batch of texts, and the text each belongs to.
-
-        Word hashes come from pandas' hash_array (SipHash with a fixed key, in C); a text
+    def _shingles(self, hashes: np.ndarray, owner: np.ndarray, n_texts: int) -> tuple[np.ndarray, np.ndarray]:
+        """Hashes of all word shingles of a batch of texts, and the text each belongs to. A text
         shorter than a shingle is padded with empty words, so every text has one."""
         w = self.shingle_words
-        padded = [t if len(t) >= w else t + [b""] * (w - len(t)) for t in token_lists]
-        lengths = np.fromiter((len(t) for t in padded), dtype=np.int64, count=len(padded))
-        flat = np.fromiter(itertools.chain.from_iterable(padded), dtype=object, count=int(lengths.sum()))
-        word_hashes = hash_array(flat, categorize=True)
-        ends = np.cumsum(lengths)
-        owner = np.repeat(np.arange(len(padded)), lengths)
-        positions = np.arange(len(flat))
+        counts = np.bincount(owner, minlength=n_texts)
+        padding = np.maximum(0, w - counts)
+        if padding.any():
+            owner = np.concatenate([owner, np.repeat(np.arange(n_texts), padding)])
+            hashes = np.concatenate([hashes, np.full(int(padding.sum()), _EMPTY_WORD)])
+            order = np.argsort(owner, kind="stable")  # each text's words, then its padding
+            owner, hashes = owner[order], hashes[order]
+            counts = counts + padding
+        ends = np.cumsum(counts)
+        positions = np.arange(len(hashes))
         valid = positions + w <= ends[owner]  # a shingle must not run into the next text
-        last = len(flat) - 1
-        acc = np.full(len(flat), self._seed, dtype=np.uint64)
+        last = len(hashes) - 1
+        acc = np.full(len(hashes), self._seed, dtype=np.uint64)
         for j in range(w):
-            acc ^= word_hashes[np.minimum(positions + j, last)] * _MIX[j]
+            acc ^= hashes[np.minimum(positions + j, last)] * _MIX[j]
         return acc[valid], owner[valid].astype(np.uint64)
 
-    def _signatures(self, token_lists: list[list[bytes]]) -> np.ndarray:
+    def _signatures(self, hashes: np.ndarray, owner: np.ndarray, n_texts: int) -> np.ndarray:
         k = self.num_perm
-        if not token_lists:
+        if not n_texts:
             return np.zeros((0, k), dtype=np.uint32)
-        shingles, owner = self._shingles(token_lists)
+        shingles, owner = self._shingles(hashes, owner, n_texts)
         hashed = _splitmix(shingles)
         bins = ((hashed >> np.uint64(32)) * np.uint64(k)) >> np.uint64(32)
         values = hashed & np.uint64(0xFFFFFFFF)
-        sig = np.full(len(token_lists) * k, _EMPTY, dtype=np.uint64)
+        sig = np.full(n_texts * k, _EMPTY, dtype=np.uint64)
         np.minimum.at(sig, owner * np.uint64(k) + bins, values)
-        sig = sig.reshape(len(token_lists), k)
+        sig = sig.reshape(n_texts, k)
         empty = sig == _EMPTY
         if empty.any():
             # Densify: an empty bin takes the next filled bin to its right (circularly),
@@ -180,39 +150,34 @@ def _distinct(values: np.ndarray) -> np.ndarray:
     return values[keep]
 
 
-def _candidate_pairs(band_columns, n: int) -> np.ndarray:
-    """Pairs (i, j), i < j, that share a key in at least one band (`band_columns` yields each
-    band's columns). Codes are merged as they come, so memory holds the distinct candidates
-    (8 bytes each) and one band's worth of new ones."""
-    codes = np.zeros(0, dtype=np.int64)
+# Candidate pairs are verified in batches of about this many, so that memory holds one batch
+# (about 50 bytes each) however many candidates a corpus yields.
+CANDIDATE_BATCH = 2_000_000
+
+
+def _candidate_batches(band_columns, n: int):
+    """Pairs (i, j), i < j, that share a key in a band (`band_columns` yields each band's
+    columns), in batches of distinct pairs. A pair found in several bands may come in more
+    than one batch."""
     pending: list[np.ndarray] = []
     pending_size = 0
     for columns in band_columns:
         band = _pair_codes_in_band(_band_key(columns), n)
         pending.append(band)
         pending_size += len(band)
-        if pending_size > max(1_000_000, len(codes)):
-            codes, pending, pending_size = _distinct(np.concatenate([codes, *pending])), [], 0
-    codes = _distinct(np.concatenate([codes, *pending]))
-    return np.stack([codes // n, codes % n], axis=1)
+        if pending_size >= CANDIDATE_BATCH:
+            codes, pending, pending_size = _distinct(np.concatenate(pending)), [], 0
+            yield np.stack([codes // n, codes % n], axis=1)
+    if pending_size:
+        codes = _distinct(np.concatenate(pending))
+        yield np.stack([codes // n, codes % n], axis=1)
 
 
-def _similar_pairs_by_columns(n: int, num_perm: int, threshold: float, load, eligible: np.ndarray | None):
-    """LSH over column groups that `load(group)` returns one at a time (all rows, that group's
-    columns): candidates from each band, then the estimated similarity of each candidate pair
-    counted group by group. Memory holds one group of columns and the candidate pairs, never
-    the whole signature matrix."""
-    empty = (np.zeros((0, 2), dtype=np.int64), np.zeros(0))
-    rows = np.arange(n) if eligible is None else np.flatnonzero(eligible)
-    if len(rows) < 2:
-        return empty
-    groups = _column_groups(num_perm, threshold)
-    bands, _ = _band_layout(threshold, num_perm)
-    pairs = rows[_candidate_pairs((load(group)[rows] for group in groups[:bands]), len(rows))]
-    if not len(pairs):
-        return empty
-    # Equal columns counted group by group; a pair that could no longer reach the threshold
-    # even if every column left matched is not looked at again (most candidates, soon).
+def _verify(pairs: np.ndarray, groups: list[slice], load, num_perm: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs whose share of equal signature columns reaches the threshold, and that share.
+
+    Columns are compared group by group; a pair that could no longer reach the threshold even
+    if every column left matched is not looked at again (most candidates, soon)."""
     equal = np.zeros(len(pairs), dtype=np.uint8)  # at most num_perm <= 255
     alive = np.arange(len(pairs))
     remaining = num_perm
@@ -224,7 +189,25 @@ def _similar_pairs_by_columns(n: int, num_perm: int, threshold: float, load, eli
             equal[alive] += column[left] == column[right]
         remaining -= columns.shape[1]
         alive = alive[(equal[alive] + remaining) / num_perm >= threshold]
-    pairs, sims = pairs[alive], equal[alive] / num_perm
+    return pairs[alive], equal[alive] / num_perm
+
+
+def _similar_pairs_by_columns(n: int, num_perm: int, threshold: float, load, eligible: np.ndarray | None):
+    """LSH over column groups that `load(group)` returns one at a time (all rows, that group's
+    columns): candidates from each band, verified in batches against all the columns. Memory
+    holds one group of columns and one batch of candidates, never the whole signature matrix."""
+    rows = np.arange(n) if eligible is None else np.flatnonzero(eligible)
+    groups = _column_groups(num_perm, threshold)
+    bands, _ = _band_layout(threshold, num_perm)
+    found, sims = [np.zeros((0, 2), dtype=np.int64)], [np.zeros(0)]
+    if len(rows) >= 2:
+        for local in _candidate_batches((load(group)[rows] for group in groups[:bands]), len(rows)):
+            pairs, similarity = _verify(rows[local], groups, load, num_perm, threshold)
+            found.append(pairs)
+            sims.append(similarity)
+    pairs, sims = np.concatenate(found), np.concatenate(sims)
+    _, first = np.unique(pairs[:, 0] * n + pairs[:, 1], return_index=True)  # a pair verified in two batches once
+    pairs, sims = pairs[first], sims[first]
     order = np.lexsort((pairs[:, 0], pairs[:, 1]))
     return pairs[order], sims[order]
 

@@ -8,11 +8,14 @@ one worker runs in-process, with no pool at all.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 from collections import deque
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -49,8 +52,10 @@ MIN_BYTES_PER_WORKER = 4_000_000
 
 
 def workers_for(total_bytes: int, workers: int) -> int:
-    """The workers worth starting for `total_bytes` of input, at most `workers`."""
-    return max(1, min(workers, total_bytes // MIN_BYTES_PER_WORKER))
+    """The workers worth starting for `total_bytes` of input, at most `workers` (logged)."""
+    chosen = max(1, min(workers, total_bytes // MIN_BYTES_PER_WORKER))
+    log.info("%.1f MB of text: %d worker process(es) of the %d thread(s) given", total_bytes / 1e6, chosen, workers)
+    return chosen
 
 
 def parquet_column_bytes(path, column: str) -> int:

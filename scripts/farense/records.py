@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from .errors import PipelineError
 from .options import from_config
 from .parallel import ordered_map, parquet_column_bytes, workers_for
-from .textio import atomic_path, write_json_atomic
+from .textio import INTERMEDIATE_COMPRESSION, atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -389,7 +389,7 @@ def build_records(corpus_path, records_path, stats_path, options: RecordOptions,
     questions: list[dict] = []
     written = conflicting = 0
     with atomic_path(records_path, ".parquet") as tmp:
-        with pq.ParquetWriter(tmp, RECORD_SCHEMA, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS) as writer:
+        with pq.ParquetWriter(tmp, RECORD_SCHEMA, compression=INTERMEDIATE_COMPRESSION, use_dictionary=_DICTIONARY_COLUMNS) as writer:
             build = functools.partial(records_for_documents, options=options)
             workers = workers_for(parquet_column_bytes(corpus_path, "text"), workers)
             for chunks, batch_questions, warnings in ordered_map(build, _document_batches(corpus_path), workers):

@@ -54,6 +54,11 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
     raise UndecodableError("not decodable")  # unreachable: latin-1 decodes any byte
 
 
+# corpus.parquet and records.parquet are read once or twice by the next stage: LZ4 writes and
+# reads several times faster than zstd, for files about 1.6 times larger.
+INTERMEDIATE_COMPRESSION = "lz4"
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ""):
     """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
