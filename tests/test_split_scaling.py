@@ -150,18 +150,19 @@ def test_build_records_gives_the_same_records_with_workers_and_small_batches(bui
     assert (tmp_path / "one.json").read_bytes() == (tmp_path / "two.json").read_bytes()
 
 
-def test_split_gives_the_same_bytes_with_workers_and_several_buckets(built_data, tmp_path, monkeypatch):
+def test_split_gives_the_same_bytes_with_workers_row_groups_and_several_buckets(built_data, tmp_path, monkeypatch):
     records = built_data / "results/data/records.parquet"
+    many_groups = tmp_path / "records.parquet"  # row groups of 50 records: many tasks, to test their order
+    pq.write_table(pq.read_table(records), many_groups, row_group_size=50)
     outputs = ("train.jsonl", "valid.jsonl", "test.jsonl", "split_stats.json")
     monkeypatch.setattr(splitting_module, "_BUCKET_BYTES", 20_000)
-    monkeypatch.setattr(splitting_module, "_BATCH_ROWS", 50)
     monkeypatch.setattr(farense.parallel, "MIN_BYTES_PER_WORKER", 1)  # a pool even for a small corpus
-    for workers in (1, 2):
-        out = tmp_path / f"w{workers}"
-        split_jsonl(records, out, out / "split_stats.json", SCHEMA, SplitOptions(), workers=workers)
+    for name, source, workers in (("one", records, 1), ("w1", many_groups, 1), ("w2", many_groups, 2)):
+        out = tmp_path / name
+        split_jsonl(source, out, out / "split_stats.json", SCHEMA, SplitOptions(), workers=workers)
         assert sorted(p.name for p in out.iterdir()) == sorted(outputs)  # no scratch file left behind
     for name in outputs:
-        assert (tmp_path / "w1" / name).read_bytes() == (tmp_path / "w2" / name).read_bytes()
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "w1" / name).read_bytes() == (tmp_path / "w2" / name).read_bytes()
     stats = json.loads((tmp_path / "w1" / "split_stats.json").read_text())
     assert sum(stats["splits"][s]["records"] for s in SPLITS) == len(pd.read_parquet(records).query("not conflict"))
 

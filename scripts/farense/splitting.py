@@ -220,24 +220,32 @@ def _validator(schema_path: str) -> LineValidator:
     return LineValidator(schema_path)
 
 
-def render_lines(job, options: SplitOptions, schema_path: str, labels: list[str]) -> dict[tuple[int, int], bytes]:
-    """The JSONL lines of a batch of records, validated, as one block of bytes per (split,
-    bucket) that the records go to: the rendering work done in the workers. `job` is (record
-    batch, split index and bucket of each record); `labels` name each split's file in errors."""
-    batch, splits, buckets = job
+def _read_kept(records_path: str, group: int, keep: np.ndarray, columns: list[str]) -> pa.Table:
+    """The kept rows of one row group, read where the work is done (a worker), so that texts
+    do not travel between processes."""
+    return pq.ParquetFile(records_path).read_row_group(group, columns=columns).filter(pa.array(keep))
+
+
+def render_lines(job, records_path: str, options: SplitOptions, schema_path: str, labels: list[str]) -> dict[tuple[int, int], bytes]:
+    """The JSONL lines of a row group's kept records, validated, as one block of bytes per
+    (split, bucket) that the records go to: the rendering work done in the workers. `job` is
+    (row group, kept-rows mask, split index and bucket of each kept record); `labels` name
+    each split's file in errors."""
+    group, keep, splits, buckets = job
     validator = _validator(schema_path)
     lines: dict[tuple[int, int], list[str]] = {}
-    for record, split, bucket in zip(batch.to_pylist(), splits.tolist(), buckets.tolist()):
+    records = _read_kept(records_path, group, keep, list(_RECORD_COLUMNS)).to_pylist()
+    for record, split, bucket in zip(records, splits.tolist(), buckets.tolist()):
         obj = render(record, options)
         validator.validate(obj, f"{labels[split]}: record {record['record_id']} ({record['origin']})")
         lines.setdefault((split, bucket), []).append(_to_json(obj))
     return {key: ("\n".join(block) + "\n").encode("utf-8") for key, block in lines.items()}
 
 
-def fingerprint_texts(texts: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(MinHash signatures, exact keys, characters, words) of a batch of record texts: the
-    grouping work done in the workers."""
-    texts = texts.to_pylist()
+def fingerprint_row_group(job, records_path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(MinHash signatures, exact keys, characters, words) of a row group's kept record texts:
+    the grouping work done in the workers. `job` is (row group, kept-rows mask)."""
+    texts = _read_kept(records_path, *job, ["text"]).column("text").to_pylist()
     signatures, keys = MinHasher().fingerprints(texts)
     chars = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     words = np.fromiter((len(t.split()) for t in texts), dtype=np.int64, count=len(texts))
@@ -247,7 +255,6 @@ def fingerprint_texts(texts: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarr
 # ---------------------------------------------------------------- the stage
 
 _BUCKET_BYTES = 32 * 1024 * 1024
-_BATCH_ROWS = 1024
 
 
 def _lengths_summary(values: np.ndarray) -> dict:
@@ -278,15 +285,16 @@ def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list]:
     return encoded.indices.to_numpy(), encoded.dictionary.to_pylist()
 
 
-def _kept_batches(parquet: pq.ParquetFile, keep: np.ndarray, columns: list[str]):
-    """Record batches of the kept rows, in order. Filtering copies them, so a batch sent to a
-    worker carries its own rows only."""
+def _row_groups(parquet: pq.ParquetFile, keep: np.ndarray):
+    """(row group, its kept-rows mask) for each row group holding a kept record, in order:
+    the units of work (build_records writes row groups of about 1 MB of text)."""
     start = 0
-    for batch in parquet.iter_batches(columns=columns, batch_size=_BATCH_ROWS):
-        mask = keep[start : start + batch.num_rows]
-        start += batch.num_rows
+    for group in range(parquet.metadata.num_row_groups):
+        rows = parquet.metadata.row_group(group).num_rows
+        mask = keep[start : start + rows]
+        start += rows
         if mask.any():
-            yield batch.filter(pa.array(mask))
+            yield group, mask
 
 
 def _split_stats(in_split: np.ndarray, kinds: np.ndarray, kind_names: list[str], chars: np.ndarray, words: np.ndarray) -> dict:
@@ -329,8 +337,8 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
     # Pass 1: fingerprints of every text; signatures wait on disk for the near-duplicate search.
     with SignatureStore(out_dir, options.near_duplicate_threshold) as store:
         parts = []
-        texts = (batch.column(0) for batch in _kept_batches(parquet, keep, ["text"]))
-        for signatures, *per_record in ordered_map(fingerprint_texts, texts, workers):
+        fingerprint = functools.partial(fingerprint_row_group, records_path=str(records_path))
+        for signatures, *per_record in ordered_map(fingerprint, _row_groups(parquet, keep), workers):
             store.append(signatures)
             parts.append(per_record)
         near_pairs, _ = store.similar_pairs()
@@ -356,11 +364,12 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
 
     def render_jobs():
         done = 0
-        for batch in _kept_batches(parquet, keep, list(_RECORD_COLUMNS)):
-            yield batch, assignment[done : done + batch.num_rows], bucket_of[done : done + batch.num_rows]
-            done += batch.num_rows
+        for group, mask in _row_groups(parquet, keep):
+            kept = int(mask.sum())
+            yield group, mask, assignment[done : done + kept], bucket_of[done : done + kept]
+            done += kept
 
-    render_batch = functools.partial(render_lines, options=options, schema_path=str(schema_path), labels=[str(targets[s]) for s in SPLITS])
+    render_batch = functools.partial(render_lines, records_path=str(records_path), options=options, schema_path=str(schema_path), labels=[str(targets[s]) for s in SPLITS])
     with _BucketFiles(out_dir, n_buckets) as buckets:
         # Pass 2: render and validate each record into a random bucket of its split (a shuffle in bounded memory).
         for blocks in ordered_map(render_batch, render_jobs(), workers):
