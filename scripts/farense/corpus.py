@@ -25,7 +25,7 @@ from .cleaning import STEPS, CleaningOptions, clean_inline, clean_prose
 from .errors import PipelineError
 from .paragraph_dedup import DocumentFingerprints, ParagraphIndex, fingerprint_paragraphs
 from .parallel import ordered_map, workers_for
-from .textio import INTERMEDIATE_COMPRESSION, UndecodableError, atomic_path, decode_bytes, looks_binary, scratch_path, write_json_atomic
+from .textio import INTERMEDIATE_COMPRESSION, UndecodableError, atomic_path, decode_bytes, looks_binary, open_parquet, scratch_path, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -364,7 +364,7 @@ def _write_without_duplicates(pass1: Path, out: Path, index: ParagraphIndex, dro
     written = 0
     with pq.ParquetWriter(out, SCHEMA, compression=INTERMEDIATE_COMPRESSION) as writer:
         doc = 0
-        for record_batch in pq.ParquetFile(pass1).iter_batches(batch_size=16):
+        for record_batch in open_parquet(pass1).iter_batches(batch_size=16):
             texts, n_paragraphs, n_exact, n_near, keep = [], [], [], [], []
             for path, text in zip(record_batch.column("source_path").to_pylist(), record_batch.column("text").to_pylist()):
                 sources.append(path)

@@ -152,7 +152,7 @@ def _distinct(values: np.ndarray) -> np.ndarray:
 
 # Candidate pairs are verified in batches of about this many, so that memory holds one batch
 # (about 50 bytes each) however many candidates a corpus yields.
-CANDIDATE_BATCH = 2_000_000
+CANDIDATE_BATCH = 1_000_000
 
 
 def _candidate_batches(band_columns, n: int):

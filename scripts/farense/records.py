@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from .errors import PipelineError
 from .options import from_config
 from .parallel import ordered_map, parquet_column_bytes, workers_for
-from .textio import INTERMEDIATE_COMPRESSION, atomic_path, write_json_atomic
+from .textio import INTERMEDIATE_COMPRESSION, atomic_path, open_parquet, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -346,7 +346,7 @@ def _document_batches(corpus_path):
     """The corpus's documents in order, as tables of about `_BATCH_BYTES` of text (a larger
     document alone). Arrow tables, not Python objects: they go to the workers as plain buffers."""
     pieces, size = [], 0
-    for batch in pq.ParquetFile(corpus_path).iter_batches(columns=["doc_id", "source_path", "kind", "text", "payload"], batch_size=64):
+    for batch in open_parquet(corpus_path).iter_batches(columns=["doc_id", "source_path", "kind", "text", "payload"], batch_size=64):
         start = 0
         for row, length in enumerate(pc.binary_length(batch.column("text")).fill_null(0).to_pylist()):
             size += length

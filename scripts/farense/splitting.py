@@ -27,7 +27,7 @@ from .dedup import MinHasher, SignatureStore
 from .errors import PipelineError
 from .parallel import ordered_map, parquet_column_bytes, workers_for
 from .records import first_sentence
-from .textio import atomic_path, write_json_atomic
+from .textio import atomic_path, open_parquet, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ def _validator(schema_path: str) -> LineValidator:
 def _read_kept(records_path: str, group: int, keep: np.ndarray, columns: list[str]) -> pa.Table:
     """The kept rows of one row group, read where the work is done (a worker), so that texts
     do not travel between processes."""
-    return pq.ParquetFile(records_path).read_row_group(group, columns=columns).filter(pa.array(keep))
+    return open_parquet(records_path).read_row_group(group, columns=columns).filter(pa.array(keep))
 
 
 def render_lines(job, records_path: str, options: SplitOptions, schema_path: str, labels: list[str]) -> dict[tuple[int, int], bytes]:
@@ -318,7 +318,7 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
         raise PipelineError("split.valid_fraction + split.test_fraction must be below 1")
     _validator(str(schema_path))  # a bad schema fails before any work
     out_dir = Path(out_dir)
-    parquet = pq.ParquetFile(records_path)
+    parquet = open_parquet(records_path)
     meta = parquet.read(columns=["group_key", "kind", "conflict"])
     # Conflicting answers stay out unless asked for: drop them before grouping.
     keep = np.ones(meta.num_rows, dtype=bool) if options.keep_conflicts else ~meta["conflict"].to_numpy()

@@ -59,6 +59,16 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
 INTERMEDIATE_COMPRESSION = "lz4"
 
 
+
+def open_parquet(path: str | os.PathLike):
+    """A Parquet file to read in batches or row groups. Without pre-buffering: with it, pyarrow
+    reads ahead over the whole file (measured: 173 MB of buffers to iterate a 300 MB corpus in
+    8 MB row groups, 30 MB without), so memory grew with the corpus."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path, pre_buffer=False)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ""):
     """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
