@@ -151,6 +151,7 @@ def test_doc_id_is_stable_and_readable(tmp_path):
 
 
 def test_two_workers_write_the_same_corpus_and_leave_no_scratch(tmp_path, monkeypatch):
+    import farense.corpus
     import farense.parallel
 
     raw = tmp_path / "raw"
@@ -160,6 +161,7 @@ def test_two_workers_write_the_same_corpus_and_leave_no_scratch(tmp_path, monkey
         (raw / f"extra{i}.txt").write_text(f"Parágrafo próprio número {i} do ficheiro extra.\n\n{PARAGRAPH}\n\n{PARAGRAPH.upper()}")
     one, stats_one = run(raw, tmp_path / "one")
     monkeypatch.setattr(farense.parallel, "MIN_BYTES_PER_WORKER", 1)  # a pool even for a small corpus
+    monkeypatch.setattr(farense.corpus, "TASK_BYTES", 5000)  # many tasks and part files, to test their order
     corpus, stats = tmp_path / "two" / "corpus.parquet", tmp_path / "two" / "stats.json"
     clean_corpus(raw, corpus, stats, OPTIONS, DEDUP, workers=2)
     pd.testing.assert_frame_equal(pd.read_parquet(corpus), one)

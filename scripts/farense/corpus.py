@@ -25,7 +25,7 @@ from .cleaning import STEPS, CleaningOptions, clean_inline, clean_prose
 from .errors import PipelineError
 from .paragraph_dedup import DocumentFingerprints, ParagraphIndex, fingerprint_paragraphs
 from .parallel import ordered_map, workers_for
-from .textio import INTERMEDIATE_COMPRESSION, UndecodableError, atomic_path, decode_bytes, looks_binary, open_parquet, scratch_path, write_json_atomic
+from .textio import INTERMEDIATE_COMPRESSION, UndecodableError, atomic_path, decode_bytes, looks_binary, open_parquet, scratch_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -270,90 +270,113 @@ class FileWarnings(list):
 
 @dataclass
 class CleanedFile:
+    """What the stage keeps of one cleaned file; its text went to a pass-1 part file."""
+
     relative: str
-    row: dict | None = None
     skipped: str | None = None
     warnings: list = field(default_factory=list)
+    stats: dict | None = None
     fingerprints: DocumentFingerprints | None = None
 
 
-def clean_file(path: Path, raw_dir: Path, options: CleaningOptions, dedup_min_chars: int | None) -> CleanedFile:
-    """One raw file -> its corpus row and, for prose when deduplicating (`dedup_min_chars` set),
-    its paragraphs' fingerprints. Runs in a worker process."""
-    relative = path.relative_to(raw_dir).as_posix()
-    warnings = FileWarnings()
-    try:
-        row = read_document(path, raw_dir, options, warnings)
-    except SkipFile as reason:
-        return CleanedFile(relative, skipped=str(reason), warnings=warnings)
-    fingerprints = None
-    # Only prose is deduplicated; question and table files have their own checks.
-    if dedup_min_chars is not None and row["kind"] == "prose":
-        fingerprints = fingerprint_paragraphs(row["text"].split("\n\n"), dedup_min_chars)
-    return CleanedFile(relative, row, None, warnings, fingerprints)
+# Files are cleaned in tasks of consecutive files of about this many bytes: enough work per
+# task to share out, few enough part files.
+TASK_BYTES = 4_000_000
 
 
-# Documents are written in row groups of about this many characters, and read back the same
-# way, so that memory holds a few megabytes of text whatever the size of the corpus.
-BATCH_CHARS = 8_000_000
+def _tasks(files: list[Path]) -> list[tuple[int, list[Path]]]:
+    tasks, current, size = [], [], 0
+    for path in files:
+        current.append(path)
+        size += path.stat().st_size
+        if size >= TASK_BYTES:
+            tasks.append(current)
+            current, size = [], 0
+    if current:
+        tasks.append(current)
+    return list(enumerate(tasks))
+
+
+def _part_path(parts_dir: Path, task: int) -> Path:
+    return parts_dir / f"part-{task:06d}.parquet"
+
+
+def clean_files(task: tuple[int, list[Path]], raw_dir: Path, parts_dir: Path, options: CleaningOptions, dedup_min_chars: int | None) -> list[CleanedFile]:
+    """Clean a task's raw files: their rows go to the task's part file, and what the stage
+    keeps comes back (per file: stats, warnings and, for prose when deduplicating
+    (`dedup_min_chars` set), its paragraphs' fingerprints). Runs in a worker process, so
+    texts never travel between processes."""
+    number, paths = task
+    results, rows = [], []
+    for path in paths:
+        relative = path.relative_to(raw_dir).as_posix()
+        warnings = FileWarnings()
+        try:
+            row = read_document(path, raw_dir, options, warnings)
+        except SkipFile as reason:
+            results.append(CleanedFile(relative, skipped=str(reason), warnings=warnings))
+            continue
+        fingerprints = None
+        # Only prose is deduplicated; question and table files have their own checks.
+        if dedup_min_chars is not None and row["kind"] == "prose":
+            fingerprints = fingerprint_paragraphs(row["text"].split("\n\n"), dedup_min_chars)
+        results.append(CleanedFile(relative, None, warnings, _file_stats(row), fingerprints))
+        rows.append(row)
+    if rows:
+        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), _part_path(parts_dir, number), compression=INTERMEDIATE_COMPRESSION)
+    return results
 
 
 def clean_corpus(raw_dir, corpus_path, stats_path, options: CleaningOptions, dedup: DedupOptions, workers: int = 1) -> CleanReport:
     """Run the whole stage. Raises CorpusError when nothing usable is found.
 
-    Pass 1 cleans each file (in `workers` processes) and writes it to a temporary Parquet
-    file while collecting paragraph fingerprints; pass 2 decides which paragraphs are
-    duplicates; pass 3 copies the documents into the output without them. The output is the
-    same whatever the number of workers.
+    Pass 1 cleans the files (in `workers` processes), each task writing its documents to a
+    part file, while the stage collects paragraph fingerprints; pass 2 decides which
+    paragraphs are duplicates; pass 3 copies the documents, part by part, into the output
+    without them. The output is the same whatever the number of workers.
     """
     raw_dir = Path(raw_dir)
     files = list_raw_files(raw_dir)
     report = CleanReport()
     deduplicate = dedup.exact or dedup.near
-    work = partial(clean_file, raw_dir=raw_dir, options=options, dedup_min_chars=dedup.min_chars if deduplicate else None)
     workers = workers_for(sum(p.stat().st_size for p in files), workers)
     scratch = Path(corpus_path).parent
     with (
         atomic_path(corpus_path, ".parquet") as out,
-        scratch_path(scratch, ".parquet") as pass1,
+        scratch_dir(scratch) as parts_dir,
         ParagraphIndex(scratch, dedup.threshold) as index,
     ):
-        documents = 0
-        with pq.ParquetWriter(pass1, SCHEMA, compression=INTERMEDIATE_COMPRESSION) as writer:
-            batch: list[dict] = []
-            batch_chars = 0
-            for cleaned in ordered_map(work, files, workers):
+        work = partial(clean_files, raw_dir=raw_dir, parts_dir=parts_dir, options=options, dedup_min_chars=dedup.min_chars if deduplicate else None)
+        documents, parts = 0, []
+        tasks = _tasks(files)
+        for (number, _), results in zip(tasks, ordered_map(work, tasks, workers)):
+            for cleaned in results:
                 for warning in cleaned.warnings:
                     report.warn(**warning)
-                if cleaned.row is None:
+                if cleaned.stats is None:
                     report.skipped.append({"path": cleaned.relative, "reason": cleaned.skipped})
                     log.warning("skipped %s: %s", cleaned.relative, cleaned.skipped)
                     continue
-                row = cleaned.row
                 if cleaned.fingerprints is not None:
                     index.add_document(documents, cleaned.fingerprints)
-                report.files[cleaned.relative] = _file_stats(row)
-                for step in STEPS:
-                    report.steps[step] += row[f"n_{step}"]
-                batch.append(row)
-                batch_chars += len(row["text"]) + len(row["payload"])
+                report.files[cleaned.relative] = cleaned.stats
+                for step, n in cleaned.stats["steps"].items():
+                    report.steps[step] += n
                 documents += 1
-                if batch_chars >= BATCH_CHARS:
-                    writer.write_table(pa.Table.from_pylist(batch, schema=SCHEMA))
-                    batch, batch_chars = [], 0
-            if batch:
-                writer.write_table(pa.Table.from_pylist(batch, schema=SCHEMA))
+            if any(cleaned.stats is not None for cleaned in results):
+                parts.append(_part_path(parts_dir, number))
         if documents == 0:
             reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in report.skipped[:10])
             raise CorpusError(f"no usable file in raw_dir '{raw_dir}' ({len(files)} file(s) seen; {reasons})")
         drops = index.decide(dedup.exact, dedup.near)
-        written = _write_without_duplicates(pass1, out, index, drops, report)
+        written = _write_without_duplicates(parts, out, index, drops, report)
     write_json_atomic(stats_path, _stats_json(raw_dir, files, written, report, options, dedup))
     return report
 
 
-def _write_without_duplicates(pass1: Path, out: Path, index: ParagraphIndex, drops: dict, report: CleanReport) -> int:
-    """Copy documents from pass 1 to the output, dropping duplicate paragraphs (pass 3).
+def _write_without_duplicates(parts: list[Path], out: Path, index: ParagraphIndex, drops: dict, report: CleanReport) -> int:
+    """Copy documents from the pass-1 parts, in order, to the output, dropping duplicate
+    paragraphs (pass 3).
 
     Only the text and the paragraph counts change: they are rebuilt column by column, the
     other columns pass through as they are, and a document without drops is not split."""
@@ -364,7 +387,7 @@ def _write_without_duplicates(pass1: Path, out: Path, index: ParagraphIndex, dro
     written = 0
     with pq.ParquetWriter(out, SCHEMA, compression=INTERMEDIATE_COMPRESSION) as writer:
         doc = 0
-        for record_batch in open_parquet(pass1).iter_batches(batch_size=16):
+        for record_batch in (batch for part in parts for batch in open_parquet(part).iter_batches(batch_size=16)):
             texts, n_paragraphs, n_exact, n_near, keep = [], [], [], [], []
             for path, text in zip(record_batch.column("source_path").to_pylist(), record_batch.column("text").to_pylist()):
                 sources.append(path)

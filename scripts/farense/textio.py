@@ -85,15 +85,16 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
 
 
 @contextmanager
-def scratch_path(directory: str | os.PathLike, suffix: str = ".tmp"):
-    """A temporary file in `directory` (same disk as the output), removed whatever happens."""
+def scratch_dir(directory: str | os.PathLike):
+    """A temporary folder in `directory` (same disk as the output), removed whatever happens."""
+    import shutil
+
     Path(directory).mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".scratch.", suffix=suffix, dir=directory)
-    os.close(fd)
+    path = Path(tempfile.mkdtemp(prefix=".scratch.", dir=directory))
     try:
-        yield Path(tmp)
+        yield path
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
