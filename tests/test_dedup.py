@@ -78,3 +78,16 @@ def test_candidates_verified_in_small_batches_give_the_same_pairs(monkeypatch):
     pairs, sims = similar_pairs(signatures, 0.5)
     np.testing.assert_array_equal(pairs, expected[0])
     np.testing.assert_allclose(sims, expected[1])
+
+
+def test_two_workers_find_the_same_pairs_in_the_store(tmp_path, monkeypatch):
+    import farense.dedup
+
+    signatures = MinHasher().signatures(_texts())
+    expected = similar_pairs(signatures, 0.5)
+    monkeypatch.setattr(farense.dedup, "CANDIDATE_BATCH", 200)  # several batches, each split between the workers
+    with SignatureStore(tmp_path, 0.5) as store:
+        store.append(signatures)
+        pairs, sims = store.similar_pairs(workers=2)
+    np.testing.assert_array_equal(pairs, expected[0])
+    np.testing.assert_allclose(sims, expected[1])

@@ -368,7 +368,7 @@ def clean_corpus(raw_dir, corpus_path, stats_path, options: CleaningOptions, ded
         if documents == 0:
             reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in report.skipped[:10])
             raise CorpusError(f"no usable file in raw_dir '{raw_dir}' ({len(files)} file(s) seen; {reasons})")
-        drops = index.decide(dedup.exact, dedup.near)
+        drops = index.decide(dedup.exact, dedup.near, workers)
         written = _write_without_duplicates(parts, out, index, drops, report)
     write_json_atomic(stats_path, _stats_json(raw_dir, files, written, report, options, dedup))
     return report

@@ -155,14 +155,20 @@ def _distinct(values: np.ndarray) -> np.ndarray:
 CANDIDATE_BATCH = 1_000_000
 
 
-def _candidate_batches(band_columns, n: int):
-    """Pairs (i, j), i < j, that share a key in a band (`band_columns` yields each band's
-    columns), in batches of distinct pairs. A pair found in several bands may come in more
-    than one batch."""
+def _band_codes(group: slice, load, eligible: np.ndarray | None) -> np.ndarray:
+    """Candidate pairs of one band, as codes over the eligible rows. Runs in a worker."""
+    columns = load(group)
+    if eligible is not None:
+        columns = columns[eligible]
+    return _pair_codes_in_band(_band_key(columns), len(columns))
+
+
+def _candidate_batches(band_codes, n: int):
+    """Pairs (i, j), i < j, that share a key in a band (`band_codes` yields each band's codes),
+    in batches of distinct pairs. A pair found in several bands may come in more than one batch."""
     pending: list[np.ndarray] = []
     pending_size = 0
-    for columns in band_columns:
-        band = _pair_codes_in_band(_band_key(columns), n)
+    for band in band_codes:
         pending.append(band)
         pending_size += len(band)
         if pending_size >= CANDIDATE_BATCH:
@@ -177,34 +183,44 @@ def _verify(pairs: np.ndarray, groups: list[slice], load, num_perm: int, thresho
     """The pairs whose share of equal signature columns reaches the threshold, and that share.
 
     Columns are compared group by group; a pair that could no longer reach the threshold even
-    if every column left matched is not looked at again (most candidates, soon)."""
+    if every column left matched is dropped (most candidates, soon). Runs in a worker."""
+    left, right, index = pairs[:, 0], pairs[:, 1], np.arange(len(pairs))
     equal = np.zeros(len(pairs), dtype=np.uint8)  # at most num_perm <= 255
-    alive = np.arange(len(pairs))
     remaining = num_perm
     for group in groups:
         columns = load(group)
-        left, right = pairs[alive, 0], pairs[alive, 1]
         for c in range(columns.shape[1]):
             column = np.ascontiguousarray(columns[:, c])
-            equal[alive] += column[left] == column[right]
+            equal += column[left] == column[right]
         remaining -= columns.shape[1]
-        alive = alive[(equal[alive] + remaining) / num_perm >= threshold]
-    return pairs[alive], equal[alive] / num_perm
+        keep = (equal + remaining) / num_perm >= threshold
+        if not keep.all():
+            left, right, index, equal = left[keep], right[keep], index[keep], equal[keep]
+    return pairs[index], equal / num_perm
 
 
-def _similar_pairs_by_columns(n: int, num_perm: int, threshold: float, load, eligible: np.ndarray | None):
+def _similar_pairs_by_columns(n: int, num_perm: int, threshold: float, load, eligible: np.ndarray | None, workers: int = 1):
     """LSH over column groups that `load(group)` returns one at a time (all rows, that group's
     columns): candidates from each band, verified in batches against all the columns. Memory
-    holds one group of columns and one batch of candidates, never the whole signature matrix."""
+    holds one group of columns and one batch of candidates, never the whole signature matrix.
+    With `workers` > 1 (and a picklable `load`), bands and each batch's verification are
+    shared out between processes."""
+    from functools import partial
+
+    from .parallel import ordered_map
+
     rows = np.arange(n) if eligible is None else np.flatnonzero(eligible)
     groups = _column_groups(num_perm, threshold)
     bands, _ = _band_layout(threshold, num_perm)
+    verify = partial(_verify, groups=groups, load=load, num_perm=num_perm, threshold=threshold)
     found, sims = [np.zeros((0, 2), dtype=np.int64)], [np.zeros(0)]
     if len(rows) >= 2:
-        for local in _candidate_batches((load(group)[rows] for group in groups[:bands]), len(rows)):
-            pairs, similarity = _verify(rows[local], groups, load, num_perm, threshold)
-            found.append(pairs)
-            sims.append(similarity)
+        band_codes = ordered_map(partial(_band_codes, load=load, eligible=eligible), groups[:bands], workers)
+        for local in _candidate_batches(band_codes, len(rows)):
+            chunks = np.array_split(rows[local], workers)
+            for pairs, similarity in ordered_map(verify, chunks, workers):
+                found.append(pairs)
+                sims.append(similarity)
     pairs, sims = np.concatenate(found), np.concatenate(sims)
     _, first = np.unique(pairs[:, 0] * n + pairs[:, 1], return_index=True)  # a pair verified in two batches once
     pairs, sims = pairs[first], sims[first]
@@ -216,6 +232,18 @@ def similar_pairs(signatures: np.ndarray, threshold: float, eligible: np.ndarray
     """Pairs (i, j), i < j, of rows whose estimated similarity reaches the threshold, with
     that similarity, sorted by j then i. Only `eligible` rows (a boolean mask) take part."""
     return _similar_pairs_by_columns(len(signatures), signatures.shape[1], threshold, lambda group: signatures[:, group], eligible)
+
+
+class _GroupFiles:
+    """Reads one column group of a SignatureStore from its file: picklable, so that workers
+    read the files themselves."""
+
+    def __init__(self, paths: list, groups: list[slice], rows: int):
+        self.paths, self.groups, self.rows = [str(p) for p in paths], groups, rows
+
+    def __call__(self, group: slice) -> np.ndarray:
+        width = group.stop - group.start
+        return np.fromfile(self.paths[self.groups.index(group)], dtype=np.uint32).reshape(self.rows, width)
 
 
 class SignatureStore:
@@ -247,15 +275,11 @@ class SignatureStore:
             handle.write(np.ascontiguousarray(signatures[:, group], dtype=np.uint32).tobytes())
         self.rows += len(signatures)
 
-    def _load(self, group: slice) -> np.ndarray:
-        index = self.groups.index(group)
-        width = group.stop - group.start
-        return np.fromfile(self.paths[index], dtype=np.uint32).reshape(self.rows, width)
-
-    def similar_pairs(self, eligible: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def similar_pairs(self, eligible: np.ndarray | None = None, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
         for handle in self._handles:
             handle.flush()
-        return _similar_pairs_by_columns(self.rows, self.num_perm, self.threshold, self._load, eligible)
+        load = _GroupFiles(self.paths, self.groups, self.rows)
+        return _similar_pairs_by_columns(self.rows, self.num_perm, self.threshold, load, eligible, workers)
 
     def close(self) -> None:
         import shutil

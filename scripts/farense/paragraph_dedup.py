@@ -79,8 +79,9 @@ class ParagraphIndex:
         numbers = np.fromiter(self.first_of_doc, dtype=np.int64, count=len(self.first_of_doc))
         return numbers[np.searchsorted(starts, paragraphs, side="right") - 1]
 
-    def decide(self, exact: bool, near: bool) -> dict[int, Drop]:
-        """Global paragraph index -> why it is dropped. The first occurrence always stays."""
+    def decide(self, exact: bool, near: bool, workers: int = 1) -> dict[int, Drop]:
+        """Global paragraph index -> why it is dropped. The first occurrence always stays.
+        The near-duplicate search shares its work out between `workers` processes."""
         drops: dict[int, Drop] = {}
         if not self.size:
             return drops
@@ -95,7 +96,7 @@ class ParagraphIndex:
         if near:
             eligible = np.concatenate(self._near_ok)
             eligible[list(drops)] = False
-            pairs, sims = self.store.similar_pairs(eligible)
+            pairs, sims = self.store.similar_pairs(eligible, workers)
             # In paragraph order: drop j when it is near an earlier paragraph that was kept.
             for (i, j), sim in zip(pairs.tolist(), sims.tolist()):
                 if i not in drops and j not in drops:

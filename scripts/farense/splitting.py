@@ -341,7 +341,7 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
         for signatures, *per_record in ordered_map(fingerprint, _row_groups(parquet, keep), workers):
             store.append(signatures)
             parts.append(per_record)
-        near_pairs, _ = store.similar_pairs()
+        near_pairs, _ = store.similar_pairs(workers=workers)
     exact_keys, chars, words = (np.concatenate(column) for column in zip(*parts))
     del parts
 
