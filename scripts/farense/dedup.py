@@ -9,8 +9,14 @@ Python's salted hash()), so the same corpus gives the same decisions on every ru
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from functools import partial
+from pathlib import Path
+
 import numpy as np
 
+from .parallel import ordered_map
 from .word_hashes import splitmix as _splitmix
 from .word_hashes import text_keys, word_hashes
 
@@ -205,10 +211,6 @@ def _similar_pairs_by_columns(n: int, num_perm: int, threshold: float, load, eli
     holds one group of columns and one batch of candidates, never the whole signature matrix.
     With `workers` > 1 (and a picklable `load`), bands and each batch's verification are
     shared out between processes."""
-    from functools import partial
-
-    from .parallel import ordered_map
-
     rows = np.arange(n) if eligible is None else np.flatnonzero(eligible)
     groups = _column_groups(num_perm, threshold)
     bands, _ = _band_layout(threshold, num_perm)
@@ -256,9 +258,6 @@ class SignatureStore:
     """
 
     def __init__(self, folder, threshold: float, num_perm: int = 120):
-        import tempfile
-        from pathlib import Path
-
         Path(folder).mkdir(parents=True, exist_ok=True)
         self.dir = Path(tempfile.mkdtemp(prefix=".signatures.", dir=folder))
         self.threshold = threshold
@@ -282,8 +281,6 @@ class SignatureStore:
         return _similar_pairs_by_columns(self.rows, self.num_perm, self.threshold, load, eligible, workers)
 
     def close(self) -> None:
-        import shutil
-
         for handle in self._handles:
             handle.close()
         shutil.rmtree(self.dir, ignore_errors=True)
