@@ -56,7 +56,6 @@ class ParagraphIndex:
 
     def __init__(self, scratch_dir, threshold: float):
         self.store = SignatureStore(scratch_dir, threshold, num_perm=_HASHER.num_perm)
-        self.threshold = threshold
         self._keys: list[np.ndarray] = []
         self._exact_ok: list[np.ndarray] = []
         self._near_ok: list[np.ndarray] = []

@@ -56,13 +56,3 @@ def workers_for(total_bytes: int, workers: int) -> int:
     chosen = max(1, min(workers, total_bytes // MIN_BYTES_PER_WORKER))
     log.info("%.1f MB of text: %d worker process(es) of the %d thread(s) given", total_bytes / 1e6, chosen, workers)
     return chosen
-
-
-def parquet_column_bytes(path, column: str) -> int:
-    """Uncompressed size of one column of a Parquet file, from its metadata (nothing is read)."""
-    import pyarrow.parquet as pq
-
-    meta = pq.ParquetFile(path).metadata
-    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
-    index = names.index(column)
-    return sum(meta.row_group(g).column(index).total_uncompressed_size for g in range(meta.num_row_groups))

@@ -26,8 +26,8 @@ import pyarrow.parquet as pq
 
 from .errors import PipelineError
 from .options import from_config
-from .parallel import ordered_map, parquet_column_bytes, workers_for
-from .textio import INTERMEDIATE_COMPRESSION, atomic_path, open_parquet, write_json_atomic
+from .parallel import ordered_map, workers_for
+from .textio import INTERMEDIATE_COMPRESSION, atomic_path, open_parquet, parquet_column_bytes, write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ import yaml
 
 from .dedup import MinHasher, SignatureStore
 from .errors import PipelineError
-from .parallel import ordered_map, parquet_column_bytes, workers_for
+from .parallel import ordered_map, workers_for
 from .records import first_sentence
-from .textio import atomic_path, open_parquet, write_json_atomic
+from .textio import atomic_path, open_parquet, parquet_column_bytes, write_json_atomic
 
 log = logging.getLogger(__name__)
 

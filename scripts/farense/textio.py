@@ -69,6 +69,14 @@ def open_parquet(path: str | os.PathLike):
     return pq.ParquetFile(path, pre_buffer=False)
 
 
+def parquet_column_bytes(path, column: str) -> int:
+    """Uncompressed size of one column of a Parquet file, from its metadata (nothing is read)."""
+    meta = open_parquet(path).metadata
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    index = names.index(column)
+    return sum(meta.row_group(g).column(index).total_uncompressed_size for g in range(meta.num_row_groups))
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ""):
     """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
