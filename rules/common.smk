@@ -2,8 +2,15 @@
 import os
 from pathlib import Path
 
+from farense.base_model import resolve
+from farense.errors import PipelineError
 from farense.imports import project_modules
 from farense.profiles import resolve_training
+
+try:
+    BASE = resolve(config["model"]["base"])  # what model.base names; "auto" decided here, once
+except PipelineError as err:
+    raise WorkflowError(f"invalid configuration: {err}") from None
 
 
 def raw_files():
@@ -32,19 +39,28 @@ def record_params():
     return {k: v for k, v in config["records"].items() if k not in rendering}
 
 
-def base_model_input():
-    """The tiny base is made by a rule; a real model is read from where the config says."""
-    return rules.build_base_model.output.model if config["model"]["base"] == "tiny" else []
+def built_base():
+    """The base folder the pipeline makes (the tiny model, an imported GGUF); [] for a model folder or
+    hub id named in the config, which the stages read where it is."""
+    return rules.build_base_model.output.model if BASE.built else []
+
+
+def base_model_sources(wildcards):
+    """What build_base_model reads: the corpus and training split (tiny), the GGUF file (a path);
+    a packaged GGUF is recorded by package, version and sha256 in the params."""
+    if BASE.kind == "tiny":
+        return {"corpus": rules.clean_text.output.corpus, "train": rules.split_jsonl.output.train}
+    return {"gguf": BASE.path} if BASE.kind == "gguf" else {}
+
+
+def model_location(key):
+    """A params function: the model folder given as input `key`, else where model.base points."""
+    return lambda wildcards, input: input.get(key) or BASE.path or BASE.name
 
 
 def training_params():
     """The effective training options: profile values, overridden by explicit config keys."""
     return resolve_training(config["training"], Path(workflow.basedir) / "config" / "profiles")
-
-
-def unquantized_base():
-    """The LoRA baseline trains on the fp16 base: the tiny one the pipeline built, or the real one."""
-    return rules.build_base_model.output.model if config["model"]["base"] == "tiny" else []
 
 
 def adapter_targets():
@@ -72,7 +88,7 @@ def evaluated_models():
 def evaluation_inputs(wildcards):
     """The model an evaluation loads (and the adapter on it)."""
     if wildcards.model == "lora":
-        model = unquantized_base()
+        model = built_base()
         return {"model": model, "adapter": rules.train_lora.output.adapter} if model else {"adapter": rules.train_lora.output.adapter}
     inputs = {"model": rules.convert_int4.output.model}
     if wildcards.model == "qlora":
@@ -80,15 +96,10 @@ def evaluation_inputs(wildcards):
     return inputs
 
 
-def evaluated_model(wildcards, input):
-    """The base model's path: a folder the pipeline made, or the model named in the config."""
-    return input.get("model") or config["model"]["base"]
-
-
 def lineage_entries():
     """The provenance entries of every job the report depends on, gathered into results/lineage.json."""
     jobs = [rules.clean_text, rules.build_records, rules.split_jsonl, rules.convert_int4, rules.train_qlora]
-    if config["model"]["base"] == "tiny":
+    if BASE.built:
         jobs.append(rules.build_base_model)
     if config["training"]["train_lora"]:
         jobs.append(rules.train_lora)

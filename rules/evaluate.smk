@@ -14,7 +14,7 @@ rule evaluate:
     wildcard_constraints:
         model="base|lora|qlora",
     params:
-        model=evaluated_model,
+        model=model_location("model"),
         evaluation=evaluation_params(),
         training=evaluation_training_params(),
         data_format=config["records"]["format"],

@@ -1,17 +1,17 @@
-# Model stages: the base model (tiny, built offline, or a real one named in the config) and its
-# int4 conversion.
+# Model stages: the base model (the tiny one built offline, a GGUF imported, or a model folder or
+# hub id read where it is), its int4 conversion, and the adapters trained on both.
 
 
 rule build_base_model:
     input:
-        corpus=rules.clean_text.output.corpus,
-        train=rules.split_jsonl.output.train,
+        unpack(base_model_sources),
         code=code_of("build_base_model.py"),
     output:
         lineage="results/lineage/build_base_model.json",
         model=directory("results/models/base"),
     params:
-        tiny=config["model"]["tiny"],
+        base=BASE.params(),
+        tiny=config["model"]["tiny"] if BASE.kind == "tiny" else {},
     log:
         "results/logs/build_base_model.log",
     benchmark:
@@ -24,14 +24,14 @@ rule build_base_model:
 
 rule convert_int4:
     input:
-        base=base_model_input(),
+        base=built_base(),
         code=code_of("convert_int4.py"),
     output:
         lineage="results/lineage/convert_int4.json",
         model=directory("results/models/base-int4"),
         summary="results/models/conversion.json",
     params:
-        base=lambda wildcards, input: input.base if input.base else config["model"]["base"],
+        base=model_location("base"),
         bits=config["quantization"]["bits"],
         group_size=config["quantization"]["group_size"],
     log:
@@ -54,7 +54,7 @@ rule train_qlora:
         lineage="results/lineage/train_qlora.json",
         adapter=directory("results/adapters/qlora"),
     params:
-        model=lambda wildcards, input: input.model,
+        model=model_location("model"),
         kind="int4",
         training=training_params(),
         data_format=config["records"]["format"],
@@ -71,7 +71,7 @@ rule train_qlora:
 
 rule train_lora:
     input:
-        model=unquantized_base(),
+        model=built_base(),
         train=rules.split_jsonl.output.train,
         valid=rules.split_jsonl.output.valid,
         code=code_of("train_adapter.py"),
@@ -79,7 +79,7 @@ rule train_lora:
         lineage="results/lineage/train_lora.json",
         adapter=directory("results/adapters/lora"),
     params:
-        model=lambda wildcards, input: input.model if input.model else config["model"]["base"],
+        model=model_location("model"),
         kind="fp16",
         training=training_params(),
         data_format=config["records"]["format"],

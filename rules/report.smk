@@ -7,7 +7,7 @@ rule report:
         records_stats=rules.build_records.output.stats,
         split_stats=rules.split_jsonl.output.stats,
         conversion=rules.convert_int4.output.summary,
-        base=base_model_input(),
+        base=built_base(),
         adapters=adapter_targets(),
         lineage_graph=rules.lineage.output.graph,
         evaluations=expand("results/eval/{model}.json", model=evaluated_models()),

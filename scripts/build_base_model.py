@@ -1,18 +1,16 @@
-"""Rule script for build_base_model: the tiny default base model, offline, in Hugging Face layout."""
+"""Rule script for build_base_model: results/models/base/ in Hugging Face layout, either the tiny
+model built offline or a GGUF file (a path, or one a package carries) imported."""
 
 from farense.fastblas import use_fast_blas
 
 blas = use_fast_blas()  # before mlx is imported
 
 import json  # noqa: E402
-import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import pyarrow.parquet as pq  # noqa: E402
-
+from farense.base_model import packaged_gguf  # noqa: E402
 from farense.runlog import stage  # noqa: E402
-from farense.tiny_model import TinyModelOptions, build_tiny_model  # noqa: E402
-from farense.tokenizer_build import train_tokenizer  # noqa: E402
+from farense.textio import atomic_dir  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
@@ -32,18 +30,50 @@ def train_texts(path):
     return texts
 
 
-with stage(smk) as log:
-    log.info("BLAS: %s", blas)
+def build_tiny(tmp: Path, log) -> dict:
+    import pyarrow.parquet as pq
+
+    from farense.tiny_model import TinyModelOptions, build_tiny_model
+    from farense.tokenizer_build import train_tokenizer
+
     options = TinyModelOptions.from_config(dict(smk.params.tiny))
-    out = Path(smk.output.model)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     corpus = pq.read_table(smk.input.corpus, columns=["text"]).column("text").to_pylist()
     tokenizer = train_tokenizer(corpus, options.vocab_size, tmp)
     log.info("tokenizer: %d tokens trained on %d documents", len(tokenizer), len(corpus))
     summary = build_tiny_model(train_texts(smk.input.train), tmp, options, tokenizer)
     summary["blas"] = blas
-    (tmp / "farense_base.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)  # whole or not at all
-    log.info("tiny base model: %.2fM parameters -> %s", summary["parameters"] / 1e6, out)
+    log.info("tiny base model: %.2fM parameters", summary["parameters"] / 1e6)
+    return summary
+
+
+def import_base(spec: dict, tmp: Path, log) -> dict:
+    from farense.gguf_import import import_gguf
+    from farense.lineage import sha256_file
+
+    if spec["kind"] == "package":
+        # the package's parts joined into one file beside the output, removed once imported
+        path, sha256, name = packaged_gguf(spec["name"], tmp.with_name(tmp.name + ".gguf"))
+    else:
+        path, name = Path(spec["path"]), spec["path"]
+        sha256 = sha256_file(path)
+    try:
+        log.info("importing %s (sha256 %s)", path, sha256)
+        summary = import_gguf(path, tmp)
+    finally:
+        if spec["kind"] == "package":
+            path.unlink(missing_ok=True)
+    summary.update(gguf=name, gguf_sha256=sha256)
+    log.info("%s (%s): %d tensors %s -> %s, chat template from %s", summary["name"], summary["architecture"],
+             summary["tensors"], summary["tensor_types"], summary["dtype"], summary["chat_template"])
+    return summary
+
+
+with stage(smk) as log:
+    spec = dict(smk.params.base)
+    if spec.get("auto"):
+        log.info("model.base auto -> %s: %s", spec["name"], spec["auto"])
+    with atomic_dir(smk.output.model) as tmp:  # whole or not at all
+        summary = build_tiny(tmp, log) if spec["kind"] == "tiny" else import_base(spec, tmp, log)
+        summary["base"] = spec
+        (tmp / "farense_base.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    log.info("base model -> %s", smk.output.model)

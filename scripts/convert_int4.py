@@ -15,7 +15,7 @@ from mlx_lm.utils import hf_repo_to_path  # noqa: E402
 from farense.model_files import describe  # noqa: E402
 from farense.runlog import stage  # noqa: E402
 from farense.textio import write_json_atomic  # noqa: E402
-from farense.tokenizer_build import CHAT_TEMPLATE  # noqa: E402
+from farense.chat_templates import family_name, template_for  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with stage(smk) as log:
@@ -26,9 +26,10 @@ with stage(smk) as log:
     convert(base, mlx_path=str(tmp), quantize=True, q_bits=smk.params.bits, q_group_size=smk.params.group_size)
     tokenizer_config = json.loads((tmp / "tokenizer_config.json").read_text(encoding="utf-8"))
     if not (tmp / "chat_template.jinja").exists() and not tokenizer_config.get("chat_template"):
-        # Base models such as Mistral-7B-v0.1 ship no chat template; the chat data needs one.
-        (tmp / "chat_template.jinja").write_text(CHAT_TEMPLATE, encoding="utf-8")
-        log.info("the base has no chat template: added the Mistral-instruct one")
+        # Base models such as Mistral-7B-v0.1 ship no chat template; the chat data needs one: its family's.
+        model_type = json.loads((tmp / "config.json").read_text(encoding="utf-8"))["model_type"]
+        (tmp / "chat_template.jinja").write_text(template_for(model_type), encoding="utf-8")
+        log.info("the base has no chat template: added the %s one", family_name(model_type))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)  # whole or not at all
     # A hub id was downloaded into the local cache by the conversion: measure that copy.

@@ -26,7 +26,7 @@ from farense.errors import PipelineError  # noqa: E402
 from farense.lineage import sha256_file as file_hash  # noqa: E402
 from farense.runlog import stage  # noqa: E402
 from farense.textio import write_json_atomic  # noqa: E402
-from farense.tokenizer_build import CHAT_TEMPLATE  # noqa: E402
+from farense.chat_templates import ensure_chat_template  # noqa: E402
 from farense import training as training_module  # noqa: E402
 from farense.training import TrainOptions, fingerprint, lora_config, train  # noqa: E402
 
@@ -48,10 +48,8 @@ with stage(smk) as log:
     data_dir = Path(smk.input.train).parent
     log.info("BLAS: %s; profile %s; model %s", blas, settings.get("profile"), model_path)
     model, tokenizer = mlx_lm.load(model_path)
-    if smk.params.data_format == "chat" and not getattr(tokenizer, "chat_template", None):
-        # Base models such as Mistral-7B-v0.1 ship none; chat data needs one.
-        tokenizer.chat_template = CHAT_TEMPLATE
-        log.info("the tokenizer has no chat template: using the Mistral-instruct one ([INST] ... [/INST])")
+    if smk.params.data_format == "chat":  # base models such as Mistral-7B-v0.1 ship no template; chat data needs one
+        ensure_chat_template(tokenizer, model.model_type, log)
     # float32 on a CPU, int4 dequantized once on a GPU with memory to spare, else native kernels
     model, compute_note = prepare(model, settings["compute"], training=True)
     log.info("compute: %s (device %s)", compute_note, mx.default_device())

@@ -72,7 +72,7 @@ def model_config_errors(config: dict) -> list[str]:
     """Checks across keys that a schema cannot express."""
     problems = []
     model, quantization = config.get("model", {}), config.get("quantization", {})
-    if model.get("base") == "tiny":
+    if model.get("base") in ("tiny", "auto"):  # auto is tiny on a CPU
         tiny, group = model.get("tiny", {}), quantization.get("group_size")
         for key in ("hidden_size", "intermediate_size"):
             if isinstance(tiny.get(key), int) and isinstance(group, int) and tiny[key] % group:

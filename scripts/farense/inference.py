@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import PipelineError
-from .tokenizer_build import CHAT_TEMPLATE
+from .chat_templates import ensure_chat_template
 
 
 @dataclass
@@ -49,8 +49,7 @@ def load(model_path: str, adapter_path: str | None) -> Loaded:
 
     model, tokenizer = mlx_lm.load(model_path, adapter_path=adapter_path)
     model, _ = prepare(model, "auto", training=False)  # on a CPU, float32 is 10-20x faster than int4 kernels
-    if not getattr(tokenizer, "chat_template", None):
-        tokenizer.chat_template = CHAT_TEMPLATE
+    ensure_chat_template(tokenizer, model.model_type)  # a hub base such as Mistral-7B-v0.1 ships none
     return Loaded(model, tokenizer, model_path, adapter_path)
 
 

@@ -93,6 +93,25 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
 
 
 @contextmanager
+def atomic_dir(path: str | os.PathLike):
+    """Yield an empty folder beside `path` (a folder output); it replaces `path` only if the block
+    succeeds, so a crash never leaves half a model or adapter in place."""
+    import shutil
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)  # left by a crashed run
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+
+
+@contextmanager
 def scratch_dir(directory: str | os.PathLike):
     """A temporary folder in `directory` (same disk as the output), removed whatever happens."""
     import shutil

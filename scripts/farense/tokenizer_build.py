@@ -8,20 +8,10 @@ from typing import Iterable
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+from .chat_templates import MISTRAL_INSTRUCT
+
 BOS, EOS, UNK, PAD = "<s>", "</s>", "<unk>", "<pad>"
 INST_OPEN, INST_CLOSE = "[INST]", "[/INST]"
-
-# Mistral-instruct style, as Mistral-7B-Instruct writes it: a system message goes in front of
-# the first user turn; each assistant turn ends with </s>.
-CHAT_TEMPLATE = (
-    "{{ bos_token }}"
-    "{% set system = messages[0]['content'] if messages and messages[0]['role'] == 'system' else '' %}"
-    "{% for message in messages if message['role'] != 'system' %}"
-    "{% if message['role'] == 'user' %}"
-    "{{ '[INST] ' + ((system + '\n\n') if loop.first and system else '') + message['content'] + ' [/INST]' }}"
-    "{% else %}{{ ' ' + message['content'] + eos_token }}{% endif %}"
-    "{% endfor %}"
-)
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path) -> PreTrainedTokenizerFast:
@@ -41,7 +31,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path) 
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe, bos_token=BOS, eos_token=EOS, unk_token=UNK, pad_token=PAD, clean_up_tokenization_spaces=False
     )
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.chat_template = MISTRAL_INSTRUCT  # the tiny model is of the Mistral family
     tokenizer.model_max_length = 4096
     tokenizer.save_pretrained(str(out_dir))
     return tokenizer
