@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from farense.report_eval import evaluation_section, headline, samples_section
-from farense.report_html import build_report, model_section
+from farense.report_html import build_report, esc, model_section
 from farense.report_lineage import lineage_section
 from farense.runlog import stage
 from farense.textio import write_text_atomic
@@ -26,12 +26,13 @@ def metrics(path):
 def trained_sentence(base: dict, conversion: dict, trainings: dict, config: dict) -> str:
     """What was trained on what, in one sentence."""
     lora = config["training"]["lora"]
-    what = "the tiny Mistral-architecture base built by the pipeline" if base.get("kind") == "tiny" else f"the base model {conversion['base']['path']}"
+    what = {"tiny": "the tiny Mistral-architecture base built by the pipeline", "gguf": f"{base.get('name')} imported from {base.get('gguf')}"}.get(
+        base.get("kind"), f"the base model {conversion['base']['path']}")
     adapters = " and ".join(
         f"{'QLoRA on the int4 model' if name == 'qlora' else 'LoRA on the unquantized model'} ({s['iterations']} iterations, best step {s['best_step']})"
         for name, (s, _) in sorted(trainings.items(), key=lambda kv: kv[0] != "qlora")
     )
-    return (f"On {what}, converted to int{conversion['bits']} (group size {conversion['group_size']}), the pipeline trained "
+    return (f"On {esc(what)}, converted to int{conversion['bits']} (group size {conversion['group_size']}), the pipeline trained "
             f"adapters of rank {lora['rank']} and alpha {lora['alpha']} on {', '.join(lora['target_modules'])}: {adapters}.")
 
 
@@ -42,7 +43,7 @@ with stage(smk) as log:
         folder = Path(adapter)
         trainings[folder.name] = (load(folder / "training_summary.json"), metrics(folder / "metrics.csv"))
     evals = {Path(p).stem: load(p) for p in smk.input.evaluations}
-    base_dir = smk.input.get("base")  # the tiny base's folder; absent for a model named in the config
+    base_dir = smk.input.get("base")  # the folder the pipeline made (tiny, GGUF import); absent for a model named in the config
     base_info = Path(base_dir) / "farense_base.json" if isinstance(base_dir, str) and base_dir else None
     base = load(base_info) if base_info and base_info.exists() else {}
     conversion = load(smk.input.conversion)

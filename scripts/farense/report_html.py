@@ -182,16 +182,38 @@ def line_chart_svg(series: dict[str, list[tuple[float, float]]], width: int = 64
     return "".join(parts)
 
 
+def base_description(base: dict, conversion: dict) -> str:
+    """What the base model is (escaped HTML): the tiny one, a GGUF import (and what its
+    "unquantized" weights then are), or the folder or hub id named in the config."""
+    spec = base.get("base", {})
+    if base.get("kind") == "tiny":
+        text = "a tiny Mistral-architecture model built by the pipeline (seeded, tokenizer trained on the corpus, short pretraining on the training split)"
+    elif base.get("kind") == "gguf":
+        source = f"the package {spec['package']} {spec['version']}" if spec.get("package") else "the file named in the config"
+        types = ", ".join(f"{n} {t}" for t, n in base["tensor_types"].items())
+        text = (f"{esc(base['name'])} ({esc(base['architecture'])}), imported from the GGUF file {esc(base['gguf'])} of {esc(source)} "
+                f"(sha256 {base['gguf_sha256'][:16]}…; tensors: {esc(types)}), dequantized to {base['dtype']}. Its “unquantized” "
+                f"weights, on which LoRA trains, are the dequantized values of a file that was already quantized at its source "
+                f"({esc(base.get('file_type_name') or 'see the tensor types')}), so LoRA against QLoRA here measures what MLX's "
+                f"int{conversion['bits']} conversion adds on top of that")
+    else:
+        text = esc(conversion["base"]["path"])
+    if base.get("parameters"):
+        text += f", {num(base['parameters'])} parameters"
+    if spec.get("auto"):
+        text += f". Chosen by model.base auto: {esc(spec['auto'])}"
+    return text + "."
+
+
 def model_section(conversion: dict, base: dict, trainings: dict[str, dict]) -> str:
     """Base model, int4 conversion, and each adapter's training (summary, curves)."""
     out = ["<section><h2>Model and training</h2>"]
-    kind = "a tiny Mistral-architecture model built by the pipeline (seeded, tokenizer trained on the corpus, short pretraining on the training split)" if base.get("kind") == "tiny" else esc(conversion["base"]["path"])
-    out.append(f"<p>Base model: {kind}" + (f", {num(base['parameters'])} parameters." if base.get("parameters") else ".") + "</p>")
+    out.append(f"<p>Base model: {base_description(base, conversion)}</p>")
     b, q = conversion["base"], conversion["int4"]
     out.append(
         table(
             ["model", "weights on disk (bytes)", "bits per weight", "parameters"],
-            [["base (fp16)", b["weights_bytes"], b["bits_per_weight"], b["parameters"]], [f"int{conversion['bits']} (group {conversion['group_size']})", q["weights_bytes"], q["bits_per_weight"], q["parameters"]]],
+            [["base (unquantized)", b["weights_bytes"], b["bits_per_weight"], b["parameters"]], [f"int{conversion['bits']} (group {conversion['group_size']})", q["weights_bytes"], q["bits_per_weight"], q["parameters"]]],
             {1, 2, 3},
         )
     )
