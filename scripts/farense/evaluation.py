@@ -1,7 +1,8 @@
 """Evaluation of one model (the int4 base alone, or a base with an adapter) on the test split.
 
 - Loss and perplexity: mlx-lm's own `evaluate` over mlx-lm's own dataset classes, with the batch
-  size, sequence length and prompt masking of training: the figure `mlx_lm lora --test` prints.
+  size, sequence length and prompt masking of training, and training's loss (farense.loss): the
+  figure `mlx_lm lora --test` prints.
 - Answer quality: greedy answers to the test split's questions, scored by exact match and token
   F1 (farense.metrics), kept per question for the report.
 - Generation cost: time to first token and decode tokens/s, after one warm-up answer (the first
@@ -69,6 +70,8 @@ def split_losses(model, tokenizer, data_dir: Path, data_format: str, batch_size:
     from mlx_lm.tuner.datasets import CacheDataset, load_local_dataset
     from mlx_lm.tuner.trainer import evaluate
 
+    from .loss import chunked_loss
+
     mask = mask_prompt and data_format != "text"
     sets = dict(zip(("train", "valid", "test"), load_local_dataset(data_dir, tokenizer, types.SimpleNamespace(mask_prompt=mask))))
     out = {}
@@ -77,7 +80,7 @@ def split_losses(model, tokenizer, data_dir: Path, data_format: str, batch_size:
         if len(dataset) < batch_size:
             raise PipelineError(f"the {name} split has {len(dataset)} example(s), fewer than the batch size ({batch_size})")
         start = time.perf_counter()
-        loss = evaluate(model, CacheDataset(dataset), batch_size, loss_batches, max_seq_length)
+        loss = evaluate(model, CacheDataset(dataset), batch_size, loss_batches, max_seq_length, loss=chunked_loss)
         batches = len(dataset) // batch_size if loss_batches == -1 else min(loss_batches, len(dataset) // batch_size)
         out[name] = {"loss": round(loss, 6), "perplexity": round(perplexity(loss), 4), "examples": batches * batch_size,
                      "batches": batches, "seconds": round(time.perf_counter() - start, 3)}

@@ -1,8 +1,9 @@
 """LoRA/QLoRA training: mlx-lm's tuner, and what users ask for around it.
 
-From mlx-lm: the LoRA layers (linear_to_lora_layers), the loss (default_loss), the compiled
-training step (the same shape as mlx-lm's trainer), gradient checkpointing, validation
-(evaluate) and the learning-rate schedules. Added here:
+From mlx-lm: the LoRA layers (linear_to_lora_layers), the compiled training step (the same shape
+as mlx-lm's trainer), gradient checkpointing, validation (evaluate) and the learning-rate
+schedules. The loss is default_loss's, computed by farense.loss.chunked_loss (the output layer in
+chunks of positions, for large vocabularies). Added here:
 - epochs turned into iterations from the training set's size;
 - validation every N iterations; the output adapter is the best one by validation loss;
 - early stopping with patience and minimum delta;
@@ -32,9 +33,10 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_flatten, tree_map, tree_unflatten
-from mlx_lm.tuner.trainer import default_loss, evaluate, grad_checkpoint, iterate_batches
+from mlx_lm.tuner.trainer import evaluate, grad_checkpoint, iterate_batches
 
 from .errors import PipelineError
+from .loss import chunked_loss
 from .options import from_config
 
 log = logging.getLogger(__name__)
@@ -238,12 +240,13 @@ def limit_queued_memory(margin: int = LOW_MEMORY_MARGIN_BYTES) -> None:
         mx.set_memory_limit(limit)
 
 
-def make_step(model, optimizer, grad_accumulation: int):
+def make_step(model, optimizer, grad_accumulation: int, loss=chunked_loss):
     """mlx-lm's training step, compiled: accumulate gradients, update every grad_accumulation
     batches. Returns (step, compiled_state): `step(batch, lengths, previous, do_update)` gives
     (loss, tokens, accumulated gradients or None); evaluate compiled_state after each call.
-    (Also used by tests/benchmarks/bench_gpu_training.py, so that it times this very step.)"""
-    loss_and_grad = nn.value_and_grad(model, default_loss)
+    (Also used by tests/benchmarks/bench_gpu_training.py and bench_loss.py, so that they time
+    this very step.)"""
+    loss_and_grad = nn.value_and_grad(model, loss)
     compiled_state = [model.state, optimizer.state, mx.random.state]
 
     @partial(mx.compile, inputs=compiled_state, outputs=compiled_state)
@@ -296,7 +299,8 @@ def _train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, ch
     step, compiled_state = make_step(model, optimizer, options.grad_accumulation)
 
     def validate() -> float:
-        return evaluate(model, valid_set, options.batch_size, options.val_batches, options.max_seq_length, default_loss, iterate_batches)
+        return evaluate(model, valid_set, options.batch_size, options.val_batches, options.max_seq_length,
+                        chunked_loss, iterate_batches)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
