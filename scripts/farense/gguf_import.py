@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -76,7 +75,15 @@ class GGUFFile:
         try:
             self.reader = GGUFReader(self.path)
         except Exception as err:  # the reader raises ValueError, KeyError, IndexError... on bad bytes
-            raise PipelineError(f"{self.path}: not a readable GGUF file ({type(err).__name__}: {err})") from None
+            reason = " ".join(f"{type(err).__name__}: {err}".split())
+            with self.path.open("rb") as head:
+                magic = head.read(4)
+            # a cut file fails inside the reader (a short tensor or array), before the size check below
+            if magic == b"GGUF":
+                raise PipelineError(
+                    f"{self.path}: truncated or corrupt GGUF file ({self.path.stat().st_size:,} bytes; {reason})"
+                ) from None
+            raise PipelineError(f"{self.path}: not a readable GGUF file ({reason})") from None
         size = self.path.stat().st_size
         end = max((t.data_offset + int(t.n_bytes) for t in self.reader.tensors), default=0)
         if end > size:
@@ -276,7 +283,7 @@ def eos_ids(tokenizer, mtype: str) -> list[int]:
 
 
 def import_gguf(path: str | Path, out_dir: str | Path, dtype: str = "bfloat16") -> dict:
-    """Write the model of GGUF `path` into `out_dir` (which must not exist) as safetensors in `dtype`,
+    """Write the model of GGUF `path` into the folder `out_dir` as safetensors in `dtype`,
     config.json, generation_config.json and the tokenizer files; returns a summary."""
     import mlx.core as mx
     from mlx_lm.utils import _get_classes, save_config, save_model
@@ -297,15 +304,14 @@ def import_gguf(path: str | Path, out_dir: str | Path, dtype: str = "bfloat16") 
         raise PipelineError(f"{gguf.path}: its tensors do not fit mlx-lm's {mtype} model: {err}") from None
     del weights
     out = Path(out_dir)
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     save_model(out, model, donate_model=True)
     save_config(config, config_path=out / "config.json")
     generation = {k: config[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id") if config.get(k) is not None}
     (out / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n", encoding="utf-8")
     tokenizer.save_pretrained(str(out))
     return {
-        "source": "gguf",
-        "gguf": os.fspath(path),
+        "kind": "gguf",
         "architecture": gguf.architecture,
         "model_type": mtype,
         "name": gguf.get("general.name"),
