@@ -37,6 +37,8 @@ with stage(smk) as log:
     base_model, _ = mlx_lm.load(str(base_dir))
     int4_model, _ = mlx_lm.load(str(out))
     summary = {"base": describe(base_dir, base_model), "int4": describe(out, int4_model), "bits": smk.params.bits, "group_size": smk.params.group_size}
+    if "snapshots" in base_dir.parts:  # a hub id: the commit the cache resolved it to, not only the name
+        summary["base"]["revision"] = base_dir.name
     summary["compression"] = round(summary["base"]["weights_bytes"] / summary["int4"]["weights_bytes"], 2)
     write_json_atomic(smk.output.summary, summary)
     log.info("fp16 %s bytes -> int4 %s bytes, %.2f bits per weight", summary["base"]["weights_bytes"], summary["int4"]["weights_bytes"], summary["int4"]["bits_per_weight"])

@@ -282,6 +282,16 @@ def eos_ids(tokenizer, mtype: str) -> list[int]:
     return ids
 
 
+def file_type_name(file_type) -> str | None:
+    """llama.cpp's name of the file's quantization mix (general.file_type 15: Q4_K_M)."""
+    from gguf import LlamaFileType
+
+    try:
+        return LlamaFileType(int(file_type)).name.removeprefix("MOSTLY_")
+    except (TypeError, ValueError):
+        return None
+
+
 def import_gguf(path: str | Path, out_dir: str | Path, dtype: str = "bfloat16") -> dict:
     """Write the model of GGUF `path` into the folder `out_dir` as safetensors in `dtype`,
     config.json, generation_config.json and the tokenizer files; returns a summary."""
@@ -316,6 +326,7 @@ def import_gguf(path: str | Path, out_dir: str | Path, dtype: str = "bfloat16") 
         "model_type": mtype,
         "name": gguf.get("general.name"),
         "file_type": gguf.get("general.file_type"),
+        "file_type_name": file_type_name(gguf.get("general.file_type")),
         "tensor_types": gguf.type_counts(),
         "tensors": len(gguf.tensors),
         "parameters": int(sum(int(np.prod(t.shape)) for t in gguf.reader.tensors)),

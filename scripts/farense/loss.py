@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 import mlx.nn as nn
+from mlx.utils import tree_map
 from mlx_lm.tuner.trainer import default_loss
 
 # mlx-lm model modules whose Model.__call__ is `out = self.model(inputs)`, then
@@ -51,31 +52,52 @@ def chunked_loss(model, batch, lengths, rows: int | None = None):
     layer = output_layer(model)
     if layer is None or (rows is None and model.args.vocab_size <= SMALL_VOCAB):
         return default_loss(model, batch, lengths)
-    rows = rows or chunk_rows(model.args.vocab_size)
-    module, project = layer
     inputs, targets = batch[:, :-1], batch[:, 1:]
     steps = mx.arange(1, targets.shape[1] + 1)
     mask = mx.logical_and(steps >= lengths[:, 0:1], steps <= lengths[:, 1:])
     ntoks = mask.sum()
-
     hidden = model.model(inputs)
-    hidden = hidden.reshape(-1, hidden.shape[-1])
-    targets, flat_mask = targets.reshape(-1), mask.reshape(-1)
-    # mx.checkpoint differentiates its arguments only (a closed-over array gets a zero gradient):
-    # the output layer's trainable weights go in as an argument, and are put back afterwards.
-    params = module.trainable_parameters()
-
-    def chunk_ce(start: int):
-        def ce(chunk_params, h):
-            module.update(chunk_params)
-            logits = project(h)
-            module.update(params)
-            losses = nn.losses.cross_entropy(logits, targets[start : start + rows]) * flat_mask[start : start + rows]
-            return losses.astype(mx.float32).sum()
-
-        return mx.checkpoint(ce)
-
-    starts = range(0, hidden.shape[0], rows)
-    chunks = mx.split(hidden, list(starts[1:]))
-    total = sum(chunk_ce(start)(params, h) for start, h in zip(starts, chunks))
+    ce_sum = _ce_sum(*layer, targets.reshape(-1), mask.reshape(-1), rows or chunk_rows(model.args.vocab_size))
+    total = ce_sum(layer[0].trainable_parameters(), hidden.reshape(-1, hidden.shape[-1]))
     return total / ntoks, ntoks
+
+
+def _ce_sum(module, project, targets, mask, rows: int):
+    """f(params, hidden): the masked cross-entropy summed over the rows of hidden, `rows` at a time,
+    params being module's trainable parameters. A custom function (mx.checkpoint's idea, made
+    serial): forward and backward each compute one chunk's logits after the other, the backward
+    recomputing them. Under mx.checkpoint per chunk the chunks are independent, and MLX evaluates
+    up to 20 independent branches side by side: at batch 2 x 512 with 4 chunks of Gemma 3 logits
+    all four were alive at once in the backward (4.3 GB peak against default_loss's 5.2 GB).
+    mx.depends chains each chunk to the previous one's result instead."""
+    original = module.trainable_parameters()
+
+    def chunk_sum(params, h, start: int):
+        module.update(params)  # differentiated as an argument, not as the module's closed-over arrays
+        logits = project(h)
+        module.update(original)
+        losses = nn.losses.cross_entropy(logits, targets[start : start + rows]) * mask[start : start + rows]
+        return losses.astype(mx.float32).sum()
+
+    @mx.custom_function
+    def ce_sum(params, hidden):
+        total = None
+        for start in range(0, hidden.shape[0], rows):
+            h = hidden[start : start + rows]
+            part = chunk_sum(params, h if total is None else mx.depends(h, total), start)
+            total = part if total is None else total + part
+        return total
+
+    @ce_sum.vjp
+    def ce_sum_vjp(primals, cotangent, _):
+        params, hidden = primals
+        grads, d_hidden = None, []
+        for start in range(0, hidden.shape[0], rows):
+            h = hidden[start : start + rows]
+            scaled = lambda p, x, start=start: cotangent * chunk_sum(p, x, start)  # noqa: E731
+            d_params, d_h = mx.grad(scaled, argnums=(0, 1))(params, h if not d_hidden else mx.depends(h, d_hidden[-1]))
+            grads = d_params if grads is None else tree_map(mx.add, grads, d_params)
+            d_hidden.append(d_h)
+        return grads, mx.concatenate(d_hidden)
+
+    return ce_sum

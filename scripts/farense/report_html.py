@@ -191,14 +191,14 @@ def base_description(base: dict, conversion: dict) -> str:
     elif base.get("kind") == "gguf":
         source = f"the package {spec['package']} {spec['version']}" if spec.get("package") else "the file named in the config"
         types = ", ".join(f"{n} {t}" for t, n in base["tensor_types"].items())
-        text = (f"{esc(base['name'])} ({esc(base['architecture'])}), imported from the GGUF file {esc(base['gguf'])} of {esc(source)} "
+        text = (f"{esc(base['name'])} ({esc(base['architecture'])}, {num(base['parameters'])} parameters), imported from the GGUF file {esc(base['gguf'])} of {esc(source)} "
                 f"(sha256 {base['gguf_sha256'][:16]}…; tensors: {esc(types)}), dequantized to {base['dtype']}. Its “unquantized” "
                 f"weights, on which LoRA trains, are the dequantized values of a file that was already quantized at its source "
                 f"({esc(base.get('file_type_name') or 'see the tensor types')}), so LoRA against QLoRA here measures what MLX's "
                 f"int{conversion['bits']} conversion adds on top of that")
     else:
         text = esc(conversion["base"]["path"])
-    if base.get("parameters"):
+    if base.get("parameters") and base.get("kind") != "gguf":
         text += f", {num(base['parameters'])} parameters"
     if spec.get("auto"):
         text += f". Chosen by model.base auto: {esc(spec['auto'])}"
