@@ -235,8 +235,16 @@ def hf_tensors(gguf: GGUFFile, config: dict):
 def tokenizer_from_gguf(gguf: GGUFFile, mtype: str):
     """(transformers fast tokenizer, where its chat template came from), built the way
     transformers builds one from a GGUF, without its torch-importing reader."""
+    import transformers
     from transformers import PreTrainedTokenizerFast
-    from transformers.integrations.gguf.gguf_tokenizer_mapping import GGUF_TOKENIZER_MAPPING, convert_gguf_tokenizer
+
+    try:
+        from transformers.integrations.gguf.gguf_tokenizer_mapping import GGUF_TOKENIZER_MAPPING, convert_gguf_tokenizer
+    except ImportError:  # 5.17 has no such module (seen on the H200's image); requirements.txt pins 5.24.0
+        raise PipelineError(
+            f"{gguf.path}: transformers {transformers.__version__} lacks the GGUF tokenizer code this import needs "
+            "(transformers.integrations.gguf.gguf_tokenizer_mapping); install transformers==5.24.0 (requirements.txt)"
+        ) from None
 
     grouped = {
         group: {name: gguf.get(f"tokenizer.{key}") for key, name in renames.items() if f"tokenizer.{key}" in gguf.reader.fields}
