@@ -24,7 +24,7 @@ TIED = {
     "mlx_lm.models.qwen3": lambda model: model.args.tie_word_embeddings,
     "mlx_lm.models.gemma3_text": lambda model: model.tie_word_embeddings,  # set by sanitize() without lm_head
 }
-LOGITS_PER_CHUNK = 1 << 24
+LOGITS_PER_CHUNK = 1 << 24  # 64 positions of Gemma 3 (262,144 tokens): 64 MB of float32 logits a chunk (BENCHMARKS.md 6.1)
 SMALL_VOCAB = 32768
 
 
@@ -52,12 +52,15 @@ def chunked_loss(model, batch, lengths, rows: int | None = None):
     layer = output_layer(model)
     if layer is None or (rows is None and model.args.vocab_size <= SMALL_VOCAB):
         return default_loss(model, batch, lengths)
+    rows = rows or chunk_rows(model.args.vocab_size)
+    if batch.shape[0] * (batch.shape[1] - 1) <= rows:
+        return default_loss(model, batch, lengths)  # one chunk: the same logits, without the recomputation
     inputs, targets = batch[:, :-1], batch[:, 1:]
     steps = mx.arange(1, targets.shape[1] + 1)
     mask = mx.logical_and(steps >= lengths[:, 0:1], steps <= lengths[:, 1:])
     ntoks = mask.sum()
     hidden = model.model(inputs)
-    ce_sum = _ce_sum(*layer, targets.reshape(-1), mask.reshape(-1), rows or chunk_rows(model.args.vocab_size))
+    ce_sum = _ce_sum(*layer, targets.reshape(-1), mask.reshape(-1), rows)
     total = ce_sum(layer[0].trainable_parameters(), hidden.reshape(-1, hidden.shape[-1]))
     return total / ntoks, ntoks
 
