@@ -81,18 +81,36 @@ def evaluation_params():
 
 
 def evaluated_models():
-    """base and qlora always; lora when it is trained."""
-    return ["base", "qlora"] + (["lora"] if config["training"]["train_lora"] else [])
+    """The int4 base, the unquantized base and qlora always; lora when it is trained."""
+    return ["base", "base_full", "qlora"] + (["lora"] if config["training"]["train_lora"] else [])
+
+
+def trained_adapters():
+    return ["qlora"] + (["lora"] if config["training"]["train_lora"] else [])
 
 
 def evaluation_inputs(wildcards):
-    """The model an evaluation loads (and the adapter on it)."""
-    if wildcards.model == "lora":
-        model = built_base()
-        return {"model": model, "adapter": rules.train_lora.output.adapter} if model else {"adapter": rules.train_lora.output.adapter}
-    inputs = {"model": rules.convert_int4.output.model}
-    if wildcards.model == "qlora":
-        inputs["adapter"] = rules.train_qlora.output.adapter
+    """The model an evaluation loads (and the adapter on it): the int4 folder for base and qlora,
+    the unquantized base (the pipeline's folder, or model.base read where it is) for base_full and lora."""
+    inputs = {}
+    if wildcards.model in ("base", "qlora"):
+        inputs["model"] = rules.convert_int4.output.model
+    elif built_base():
+        inputs["model"] = built_base()
+    if wildcards.model in ("lora", "qlora"):
+        inputs["adapter"] = (rules.train_lora if wildcards.model == "lora" else rules.train_qlora).output.adapter
+    return inputs
+
+
+def card_inputs(wildcards):
+    """The adapter a model card describes, the model it was trained on, and the base the pipeline made."""
+    inputs = {"adapter": (rules.train_lora if wildcards.adapter == "lora" else rules.train_qlora).output.adapter}
+    if wildcards.adapter == "qlora":
+        inputs["model"] = rules.convert_int4.output.model
+    elif built_base():
+        inputs["model"] = built_base()
+    if built_base():
+        inputs["base"] = built_base()
     return inputs
 
 
@@ -103,5 +121,6 @@ def lineage_entries():
         jobs.append(rules.build_base_model)
     if config["training"]["train_lora"]:
         jobs.append(rules.train_lora)
-    entries = [job.output.lineage for job in jobs]
-    return entries + expand("results/lineage/evaluate_{model}.json", model=evaluated_models())
+    entries = [job.output.lineage for job in jobs] + [rules.compare_models.output.lineage]
+    entries += expand("results/lineage/evaluate_{model}.json", model=evaluated_models())
+    return entries + expand("results/lineage/model_card_{adapter}.json", adapter=trained_adapters())

@@ -1,4 +1,5 @@
-# Evaluation: the int4 base alone, the LoRA adapter and the QLoRA adapter, each on the test split.
+# Evaluation: the int4 base alone, the unquantized base alone, the LoRA adapter and the QLoRA
+# adapter, each on the test split; their paired differences; a model card for each adapter.
 
 
 rule evaluate:
@@ -12,7 +13,7 @@ rule evaluate:
         lineage="results/lineage/evaluate_{model}.json",
         summary="results/eval/{model}.json",
     wildcard_constraints:
-        model="base|lora|qlora",
+        model="base|base_full|lora|qlora",
     params:
         model=model_location("model"),
         evaluation=evaluation_params(),
@@ -26,3 +27,45 @@ rule evaluate:
         "../environment.yml"
     script:
         "../scripts/evaluate.py"
+
+
+rule compare_models:
+    input:
+        evaluations=expand("results/eval/{model}.json", model=evaluated_models()),
+        code=code_of("compare_models.py"),
+    output:
+        lineage="results/lineage/compare_models.json",
+        comparison="results/eval/comparison.json",
+    params:
+        evaluation=evaluation_params(),
+    log:
+        "results/logs/compare_models.log",
+    conda:
+        "../environment.yml"
+    script:
+        "../scripts/compare_models.py"
+
+
+rule model_card:
+    input:
+        unpack(card_inputs),
+        evaluation="results/eval/{adapter}.json",
+        comparison=rules.compare_models.output.comparison,
+        train=rules.split_jsonl.output.train,
+        valid=rules.split_jsonl.output.valid,
+        test=rules.split_jsonl.output.test,
+        code=code_of("model_card.py"),
+    output:
+        lineage="results/lineage/model_card_{adapter}.json",
+        card="results/cards/{adapter}.md",
+    wildcard_constraints:
+        adapter="lora|qlora",
+    params:
+        model=model_location("model"),
+        base_name=BASE.name,
+    log:
+        "results/logs/model_card_{adapter}.log",
+    conda:
+        "../environment.yml"
+    script:
+        "../scripts/model_card.py"

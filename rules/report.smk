@@ -11,6 +11,8 @@ rule report:
         adapters=adapter_targets(),
         lineage_graph=rules.lineage.output.graph,
         evaluations=expand("results/eval/{model}.json", model=evaluated_models()),
+        comparison=rules.compare_models.output.comparison,
+        cards=expand("results/cards/{adapter}.md", adapter=trained_adapters()),
         code=code_of("report.py"),
     output:
         lineage="results/lineage/report.json",

@@ -4,7 +4,7 @@ import csv
 import json
 from pathlib import Path
 
-from farense.report_eval import evaluation_section, headline, samples_section
+from farense.report_eval import evaluation_section, headline, knowledge_section, samples_section
 from farense.report_html import build_report, esc, model_section
 from farense.report_lineage import lineage_section
 from farense.runlog import stage
@@ -54,6 +54,7 @@ with stage(smk) as log:
         evaluation=evaluation_section(evals, trainings) + samples_section(evals, samples),
         lineage=lineage_section(load(smk.input.lineage_graph)),
         headline=headline(evals),
+        knowledge=knowledge_section(evals, load(smk.input.comparison)),
         trained=trained_sentence(base, conversion, trainings, config),
     )
     write_text_atomic(smk.output.html, page)

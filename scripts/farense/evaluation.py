@@ -3,8 +3,11 @@
 - Loss and perplexity: mlx-lm's own `evaluate` over mlx-lm's own dataset classes, with the batch
   size, sequence length and prompt masking of training, and training's loss (farense.loss): the
   figure `mlx_lm lora --test` prints.
-- Answer quality: greedy answers to the test split's questions, scored by exact match and token
-  F1 (farense.metrics), kept per question for the report.
+- Answer quality: greedy answers to the test split's questions, scored by the facts their
+  reference states (farense.facts: fact accuracy, the share of questions whose facts are all
+  stated rightly), exact match and token F1 (farense.metrics), per question, per kind and per
+  support label (seen_fact / unseen_fact, farense.support), with seeded bootstrap intervals
+  (farense.uncertainty); on unseen facts, how often a model still asserts a specific answer.
 - Generation cost: time to first token and decode tokens/s, after one warm-up answer (the first
   call compiles kernels and pages weights in).
 - Overfitting: validation minus training loss at the validation steps of training (metrics.csv),
@@ -21,9 +24,12 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import facts as factlib
+from . import uncertainty
 from .errors import PipelineError
 from .metrics import exact_match, perplexity, token_f1
 from .options import from_config
+from .support import LABELS, UNSEEN
 
 QUESTION_KINDS = ("qa_curated", "qa_table")
 
@@ -34,6 +40,8 @@ class EvalOptions:
     max_questions: int = -1
     loss_batches: int = -1
     train_split_loss: bool = True
+    bootstrap_samples: int = uncertainty.SAMPLES
+    seed: int = 0
 
     from_config = classmethod(from_config)
 
@@ -61,7 +69,10 @@ def test_questions(test_path: Path, data_format: str) -> list[dict]:
                     continue
                 question = head.removeprefix("Pergunta:").strip()
                 prompt, reference = {"text": head + sep}, reference.strip()
-            questions.append({"id": meta.get("id", f"line{line_no}"), "kind": meta["kind"], "question": question, "reference": reference, "prompt": prompt})
+            if meta.get("support") not in LABELS:
+                raise PipelineError(f"{test_path}, line {line_no}: test question without a support label (meta.support): rebuild the splits")
+            questions.append({"id": meta.get("id", f"line{line_no}"), "kind": meta["kind"], "support": meta["support"], "facts": meta.get("facts", []),
+                              "question": question, "reference": reference, "prompt": prompt})
     return questions
 
 
@@ -117,6 +128,40 @@ def generate_answer(model, tokenizer, prompt: dict, max_new_tokens: int) -> dict
     }
 
 
+def score_answer(question: dict, response: str) -> dict:
+    """One answer's scores: each reference fact checked, all right or not (None without facts),
+    exact match, token F1, and whether it asserts a specific fact at all."""
+    checked = factlib.check(question["facts"], response)
+    return {
+        "facts": checked,
+        "fact_correct": all(f["stated"] for f in checked) if checked else None,
+        "exact_match": exact_match(response, question["reference"]),
+        "f1": round(token_f1(response, question["reference"]), 4),
+        "asserts_specific": factlib.asserts_specific(response, question["question"]),
+    }
+
+
+def summarize(rows: list[dict], options: EvalOptions, label: str = "") -> dict:
+    """Scores of a set of answered questions, with bootstrap intervals."""
+    ci = {"seed": options.seed, "samples": options.bootstrap_samples}
+    with_facts = [float(r["fact_correct"]) for r in rows if r["fact_correct"] is not None]
+    out = {
+        "questions": len(rows),
+        "questions_with_facts": len(with_facts),
+        "fact_accuracy": round(statistics.fmean(with_facts), 4) if with_facts else None,
+        "fact_accuracy_ci": uncertainty.mean_ci(with_facts, **ci),
+        "exact_match": round(statistics.fmean(r["exact_match"] for r in rows), 4) if rows else None,
+        "exact_match_ci": uncertainty.mean_ci([r["exact_match"] for r in rows], **ci),
+        "f1": round(statistics.fmean(r["f1"] for r in rows), 4) if rows else None,
+        "f1_ci": uncertainty.mean_ci([r["f1"] for r in rows], **ci),
+    }
+    if label == UNSEEN:
+        asserted = [float(r["asserts_specific"]) for r in rows]
+        out["hallucination_rate"] = round(statistics.fmean(asserted), 4) if asserted else None
+        out["hallucination_rate_ci"] = uncertainty.mean_ci(asserted, **ci)
+    return out
+
+
 def answer_quality(model, tokenizer, questions: list[dict], options: EvalOptions) -> dict:
     """Greedy answers, their scores, and generation speed."""
     chosen = questions if options.max_questions == -1 else questions[: options.max_questions]
@@ -126,24 +171,20 @@ def answer_quality(model, tokenizer, questions: list[dict], options: EvalOptions
     for q in chosen:
         result = generate_answer(model, tokenizer, q["prompt"], options.max_new_tokens)
         rows.append({
-            "id": q["id"], "kind": q["kind"], "question": q["question"], "reference": q["reference"], "response": result["response"],
-            "exact_match": exact_match(result["response"], q["reference"]), "f1": round(token_f1(result["response"], q["reference"]), 4),
+            "id": q["id"], "kind": q["kind"], "support": q["support"], "question": q["question"], "reference": q["reference"],
+            "response": result["response"], **score_answer(q, result["response"]),
             "generated_tokens": result["generated_tokens"], "time_to_first_token": round(result["time_to_first_token"], 4),
             "decode_tokens_per_second": round(result["decode_tokens_per_second"], 1), "seconds": round(result["seconds"], 4),
         })
     generated = sum(r["generated_tokens"] for r in rows)
     seconds = sum(r["seconds"] for r in rows)
-    by_kind = {}
-    for kind in sorted({r["kind"] for r in rows}):
-        mine = [r for r in rows if r["kind"] == kind]
-        by_kind[kind] = {"questions": len(mine), "exact_match": round(statistics.fmean(r["exact_match"] for r in mine), 4),
-                         "f1": round(statistics.fmean(r["f1"] for r in mine), 4)}
+    overall = summarize(rows, options)
     return {
-        "questions": len(rows),
+        **overall,
         "questions_available": len(questions),
-        "exact_match": round(statistics.fmean(r["exact_match"] for r in rows), 4) if rows else None,
-        "f1": round(statistics.fmean(r["f1"] for r in rows), 4) if rows else None,
-        "by_kind": by_kind,
+        "by_kind": {kind: summarize([r for r in rows if r["kind"] == kind], options) for kind in sorted({r["kind"] for r in rows})},
+        "by_support": {label: summarize([r for r in rows if r["support"] == label], options, label) for label in LABELS},
+        "bootstrap": {"samples": options.bootstrap_samples, "seed": options.seed, "level": uncertainty.LEVEL},
         "generation": {
             "generated_tokens": generated,
             "tokens_per_second": round(generated / seconds, 1) if seconds else None,

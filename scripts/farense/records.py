@@ -1,10 +1,18 @@
 """The build_records stage: training records from the cleaned corpus.
 
-Three kinds of record, each with the doc_id it came from:
+Four kinds of record, each with the doc_id it came from:
 - chunk: a window of whole sentences of a prose document;
 - qa_curated: a question/answer pair from a curated JSON file;
-- qa_table: questions generated from the match-results table, answered from Farense's side.
+- qa_table: questions generated from the match-results table, answered from Farense's side;
+- table_text: a row of the results table written as prose, in several wordings: the same facts
+  in other forms than the questions, so that a model can learn a result it is then asked about
+  (a fact seen in several phrasings is learnt far better than one seen once: Allen-Zhu and Li,
+  "Physics of Language Models, Part 3.1").
 Records with the same normalised question but different answers are marked `conflict`.
+
+Each question record carries the facts its answer states (farense.facts) and a `fact_key`: the
+match, or the curated question. One question per fact is its `probe`, the question the split may
+hold out for the test while the fact's other records train (split_jsonl).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from . import facts as factlib
 from .errors import PipelineError
 from .options import from_config
 from .parallel import ordered_map, workers_for
@@ -44,10 +53,14 @@ RECORD_SCHEMA = pa.schema(
         ("text", pa.string()),
         ("question_key", pa.string()),
         ("conflict", pa.bool_()),
+        ("fact_key", pa.string()),
+        ("probe", pa.bool_()),
+        ("facts", pa.string()),
     ]
 )
 
 TABLE_TEMPLATES = ("result", "venue", "competition")
+TABLE_WORDINGS = 3  # prose wordings of a result that table_text can write (records.table_statements)
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,7 @@ class RecordOptions:
     include_curated_qa: bool = True
     include_table_qa: bool = True
     table_templates: tuple[str, ...] = ("result", "venue")
+    table_statements: int = 2
     club_name: str = "Farense"
 
     from_config = classmethod(from_config)
@@ -206,8 +220,36 @@ def date_pt(d: date) -> str:
     return f"{d.day} de {_MONTHS[d.month - 1]} de {d.year}"
 
 
-def match_questions(row: dict, club: str, templates: tuple[str, ...]) -> list[tuple[str, str]]:
-    """Question/answer pairs for one results row. Raises ValueError with the reason to skip it."""
+@dataclass(frozen=True)
+class Match:
+    """One results row seen from the club's side."""
+
+    club: str
+    opponent: str
+    at_home: bool
+    ours: int
+    theirs: int
+    note: str
+    when: date
+    competition: str
+    season: str
+
+    @property
+    def outcome(self) -> str:
+        return "win" if self.ours > self.theirs else "loss" if self.ours < self.theirs else "draw"
+
+    @property
+    def score(self) -> str:
+        return f"{self.ours}-{self.theirs}"
+
+    def facts(self, *kinds: str) -> list[dict]:
+        values = {"outcome": self.outcome, "score": self.score, "venue": "home" if self.at_home else "away",
+                  "date": self.when.isoformat(), "competition": self.competition, "season": self.season}
+        return [factlib.fact(kind, values[kind]) for kind in kinds if values[kind]]
+
+
+def parse_match(row: dict, club: str) -> Match:
+    """A results row as a Match. Raises ValueError with the reason to skip it."""
     when = parse_date(row.get("date", ""))
     if when is None:
         raise ValueError(f"date '{row.get('date', '')}' is not dd/mm/yyyy or yyyy-mm-dd")
@@ -219,37 +261,71 @@ def match_questions(row: dict, club: str, templates: tuple[str, ...]) -> list[tu
     at_home, away_game = club_key in fold(home), club_key in fold(away)
     if at_home == away_game:
         raise ValueError(f"{club} is {'both teams' if at_home else 'neither team'} ({home} vs {away})")
-    opponent = away if at_home else home
-    home_goals, away_goals, note = int(score.group(1)), int(score.group(2)), score.group(3)
+    home_goals, away_goals = int(score.group(1)), int(score.group(2))
     ours, theirs = (home_goals, away_goals) if at_home else (away_goals, home_goals)
-    where = "em casa" if at_home else "fora"
-    when_text = date_pt(when)
-    competition = row.get("competition", "").strip()
-    season = row.get("season", "").strip()
-    context = ", ".join(x for x in (competition, f"época {season}" if season else "") if x)
+    return Match(club, away if at_home else home, at_home, ours, theirs, score.group(3), when,
+                 row.get("competition", "").strip(), row.get("season", "").strip())
+
+
+def match_questions(row: dict, club: str, templates: tuple[str, ...]) -> list[tuple[str, str, str, list[dict]]]:
+    """(template, question, answer, facts the answer states) for one results row. Raises
+    ValueError with the reason to skip it."""
+    m = parse_match(row, club)
+    where = "em casa" if m.at_home else "fora"
+    when_text = date_pt(m.when)
+    context = ", ".join(x for x in (m.competition, f"época {m.season}" if m.season else "") if x)
     context_text = f" ({context})" if context else ""
-    note_text = f" {note}" if note else ""
-    if ours > theirs:
-        outcome = f"O {club} venceu o {opponent} por {ours}-{theirs}{note_text}, {where}"
-    elif ours < theirs:
-        outcome = f"O {club} perdeu com o {opponent} por {ours}-{theirs}{note_text}, {where}"
+    note_text = f" {m.note}" if m.note else ""
+    if m.outcome == "win":
+        outcome = f"O {club} venceu o {m.opponent} por {m.score}{note_text}, {where}"
+    elif m.outcome == "loss":
+        outcome = f"O {club} perdeu com o {m.opponent} por {m.score}{note_text}, {where}"
     else:
-        outcome = f"O {club} empatou {ours}-{theirs}{note_text} com o {opponent}, {where}"
-    pairs = []
+        outcome = f"O {club} empatou {m.score}{note_text} com o {m.opponent}, {where}"
+    out = []
     if "result" in templates:
-        pairs.append((f"Qual foi o resultado do {club} contra o {opponent} em {when_text}?", f"{outcome}, a {when_text}{context_text}."))
+        out.append(("result", f"Qual foi o resultado do {club} contra o {m.opponent} em {when_text}?",
+                    f"{outcome}, a {when_text}{context_text}.", m.facts("outcome", "score", "venue", "date", "competition")))
     if "venue" in templates:
-        venue = f"Em casa: o {club} recebeu o {opponent}" if at_home else f"Fora: o {club} jogou no terreno do {opponent}"
-        pairs.append((f"O jogo do {club} com o {opponent} em {when_text} foi em casa ou fora?", f"{venue}, e o resultado foi {ours}-{theirs} do lado do {club}."))
-    if "competition" in templates and competition:
-        pairs.append((f"Em que competição jogou o {club} contra o {opponent} em {when_text}?", f"Na {competition}{f', época {season}' if season else ''}."))
-    return pairs
+        venue = f"Em casa: o {club} recebeu o {m.opponent}" if m.at_home else f"Fora: o {club} jogou no terreno do {m.opponent}"
+        out.append(("venue", f"O jogo do {club} com o {m.opponent} em {when_text} foi em casa ou fora?",
+                    f"{venue}, e o resultado foi {m.score} do lado do {club}.", m.facts("venue", "score")))
+    if "competition" in templates and m.competition:
+        out.append(("competition", f"Em que competição jogou o {club} contra o {m.opponent} em {when_text}?",
+                    f"Na {m.competition}{f', época {m.season}' if m.season else ''}.", m.facts("competition", "season")))
+    return out
+
+
+def match_statements(row: dict, club: str, wordings: int) -> list[str]:
+    """The first `wordings` prose renderings of a results row: the same facts as the questions,
+    in other sentences. The first sentence sets the scene and the rest states the result, so that
+    a continuation exercise (split_jsonl's rendering of prose) asks for the result."""
+    m = parse_match(row, club)
+    when_text = date_pt(m.when)
+    note = f" {m.note}" if m.note else ""
+    competition = m.competition or "um jogo"
+    season = f", época {m.season}" if m.season else ""
+    teams = f"{club} e {m.opponent}" if m.at_home else f"{m.opponent} e {club}"
+    verdict = {"win": f"o {club} ganhou por {m.score}{note}", "loss": f"o {club} foi derrotado por {m.score}{note}",
+               "draw": f"as duas equipas empataram {m.score}{note}"}[m.outcome]
+    ending = {"win": f"vitória do {club} por {m.score}{note}", "loss": f"derrota do {club} por {m.score}{note}",
+              "draw": f"um empate a {m.score}{note}"}[m.outcome]
+    side = "jogando em casa" if m.at_home else "jogando fora"
+    texts = [
+        f"Ficha do encontro entre {teams}, a {when_text} ({competition}{season}). Nesse dia, {side}, {verdict}.",
+        f"A {when_text} o {club} {'recebeu o ' + m.opponent if m.at_home else 'visitou o terreno do ' + m.opponent}, "
+        f"numa partida da {competition}{season}. O encontro terminou com {ending}.",
+        f"Na época {m.season or m.when.year} da {competition}, o {club} defrontou o {m.opponent} a {when_text}. "
+        f"Resultado do lado do {club}: {m.score}{note}, {'em casa' if m.at_home else 'fora'}.",
+    ]
+    return texts[:wordings]
 
 
 # ---------------------------------------------------------------- the stage
 
 
-def _record(doc: dict, kind: str, origin: str, group_key: str, text: str, question: str = "", answer: str = "") -> dict:
+def _record(doc: dict, kind: str, origin: str, group_key: str, text: str, question: str = "", answer: str = "",
+            fact_key: str = "", probe: bool = False, facts: dict | None = None) -> dict:
     digest = hashlib.sha256("\x1f".join((kind, origin, text)).encode("utf-8")).hexdigest()[:16]
     return {
         "record_id": f"{kind}-{digest}",
@@ -263,6 +339,9 @@ def _record(doc: dict, kind: str, origin: str, group_key: str, text: str, questi
         "text": text,
         "question_key": fold(question) if question else "",
         "conflict": False,
+        "fact_key": fact_key,
+        "probe": probe,
+        "facts": factlib.dumps(facts) if facts else "",
     }
 
 
@@ -276,17 +355,27 @@ def records_for_document(doc: dict, options: RecordOptions, report: RecordReport
     elif kind == "qa" and options.include_curated_qa:
         for pair in json.loads(doc["payload"]):
             q, a = pair["question"], pair["answer"]
-            out.append(_record(doc, "qa_curated", f"{path}#item{pair['item']}", f"q:{fold(q)}", f"{q}\n{a}", q, a))
+            key = f"q:{fold(q)}"
+            out.append(_record(doc, "qa_curated", f"{path}#item{pair['item']}", key, f"{q}\n{a}", q, a, fact_key=key, probe=True,
+                               facts=factlib.question_facts(q, a, options.club_name)))
     elif kind == "table" and options.include_table_qa:
         for row in json.loads(doc["payload"]):
             try:
                 pairs = match_questions(row, options.club_name, options.table_templates)
+                statements = match_statements(row, options.club_name, options.table_statements)
             except ValueError as reason:
                 report.warn(path, f"row skipped: {reason}", row.get("line"))
                 continue
+            # Each question and wording is a group of its own: the split may hold one out for the
+            # test while the others train (fact_key ties them to their match).
             match_key = f"match:{fold(row['date'])}:{fold(row['home'])}:{fold(row['away'])}"
-            for q, a in pairs:
-                out.append(_record(doc, "qa_table", f"{path}:{row['line']}", match_key, f"{q}\n{a}", q, a))
+            origin = f"{path}:{row['line']}"
+            subject = [factlib.fact("name", parse_match(row, options.club_name).opponent), factlib.fact("date", parse_date(row["date"]).isoformat())]
+            for i, (template, q, a, answer_facts) in enumerate(pairs):
+                out.append(_record(doc, "qa_table", origin, f"{match_key}:{template}", f"{q}\n{a}", q, a, fact_key=match_key,
+                                   probe=i == 0, facts={"answer": answer_facts, "subject": subject}))
+            for i, text in enumerate(statements):
+                out.append(_record(doc, "table_text", f"{origin}#text{i}", f"{match_key}:text{i}", text, fact_key=match_key))
     return out
 
 
@@ -381,6 +470,8 @@ def build_records(corpus_path, records_path, stats_path, options: RecordOptions,
     for name in options.table_templates:
         if name not in TABLE_TEMPLATES:
             raise PipelineError(f"records.table_templates: unknown template '{name}' (choose from {', '.join(TABLE_TEMPLATES)})")
+    if not 0 <= options.table_statements <= TABLE_WORDINGS:
+        raise PipelineError(f"records.table_statements: {options.table_statements} is not between 0 and {TABLE_WORDINGS}")
     if options.chunk_overlap_chars >= options.chunk_size_chars:
         raise PipelineError("records.chunk_overlap_chars must be smaller than records.chunk_size_chars")
     report = RecordReport()

@@ -3,10 +3,11 @@ overfitting gap, and sample answers."""
 
 from __future__ import annotations
 
-from .report_html import esc, line_chart_svg, num, table
+from .report_html import esc, interval_chart_svg, line_chart_svg, num, table
+from .support import LABELS as SUPPORT, SEEN, UNSEEN
 
-LABELS = {"base": "int4 base, no adapter", "lora": "LoRA (fp16 base)", "qlora": "QLoRA (int4 base)"}
-ORDER = ("base", "lora", "qlora")
+LABELS = {"base": "int4 base, no adapter", "base_full": "unquantized base, no adapter", "lora": "LoRA (unquantized base)", "qlora": "QLoRA (int4 base)"}
+ORDER = ("base", "base_full", "lora", "qlora")
 
 
 def _ordered(evals: dict) -> list[tuple[str, dict]]:
@@ -37,6 +38,9 @@ def comparison_rows(evals: dict) -> list[list]:
         row("training compute", lambda e: e["cost"]["training_compute"]),
         row("test loss", lambda e: e["loss"]["test"]["loss"]),
         row("test perplexity", lambda e: e["loss"]["test"]["perplexity"]),
+        row("fact accuracy, seen facts", lambda e: e["answers"]["by_support"][SEEN]["fact_accuracy"]),
+        row("fact accuracy, unseen facts", lambda e: e["answers"]["by_support"][UNSEEN]["fact_accuracy"]),
+        row("hallucination rate, unseen facts", lambda e: e["answers"]["by_support"][UNSEEN]["hallucination_rate"]),
         row("exact match (test questions)", lambda e: e["answers"]["exact_match"]),
         row("token F1 (test questions)", lambda e: e["answers"]["f1"]),
         row("validation - training loss (kept adapter, whole splits)", lambda e: e["overfitting"]["valid_minus_train_loss"]),
@@ -60,12 +64,66 @@ def comparison_table(evals: dict) -> str:
     return f'<div class="scroll"><table><thead><tr><th>measured on this run</th>{heads}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
+def _ci(ci) -> str:
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+
+
+def _with_ci(value, ci) -> str:
+    return "—" if value is None else f"{value:.3f} {_ci(ci)}"
+
+
+def knowledge_section(evals: dict, comparison: dict) -> str:
+    """The report's first section: what the fine-tuned models know, with intervals; then cost."""
+    ordered = _ordered(evals)
+    if not ordered:
+        return ""
+    first = ordered[0][1]["answers"]
+    counts = {label: first["by_support"].get(label, {}).get("questions", 0) for label in SUPPORT}
+    out = ["<section><h2>What the fine-tuned model knows</h2>",
+           f"<p>Test questions about facts that training stated in other words (<b>seen facts</b>, {num(counts[SEEN])} questions) and about "
+           f"facts that no training record states (<b>unseen facts</b>, {num(counts[UNSEEN])}). <b>Fact accuracy</b> is the share of questions "
+           "whose every fact (numbers, dates, names; for a match its result, score, venue, date and competition) the answer states rightly: "
+           "an answer in the right form with one wrong fact scores 0. Brackets hold 95% bootstrap intervals over the questions.</p>"]
+    out.append("<h3>Fact accuracy on seen facts</h3>")
+    out.append(interval_chart_svg([(LABELS.get(n, n), e["answers"]["by_support"][SEEN]["fact_accuracy"], e["answers"]["by_support"][SEEN]["fact_accuracy_ci"])
+                                   for n, e in ordered], xlabel="fact accuracy"))
+    rows = []
+    for n, e in ordered:
+        seen, unseen = e["answers"]["by_support"][SEEN], e["answers"]["by_support"][UNSEEN]
+        rows.append([LABELS.get(n, n), _with_ci(seen["fact_accuracy"], seen["fact_accuracy_ci"]), _with_ci(seen["f1"], seen["f1_ci"]),
+                     _with_ci(unseen["fact_accuracy"], unseen["fact_accuracy_ci"]), _with_ci(unseen.get("hallucination_rate"), unseen.get("hallucination_rate_ci"))])
+    out.append(table(["model", "fact accuracy, seen", "token F1, seen", "fact accuracy, unseen", "asserts a specific answer, unseen (hallucination rate)"], rows))
+    pairs = comparison.get("pairs", {})
+    if pairs:
+        rows = []
+        for pair in pairs.values():
+            d = pair[SEEN]["fact_correct"]
+            if d:
+                verdict = "yes: a real difference" if d["excludes_zero"] else "no: within what the questions allow"
+                rows.append([pair["label"], f"{d['difference']:+.3f}", _ci(d["ci"]), verdict])
+        out.append("<h3>Paired differences, fact accuracy on seen facts</h3>")
+        out.append(table(["difference", "value", "95% interval", "interval excludes 0"], rows))
+        lq = pairs.get("lora-qlora", {}).get(SEEN, {}).get("fact_correct")
+        if lq:
+            out.append(f"<p>LoRA minus QLoRA on seen facts: {lq['difference']:+.3f}, interval {_ci(lq['ci'])}: "
+                       + ("the interval excludes zero, so the two differ on these questions." if lq["excludes_zero"]
+                          else "the interval holds zero, so these questions cannot tell the two apart.") + "</p>")
+    cost = [[LABELS.get(n, n), _mb(e["cost"]["model_bytes"]), _mb(e["cost"]["adapter_bytes"]) if e["adapter"] else None,
+             e["cost"]["training_peak_memory_gb"], e["cost"]["training_seconds"]] for n, e in ordered]
+    out.append("<h3>Cost</h3>" + table(["model", "model on disk (MB)", "adapter (MB)", "training peak memory (GB)", "training time (s)"], cost, {1, 2, 3, 4}))
+    out.append("</section>")
+    return "".join(out)
+
+
 def headline(evals: dict) -> list[tuple[str, object]]:
     """Cards for the summary: the QLoRA adapter's figures, against the base where it helps."""
     q = evals.get("qlora")
     if not q:
         return []
-    items = [("QLoRA test perplexity", q["loss"]["test"]["perplexity"])]
+    items = [("QLoRA fact accuracy, seen facts", q["answers"]["by_support"][SEEN]["fact_accuracy"])]
+    if "base" in evals:
+        items.append(("int4 base fact accuracy, seen facts", evals["base"]["answers"]["by_support"][SEEN]["fact_accuracy"]))
+    items.append(("QLoRA test perplexity", q["loss"]["test"]["perplexity"]))
     if "base" in evals:
         items.append(("base test perplexity", evals["base"]["loss"]["test"]["perplexity"]))
     items += [("QLoRA token F1", q["answers"]["f1"]), ("QLoRA exact match", q["answers"]["exact_match"]),
@@ -104,26 +162,40 @@ def evaluation_section(evals: dict, trainings: dict) -> str:
 
 
 def samples_section(evals: dict, count: int) -> str:
-    """The first `count` test questions with the reference and every model's answer."""
+    """Up to `count` test questions of each support label with the reference and every model's
+    answer, then every question in a details block."""
     ordered = _ordered(evals)
     if not ordered or count == 0:
         return ""
     answers = {name: {r["id"]: r for r in e["answers"]["per_question"]} for name, e in ordered}
-    first = ordered[0][1]["answers"]["per_question"][:count]
-    if not first:
+    every = ordered[0][1]["answers"]["per_question"]
+    if not every:
         return ("<section><h2>Sample answers</h2><p>No test question was answered: the test split has no question/answer "
                 "records, or <code>evaluation.max_questions</code> is 0.</p></section>")
-    out = ["<section><h2>Sample answers</h2>", f"<p>The first {num(len(first))} test questions, answered greedily by each model (F1 in brackets).</p>"]
-    for q in first:
-        rows = [["reference", q["reference"]]]
-        for name, _ in ordered:
-            r = answers[name].get(q["id"])
-            rows.append([LABELS.get(name, name), f"{r['response']}  [{r['f1']:.2f}]" if r else "—"])
-        out.append(f"<h3>{esc(q['question'])}</h3>" + table(["", "answer"], rows))
+    out = ["<section><h2>Sample answers</h2>", f"<p>The first {num(count)} test questions of each kind of support, answered greedily by each model "
+           "(in brackets: whether every fact is right, and token F1).</p>"]
+    for label in SUPPORT:
+        chosen = [q for q in every if q["support"] == label][:count]
+        if not chosen:
+            continue
+        out.append(f"<h3>{'Seen facts' if label == SEEN else 'Unseen facts'}</h3>")
+        for q in chosen:
+            rows = [["reference", q["reference"]]]
+            for name, _ in ordered:
+                r = answers[name].get(q["id"])
+                mark = "—" if not r or r["fact_correct"] is None else ("facts right" if r["fact_correct"] else "a fact wrong or missing")
+                rows.append([LABELS.get(name, name), f"{r['response']}  [{mark}; F1 {r['f1']:.2f}]" if r else "—"])
+            out.append(f"<h4>{esc(q['question'])}</h4>" + table(["", "answer"], rows))
     out.append("<details><summary>Every test question, per model</summary>")
     rows = []
-    for q in ordered[0][1]["answers"]["per_question"]:
-        rows.append([q["question"], q["kind"]] + [answers[n].get(q["id"], {}).get("f1") for n, _ in ordered])
-    out.append(table(["question", "kind"] + [f"F1 {LABELS.get(n, n)}" for n, _ in ordered], rows, set(range(2, 2 + len(ordered)))))
+    for q in every:
+        rows.append([q["question"], q["kind"], q["support"]] + [_fact_mark(answers[n].get(q["id"])) for n, _ in ordered])
+    out.append(table(["question", "kind", "support"] + [f"facts {LABELS.get(n, n)}" for n, _ in ordered], rows))
     out.append("</details></section>")
     return "".join(out)
+
+
+def _fact_mark(row) -> str:
+    if not row or row["fact_correct"] is None:
+        return "—"
+    return "right" if row["fact_correct"] else "wrong"

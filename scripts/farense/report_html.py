@@ -182,6 +182,31 @@ def line_chart_svg(series: dict[str, list[tuple[float, float]]], width: int = 64
     return "".join(parts)
 
 
+def interval_chart_svg(rows: list[tuple[str, float | None, list | None]], width: int = 640, lo: float = 0.0, hi: float = 1.0, xlabel: str = "") -> str:
+    """One horizontal row per (label, value, [low, high]): a dot at the value and a bar over its
+    interval, on a shared axis from `lo` to `hi`, inline SVG."""
+    rows = [r for r in rows if r[1] is not None]
+    if not rows:
+        return "<p><small>no data</small></p>"
+    left, right, step = 200, 20, 26
+    height = 40 + step * len(rows)
+    w = width - left - right
+    x = lambda v: left + (min(max(v, lo), hi) - lo) / ((hi - lo) or 1) * w  # noqa: E731
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
+    for tick in (lo, (lo + hi) / 2, hi):
+        parts.append(f'<line x1="{x(tick):.1f}" y1="8" x2="{x(tick):.1f}" y2="{height - 26}" stroke="#ddd"/>'
+                     f'<text x="{x(tick) - 8:.1f}" y="{height - 12}" font-size="11">{num(tick)}</text>')
+    parts.append(f'<text x="{left + w / 2 - 40:.1f}" y="{height - 1}" font-size="11">{esc(xlabel)}</text>')
+    for i, (label, value, ci) in enumerate(rows):
+        cy = 22 + step * i
+        parts.append(f'<text x="4" y="{cy + 4}" font-size="12">{esc(label)}</text>')
+        if ci:
+            parts.append(f'<line x1="{x(ci[0]):.1f}" y1="{cy}" x2="{x(ci[1]):.1f}" y2="{cy}" stroke="#1f77b4" stroke-width="3"/>')
+        parts.append(f'<circle cx="{x(value):.1f}" cy="{cy}" r="5" fill="#d62728"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def base_description(base: dict, conversion: dict) -> str:
     """What the base model is (escaped HTML): the tiny one, a GGUF import (and what its
     "unquantized" weights then are), or the folder or hub id named in the config."""
@@ -245,8 +270,9 @@ def model_section(conversion: dict, base: dict, trainings: dict[str, dict]) -> s
 
 
 def build_report(clean: dict, records: dict, split: dict, config: dict, model: str = "", evaluation: str = "", lineage: str = "",
-                 headline: list | None = None, trained: str = "") -> str:
-    """The page: summary, data, model and training, evaluation sections, lineage, environment."""
+                 headline: list | None = None, trained: str = "", knowledge: str = "") -> str:
+    """The page: what the fine-tuned model knows, summary, evaluation sections, data, model and
+    training, lineage, environment."""
     made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     splits = split["splits"]
     summary = (
@@ -273,6 +299,7 @@ def build_report(clean: dict, records: dict, split: dict, config: dict, model: s
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>Farense QLoRA pipeline report</title><style>{STYLE}</style></head><body>"
         f"<header><h1>Farense QLoRA pipeline: report</h1><p>Built {esc(made)}</p></header><main>"
+        + knowledge
         + summary
         + evaluation
         + data_section(clean, records, split)

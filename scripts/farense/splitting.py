@@ -1,9 +1,18 @@
 """The split_jsonl stage: leakage-free, seeded train/valid/test JSONL files that mlx-lm reads.
 
 Records are grouped before they are split: chunks of one document, questions with the same
-normalised wording, all questions about one match, and any records whose texts are exact or
-near duplicates end up in one group, and a group goes to one split. After assignment an
-independent check looks for exact and near duplicates across splits; it must find none.
+normalised wording, each question or prose wording about a match, and any records whose texts
+are exact or near duplicates end up in one group, and a group goes to one split. After
+assignment an independent check looks for exact and near duplicates across splits, and for a
+question asked in two splits; it must find none.
+
+The test split is built to measure knowledge (farense.support labels each test question):
+- for a seeded `probe_fraction` of the facts (a match, a curated question), the fact's probe
+  question goes to test and its other records (other questions, the result written as prose)
+  to training: the test asks for a fact that training stated in other words;
+- for a seeded `unseen_fraction`, every record of the fact goes to test: facts no model can
+  know from our data;
+- everything else is split in the configured shares, stratified by kind.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import yaml
 from .dedup import MinHasher, SignatureStore
 from .errors import PipelineError
 from .parallel import ordered_map, workers_for
+from . import support
 from .records import first_sentence
 from .textio import atomic_path, open_parquet, parquet_column_bytes, write_json_atomic
 
@@ -41,6 +51,8 @@ class SplitOptions:
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
     near_duplicate_threshold: float = 0.7
+    probe_fraction: float = 0.5
+    unseen_fraction: float = 0.1
     keep_conflicts: bool = False
     format: str = "chat"
     system_prompt: str = ""
@@ -100,15 +112,43 @@ def group_records(group_keys: np.ndarray, exact_keys: np.ndarray, near_pairs: np
     return connected_components(n, links)
 
 
-def assign_splits(components: np.ndarray, kinds: np.ndarray, options: SplitOptions) -> np.ndarray:
+FREE = -1
+
+
+def fact_roles(fact_keys: np.ndarray, probes: np.ndarray, options: SplitOptions) -> np.ndarray:
+    """The split each record is bound to by its fact (FREE, or an index into SPLITS): a seeded
+    `unseen_fraction` of the facts that have a probe go to test whole; the probes of the next
+    `probe_fraction` go to test and those facts' other records to training. `fact_keys` are
+    integer codes, -1 for a record of no fact."""
+    forced = np.full(len(fact_keys), FREE, dtype=np.int8)
+    probed_facts = np.unique(fact_keys[probes & (fact_keys >= 0)])
+    if not len(probed_facts):
+        return forced
+    order = probed_facts[np.random.default_rng(options.seed + 2).permutation(len(probed_facts))]
+    n_unseen = int(round(options.unseen_fraction * len(order)))
+    n_probe = int(round(options.probe_fraction * len(order)))
+    unseen, probed = order[:n_unseen], order[n_unseen : n_unseen + n_probe]
+    test, train = SPLITS.index("test"), SPLITS.index("train")
+    in_probed = np.isin(fact_keys, probed)
+    forced[in_probed] = train
+    forced[in_probed & probes] = test
+    forced[np.isin(fact_keys, unseen)] = test
+    return forced
+
+
+def assign_splits(components: np.ndarray, kinds: np.ndarray, options: SplitOptions, forced: np.ndarray | None = None) -> np.ndarray:
     """Seeded assignment of whole components to splits, stratified by kind; returns each
     record's split as an index into SPLITS. `kinds` are integer codes in the order of the
-    kinds' names.
+    kinds' names; `forced` (fact_roles) binds records to a split: a component goes to test if
+    any of its records must, else to train if any must, else it is free.
 
-    Components are shuffled, then each goes to the split furthest below its target share of
-    that kind's records, so every kind is spread over train, valid and test in proportion.
+    Free components are shuffled, then each goes to the split furthest below its target share
+    of that kind's records, so every kind is spread over train, valid and test in proportion.
     """
     _, member_of, sizes = np.unique(components, return_inverse=True, return_counts=True)
+    bound = np.full(len(sizes), FREE, dtype=np.int8)
+    if forced is not None:
+        np.maximum.at(bound, member_of, forced)  # test (2) over train (0) over free (-1)
     n_kinds = int(kinds.max()) + 1
     kind_counts = np.bincount(member_of * n_kinds + kinds, minlength=len(sizes) * n_kinds).reshape(len(sizes), n_kinds)
     dominant = kind_counts.argmax(axis=1)  # a tie goes to the kind first by name
@@ -116,7 +156,7 @@ def assign_splits(components: np.ndarray, kinds: np.ndarray, options: SplitOptio
     shares = [options.fractions[s] for s in SPLITS]
     split_of_component = np.zeros(len(sizes), dtype=np.int8)
     for kind in np.unique(dominant):
-        stratum = np.flatnonzero(dominant == kind)  # its components, smallest id first
+        stratum = np.flatnonzero((dominant == kind) & (bound == FREE))  # its free components, smallest id first
         order = stratum[rng.permutation(len(stratum))]
         order_sizes = sizes[order].tolist()
         total = sum(order_sizes)
@@ -127,11 +167,13 @@ def assign_splits(components: np.ndarray, kinds: np.ndarray, options: SplitOptio
             filled[target] += size
             targets.append(target)
         split_of_component[order] = targets
+    split_of_component[bound != FREE] = bound[bound != FREE]
     return split_of_component[member_of]
 
 
-def leakage_check(assignment, group_keys, exact_keys, near_pairs: np.ndarray, threshold: float) -> dict:
-    """Count what crosses splits: group keys, exact duplicate texts, near-duplicate pairs.
+def leakage_check(assignment, group_keys, exact_keys, near_pairs: np.ndarray, threshold: float, question_keys=None) -> dict:
+    """Count what crosses splits: group keys, exact duplicate texts, near-duplicate pairs, and
+    normalised questions (one question asked in two splits; "" is no question).
 
     Checks the final assignment itself (split names or indices, one per record), independently
     of how the groups were formed."""
@@ -143,14 +185,19 @@ def leakage_check(assignment, group_keys, exact_keys, near_pairs: np.ndarray, th
         return int((np.bincount(seen // len(SPLITS)) > 1).sum())
 
     across = near_pairs[split_of[near_pairs[:, 0]] != split_of[near_pairs[:, 1]]] if len(near_pairs) else near_pairs
+    questions_across = 0
+    if question_keys is not None:
+        asked = np.asarray(question_keys) != ""
+        questions_across = crossing(np.where(asked, question_keys, np.arange(len(asked)).astype(str)))
     result = {
         "groups_across_splits": crossing(group_keys),
+        "questions_across_splits": questions_across,
         "exact_duplicates_across_splits": crossing(exact_keys),
         "near_duplicate_pairs_across_splits": int(len(across)),
         "near_duplicate_pairs_checked": int(len(near_pairs)),
         "near_duplicate_threshold": threshold,
     }
-    result["passed"] = not any((result["groups_across_splits"], result["exact_duplicates_across_splits"], len(across)))
+    result["passed"] = not any((result["groups_across_splits"], result["exact_duplicates_across_splits"], len(across), questions_across))
     if len(across):
         result["examples"] = across[:10].tolist()
     return result
@@ -159,8 +206,10 @@ def leakage_check(assignment, group_keys, exact_keys, near_pairs: np.ndarray, th
 # ---------------------------------------------------------------- rendering and validation
 
 
-def render(record: dict, options: SplitOptions) -> dict:
-    """One JSONL object in the chosen mlx-lm format, plus a `meta` object mlx-lm ignores."""
+def render(record: dict, options: SplitOptions, support_label: str = "") -> dict:
+    """One JSONL object in the chosen mlx-lm format, plus a `meta` object mlx-lm ignores: the
+    record's identity and, for a question, the facts its answer states and (in the test split)
+    its support label."""
     question, answer, text = record["question"], record["answer"], record["text"]
     if not question:  # a prose chunk: a continuation exercise in the dialogue formats
         head, tail = first_sentence(text.replace("\n", " "))
@@ -177,6 +226,10 @@ def render(record: dict, options: SplitOptions) -> dict:
         messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
         obj = {"messages": messages}
     obj["meta"] = {"id": record["record_id"], "kind": record["kind"], "doc_id": record["doc_id"], "origin": record["origin"]}
+    if record["question"]:
+        obj["meta"]["facts"] = json.loads(record["facts"])["answer"] if record["facts"] else []
+    if support_label:
+        obj["meta"]["support"] = support_label
     return obj
 
 
@@ -229,14 +282,15 @@ def _read_kept(records_path: str, group: int, keep: np.ndarray, columns: list[st
 def render_lines(job, records_path: str, options: SplitOptions, schema_path: str, labels: list[str]) -> dict[tuple[int, int], bytes]:
     """The JSONL lines of a row group's kept records, validated, as one block of bytes per
     (split, bucket) that the records go to: the rendering work done in the workers. `job` is
-    (row group, kept-rows mask, split index and bucket of each kept record); `labels` name
+    (row group, kept-rows mask, split index, bucket and support code of each kept record: 0 none,
+    else 1 + an index into support.LABELS); `labels` name
     each split's file in errors."""
-    group, keep, splits, buckets = job
+    group, keep, splits, buckets, labels_of = job
     validator = _validator(schema_path)
     lines: dict[tuple[int, int], list[str]] = {}
     records = _read_kept(records_path, group, keep, list(_RECORD_COLUMNS)).to_pylist()
-    for record, split, bucket in zip(records, splits.tolist(), buckets.tolist()):
-        obj = render(record, options)
+    for record, split, bucket, label in zip(records, splits.tolist(), buckets.tolist(), labels_of.tolist()):
+        obj = render(record, options, support.LABELS[label - 1] if label else "")
         validator.validate(obj, f"{labels[split]}: record {record['record_id']} ({record['origin']})")
         lines.setdefault((split, bucket), []).append(_to_json(obj))
     return {key: ("\n".join(block) + "\n").encode("utf-8") for key, block in lines.items()}
@@ -319,7 +373,7 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
     _validator(str(schema_path))  # a bad schema fails before any work
     out_dir = Path(out_dir)
     parquet = open_parquet(records_path)
-    meta = parquet.read(columns=["group_key", "kind", "conflict"])
+    meta = parquet.read(columns=["group_key", "kind", "conflict", "fact_key", "probe", "question_key"])
     # Conflicting answers stay out unless asked for: drop them before grouping.
     keep = np.ones(meta.num_rows, dtype=bool) if options.keep_conflicts else ~meta["conflict"].to_numpy()
     excluded_conflicts = int((~keep).sum())
@@ -328,6 +382,10 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
     if not n:
         raise PipelineError(f"{records_path} holds no usable record")
     group_keys, _ = _codes(meta["group_key"])
+    fact_codes, fact_values = _codes(meta["fact_key"])
+    fact_codes = np.where(np.array([v == "" for v in fact_values], dtype=bool)[fact_codes], -1, fact_codes) if len(fact_values) else fact_codes
+    probes = meta["probe"].to_numpy(zero_copy_only=False)
+    question_keys = meta["question_key"].to_numpy(zero_copy_only=False)
     kind_codes, kind_values = _codes(meta["kind"])
     kind_names = sorted(kind_values)
     kinds = np.array([kind_names.index(k) for k in kind_values])[kind_codes]
@@ -346,16 +404,27 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
     del parts
 
     components = group_records(group_keys, exact_keys, near_pairs)
-    assignment = assign_splits(components, kinds, options)
+    assignment = assign_splits(components, kinds, options, fact_roles(fact_codes, probes, options))
     for index, (split, fraction) in enumerate(options.fractions.items()):
         if fraction > 0 and not (assignment == index).any():
             raise PipelineError(
                 f"split '{split}' came out empty: only {len(np.unique(components))} independent group(s) of records; "
                 "lower split.valid_fraction/split.test_fraction or add raw data"
             )
-    leakage = leakage_check(assignment, group_keys, exact_keys, near_pairs, options.near_duplicate_threshold)
+    leakage = leakage_check(assignment, group_keys, exact_keys, near_pairs, options.near_duplicate_threshold, question_keys)
     if not leakage["passed"]:
         raise PipelineError(f"leakage check failed (a bug in grouping): {leakage}")
+
+    # Support labels of the test questions, from what the training records state.
+    test_questions = np.flatnonzero((assignment == SPLITS.index("test")) & (question_keys != ""))
+    kept_rows = np.flatnonzero(keep)
+    train_rows = np.zeros(len(keep), dtype=bool)
+    train_rows[kept_rows[assignment == SPLITS.index("train")]] = True
+    facts_column = parquet.read(columns=["facts"]).column("facts")
+    labels = support.label(records_path, train_rows, [facts_column[int(kept_rows[i])].as_py() for i in test_questions], workers)
+    del facts_column
+    support_code = np.zeros(n, dtype=np.int8)
+    support_code[test_questions] = [1 + support.LABELS.index(x) for x in labels]
 
     rng = np.random.default_rng(options.seed + 1)
     n_buckets = max(1, math.ceil(int(chars.sum()) / _BUCKET_BYTES))
@@ -366,7 +435,7 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
         done = 0
         for group, mask in _row_groups(parquet, keep):
             kept = int(mask.sum())
-            yield group, mask, assignment[done : done + kept], bucket_of[done : done + kept]
+            yield group, mask, assignment[done : done + kept], bucket_of[done : done + kept], support_code[done : done + kept]
             done += kept
 
     render_batch = functools.partial(render_lines, records_path=str(records_path), options=options, schema_path=str(schema_path), labels=[str(targets[s]) for s in SPLITS])
@@ -397,12 +466,26 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
             s: _split_stats(assignment == index, kinds, kind_names, chars, words) for index, s in enumerate(SPLITS)
         },
         "leakage_check": leakage,
+        "test_questions": {
+            "questions": len(labels),
+            "by_support": {label: labels.count(label) for label in support.LABELS},
+            "by_kind_and_support": {f"{kind_names[k]}/{label}": count for (k, label), count in sorted(_count_pairs(kinds[test_questions], labels).items())},
+            "probe_fraction": options.probe_fraction,
+            "unseen_fraction": options.unseen_fraction,
+        },
     }
     write_json_atomic(stats_path, summary)
     return summary
 
 
-_RECORD_COLUMNS = ("record_id", "doc_id", "origin", "kind", "question", "answer", "text")
+def _count_pairs(kinds: np.ndarray, labels: list[str]) -> dict:
+    out: dict = {}
+    for kind, label in zip(kinds.tolist(), labels):
+        out[(kind, label)] = out.get((kind, label), 0) + 1
+    return out
+
+
+_RECORD_COLUMNS = ("record_id", "doc_id", "origin", "kind", "question", "answer", "text", "facts")
 
 
 class _BucketFiles:
