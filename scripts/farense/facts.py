@@ -59,7 +59,8 @@ _NOT_NAMES = frozenset(
     "o a os as um uma uns umas em no na nos nas ao aos do da dos das de e é foi era sim nao não ja já depois antes durante "
     "com sem para por pelo pela pelos pelas entre sobre desde ate até quando onde como quem qual quais que porque mas ou se este esta "
     "esse essa isso isto aquele aquela nesse nessa neste nesta nessa naquele naquela ele ela eles elas hoje segundo tambem também "
-    "ainda mais muito muitos muitas poucos cerca apenas so só la lá aqui ali ha há tinha teve tem houve fica ficou".split()
+    "ainda mais muito muitos muitas poucos cerca apenas so só la lá aqui ali ha há tinha teve tem houve fica ficou "
+    "quanto quanta quantos quantas".split()
 )
 _CLUB_WORDS = frozenset({"sporting", "clube", "club", "sc", "farense", "leoes", "de", "faro"})
 _CONNECTORS = frozenset({"de", "da", "do", "dos", "das"})
@@ -237,7 +238,7 @@ def states(f: dict, text: str) -> bool:
     kind, value = f["kind"], f["value"]
     seen = read(text)
     if kind in ("name", "competition"):
-        target = fold(value)
+        target = " ".join(_WORD.findall(fold(value)))  # as the text's words are kept: "Jean-Luc" is "jean luc"
         if f" {target} " in seen["folded"]:
             return True
         words = [w for w in target.split() if w not in _CONNECTORS]

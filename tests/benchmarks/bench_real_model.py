@@ -5,8 +5,11 @@
 Runs `snakemake --cores N results/report.html` (in DIR, default the repository itself) with the
 given --config, then prints from what the stages wrote: each job's wall time and peak memory
 (results/benchmarks/*.tsv), the base model chosen and its import, each adapter's training
-tokens/s, peak memory and steps (training_summary.json), test loss and perplexity, exact match
-and token F1 for base, LoRA and QLoRA (results/eval/*.json), and a few sample answers.
+tokens/s, peak memory and steps (training_summary.json), test loss and perplexity, fact accuracy
+with its interval, token F1 and the hallucination rate per support label for the int4 base, the
+unquantized base, LoRA and QLoRA (results/eval/*.json), the paired differences
+(results/eval/comparison.json), and a few sample answers of each label. --out DIR copies the
+evaluations, model cards, report and split statistics there.
 Figures, not pass/fail: BENCHMARKS.md holds what it printed on the H200.
 """
 
@@ -43,6 +46,7 @@ def main() -> None:
     parser.add_argument("--config", nargs="*", default=[], help="passed to snakemake --config")
     parser.add_argument("--workdir", type=Path, default=ROOT)
     parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--out", type=Path, help="copy the evaluations, cards, report and split statistics here")
     args = parser.parse_args()
     command = [sys.executable, "-m", "snakemake", "--cores", str(args.cores), "results/report.html"]
     if args.config:
@@ -75,21 +79,42 @@ def main() -> None:
             print(f"{name:<7} {s['compute'][:48]:<48} {s['iterations']:>6} {s['best_step']:>5} {s['tokens_per_second']:>7} "
                   f"{s['train_seconds']:>8} {s['peak_memory_gb']:>8}")
 
-    evals = {name: load(results / "eval" / f"{name}.json") for name in ("base", "lora", "qlora")}
-    print(f"\n{'model':<6} {'test loss':>9} {'ppl':>8} {'EM':>6} {'F1':>6} {'questions':>9} {'gen tok/s':>9}")
+    split = load(results / "data/split_stats.json")
+    print(f"\ntest questions: {split.get('test_questions', {}).get('by_kind_and_support')}")
+    evals = {name: load(results / "eval" / f"{name}.json") for name in ("base", "base_full", "lora", "qlora")}
+    print(f"\n{'model':<9} {'test loss':>9} {'ppl':>8} {'EM':>6} {'F1':>6} {'questions':>9} {'gen tok/s':>9}")
     for name, e in evals.items():
         if e:
             a = e["answers"]
-            print(f"{name:<6} {e['loss']['test']['loss']:>9.4f} {e['loss']['test']['perplexity']:>8.2f} {a['exact_match']:>6} "
+            print(f"{name:<9} {e['loss']['test']['loss']:>9.4f} {e['loss']['test']['perplexity']:>8.2f} {a['exact_match']:>6} "
                   f"{a['f1']:>6} {a['questions']:>9} {a['generation']['tokens_per_second']:>9}")
+    print(f"\n{'model':<9} {'label':<12} {'n':>4} {'fact acc':>8} {'95% interval':>16} {'F1':>6} {'95% interval':>16} {'halluc.':>8}")
+    for name, e in evals.items():
+        for label, b in (e or {}).get("answers", {}).get("by_support", {}).items():
+            print(f"{name:<9} {label:<12} {b['questions']:>4} {b['fact_accuracy']!s:>8} {b['fact_accuracy_ci']!s:>16} {b['f1']!s:>6} "
+                  f"{b['f1_ci']!s:>16} {b.get('hallucination_rate', '')!s:>8}")
+    comparison = load(results / "eval/comparison.json").get("pairs", {})
+    print("\npaired differences (fact accuracy | F1), seen facts")
+    for pair in comparison.values():
+        fa, f1 = pair["seen_fact"]["fact_correct"], pair["seen_fact"]["f1"]
+        print(f"  {pair['label']:<48} {fa and fa['difference']!s:>7} {fa and fa['ci']!s:>18} | {f1 and f1['difference']!s:>7} {f1 and f1['ci']!s:>18}")
 
     print("\nsample answers")
-    questions = evals["qlora"].get("answers", {}).get("per_question", [])[: args.samples]
-    for i, q in enumerate(questions):
-        print(f"Q: {q['question']}\n   reference: {q['reference']}")
-        for name, e in evals.items():
-            if e:
-                print(f"   {name:<5}: {e['answers']['per_question'][i]['response']!r} (F1 {e['answers']['per_question'][i]['f1']})")
+    rows = evals["qlora"].get("answers", {}).get("per_question", [])
+    for label in ("seen_fact", "unseen_fact"):
+        for q in [r for r in rows if r["support"] == label][: args.samples]:
+            print(f"[{label}] Q: {q['question']}\n   reference: {q['reference']}")
+            for name, e in evals.items():
+                if e:
+                    r = next(r for r in e["answers"]["per_question"] if r["id"] == q["id"])
+                    print(f"   {name:<9}: {r['response']!r} (facts right: {r['fact_correct']}, F1 {r['f1']})")
+    if args.out:
+        import shutil
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        for path in [*(results / "eval").glob("*.json"), *(results / "cards").glob("*.md"), results / "report.html", results / "data/split_stats.json"]:
+            if path.exists():
+                shutil.copy(path, args.out / (path.name if path.parent.name != "cards" else f"card_{path.name}"))
 
 
 if __name__ == "__main__":
