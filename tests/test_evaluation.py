@@ -59,3 +59,75 @@ def test_test_loss_agrees_with_mlx_lm_lora_test(tiny_report):
     # the same weights dequantized to float32
     assert e["loss"]["test"]["loss"] == pytest.approx(float(found.group(1)), abs=2e-3)
     assert e["loss"]["test"]["perplexity"] == pytest.approx(float(found.group(2)), rel=3e-3)
+
+
+def test_answers_are_scored_by_their_facts_per_support_label_with_intervals(tiny_report):
+    from farense.facts import check
+
+    labels = {json.loads(line)["meta"]["id"]: json.loads(line)["meta"]["support"] for line in open(tiny_report / "results/data/test.jsonl")
+              if json.loads(line)["meta"]["kind"].startswith("qa")}
+    for name in ("base", "base_full", "lora", "qlora"):
+        answers = load(tiny_report, name)["answers"]
+        rows = answers["per_question"]
+        assert {r["id"]: r["support"] for r in rows} == labels
+        for r in rows:  # the stored verdicts are the fact checker's
+            assert r["facts"] == check([{"kind": f["kind"], "value": f["value"]} for f in r["facts"]], r["response"])
+            assert r["fact_correct"] == (all(f["stated"] for f in r["facts"]) if r["facts"] else None)
+        by = answers["by_support"]
+        assert by["seen_fact"]["questions"] >= 40 and by["seen_fact"]["questions"] + by["unseen_fact"]["questions"] == answers["questions"] >= 60
+        for label, scores in by.items():
+            mine = [r for r in rows if r["support"] == label]
+            checked = [float(r["fact_correct"]) for r in mine if r["fact_correct"] is not None]
+            assert scores["questions_with_facts"] == len(checked) > 0
+            assert scores["fact_accuracy"] == pytest.approx(sum(checked) / len(checked), abs=1e-4)
+            assert scores["f1"] == pytest.approx(sum(r["f1"] for r in mine) / len(mine), abs=1e-3)
+            for measure in ("fact_accuracy", "f1", "exact_match"):
+                low, high = scores[f"{measure}_ci"]
+                assert 0 <= low <= scores[measure] + 1e-9 and scores[measure] - 1e-9 <= high <= 1
+        unseen = [r for r in rows if r["support"] == "unseen_fact"]
+        assert by["unseen_fact"]["hallucination_rate"] == pytest.approx(sum(r["asserts_specific"] for r in unseen) / len(unseen), abs=1e-4)
+        assert "hallucination_rate" not in by["seen_fact"]
+    base_full = load(tiny_report, "base_full")
+    assert base_full["adapter"] is None and base_full["base"] == "results/models/base"
+    assert load(tiny_report, "base")["base"] == "results/models/base-int4"
+    pairs = json.loads((tiny_report / "results/eval/comparison.json").read_text())["pairs"]
+    assert set(pairs) == {"lora-qlora", "qlora-base", "lora-base_full", "base_full-base"}
+    lq = pairs["lora-qlora"]["seen_fact"]["fact_correct"]
+    assert lq["questions"] == load(tiny_report, "qlora")["answers"]["by_support"]["seen_fact"]["questions_with_facts"]
+    assert lq["ci"][0] <= lq["difference"] <= lq["ci"][1]
+
+
+def test_a_second_evaluation_gives_identical_figures(tiny_report, tmp_path):
+    from conftest import copy_built, snakemake
+
+    wf = copy_built(tiny_report, tmp_path / "wf")
+    snakemake(wf, "results/eval/qlora.json", *TINY, "--forcerun", "evaluate")
+    first, again = load(tiny_report, "qlora")["answers"], load(wf, "qlora")["answers"]
+    assert again["by_support"] == first["by_support"] and again["by_kind"] == first["by_kind"]
+    assert [r["response"] for r in again["per_question"]] == [r["response"] for r in first["per_question"]]
+
+
+def test_each_adapter_has_a_model_card(tiny_report):
+    import hashlib
+
+    import yaml
+
+    for name in ("qlora", "lora"):
+        text = (tiny_report / f"results/cards/{name}.md").read_text()
+        _, front, body = text.split("---\n", 2)
+        meta = yaml.safe_load(front)
+        assert meta["library_name"] == "mlx" and meta["language"] == ["pt"] and meta["base_model"] == "tiny"
+        assert {"fact_accuracy", "f1"} <= set(meta["metrics"])
+        seen = load(tiny_report, name)["answers"]["by_support"]["seen_fact"]
+        metric = next(m for m in meta["model-index"][0]["results"][0]["metrics"] if m["type"] == "fact_accuracy")
+        assert metric["value"] == seen["fact_accuracy"]
+        assert f"| seen_fact | {seen['questions']} | {seen['fact_accuracy']:.3f} | [{seen['fact_accuracy_ci'][0]:.3f}, {seen['fact_accuracy_ci'][1]:.3f}]" in body
+        train = hashlib.sha256((tiny_report / "results/data/train.jsonl").read_bytes()).hexdigest()
+        assert f"- `results/data/train.jsonl`: `{train}`" in body
+        assert "LoRA minus QLoRA" in body
+    entry = json.loads((tiny_report / "results/lineage/model_card_qlora.json").read_text())
+    assert any(o["path"] == "results/cards/qlora.md" for o in entry["outputs"])
+    from farense.lineage import describe
+
+    int4 = describe(tiny_report / "results/models/base-int4")["sha256"]
+    assert f"- `results/models/base-int4`: `{int4}`" in (tiny_report / "results/cards/qlora.md").read_text()

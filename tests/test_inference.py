@@ -96,3 +96,23 @@ def test_a_fused_model_loads_and_answers(tiny_adapters, tmp_path):
     code, out, _ = ask(tiny_adapters, "--json", "--fused", str(fused), "--max-tokens", "8", "Quem foi Hassan Nader?")
     result = json.loads(out)
     assert code == 0 and result["status"] == "ok" and result["adapter"] is None and result["model"] == str(fused) and result["tokens"] > 0
+
+
+def test_export_and_fuse_carry_the_model_card(tiny_report, tmp_path):
+    script = str(ROOT / "scripts" / "export_adapter.py")
+    card = (tiny_report / "results/cards/qlora.md").read_text()
+    run = lambda *args: subprocess.run([sys.executable, script, *args], cwd=tiny_report, capture_output=True, text=True, timeout=300)  # noqa: E731
+    exported = run(str(tmp_path / "adapter"))
+    assert exported.returncode == 0, exported.stderr
+    assert sorted(p.name for p in (tmp_path / "adapter").iterdir()) == ["README.md", "adapter_config.json", "adapters.safetensors", "metrics.csv",
+                                                                        "training_summary.json"]
+    assert (tmp_path / "adapter/README.md").read_text() == card
+    again = run(str(tmp_path / "adapter"))
+    assert again.returncode == 1 and "exists already" in again.stderr
+    fused = run(str(tmp_path / "fused"), "--fuse")
+    assert fused.returncode == 0, fused.stderr
+    assert (tmp_path / "fused/README.md").read_text() == card and (tmp_path / "fused/config.json").exists()
+    code, out, _ = ask(tiny_report, "--json", "--fused", str(tmp_path / "fused"), "--max-tokens", "4", "Quem foi Hassan Nader?")
+    assert code == 0 and json.loads(out)["status"] == "ok"
+    missing = run(str(tmp_path / "other"), "--results", str(tmp_path / "nothing"))
+    assert missing.returncode == 1 and "no trained qlora adapter" in missing.stderr and not (tmp_path / "other").exists()

@@ -10,7 +10,8 @@ from conftest import ROOT, copy_built, snakemake
 
 CLI = str(ROOT / "scripts" / "lineage.py")
 JOBS = {"clean_text", "build_records", "split_jsonl", "build_base_model", "convert_int4", "train_qlora", "train_lora",
-        "evaluate_base", "evaluate_lora", "evaluate_qlora", "lineage", "report"}
+        "evaluate_base", "evaluate_base_full", "evaluate_lora", "evaluate_qlora", "compare_models", "model_card_lora", "model_card_qlora",
+        "lineage", "report"}
 
 
 def lineage(wf, *args):
@@ -61,7 +62,8 @@ def test_one_flipped_byte_names_the_file_and_everything_made_from_it(tampered):
     named = {line.split(": ", 1)[0] for line in out.splitlines()}
     downstream = {"results/data/train.jsonl", "results/models/base", "results/models/base-int4", "results/models/conversion.json",
                   "results/adapters/qlora", "results/adapters/lora", "results/eval/base.json", "results/eval/lora.json",
-                  "results/eval/qlora.json", "results/report.html"}
+                  "results/eval/qlora.json", "results/eval/base_full.json", "results/eval/comparison.json", "results/cards/qlora.md",
+                  "results/cards/lora.md", "results/report.html"}
     assert downstream <= named, named
     # lineage.json is a record of hashes, not made from the data: it stays true
     assert "results/data/valid.jsonl" not in named and "results/lineage.json" not in named and "results/clean/corpus.parquet" not in named

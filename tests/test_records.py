@@ -15,6 +15,7 @@ from farense.records import (
     fold,
     mark_conflicts,
     match_questions,
+    match_statements,
     first_sentence,
     split_sentences,
 )
@@ -66,19 +67,40 @@ ROW = {"date": "27/05/1990", "season": "1989/90", "competition": "Taça de Portu
 
 
 def test_table_questions_take_farense_side_home_and_away():
-    (q1, a1), (q2, a2) = match_questions(ROW, "Farense", ("result", "venue"))
+    (t1, q1, a1, f1), (t2, q2, a2, f2) = match_questions(ROW, "Farense", ("result", "venue"))
+    assert (t1, t2) == ("result", "venue")
     assert q1 == "Qual foi o resultado do Farense contra o Estrela da Amadora em 27 de maio de 1990?"
     assert a1 == "O Farense empatou 1-1 (a.p.) com o Estrela da Amadora, fora, a 27 de maio de 1990 (Taça de Portugal, época 1989/90)."
+    assert f1 == [{"kind": "outcome", "value": "draw"}, {"kind": "score", "value": "1-1"}, {"kind": "venue", "value": "away"},
+                  {"kind": "date", "value": "1990-05-27"}, {"kind": "competition", "value": "Taça de Portugal"}]
     assert a2.startswith("Fora: o Farense jogou no terreno do Estrela da Amadora")
+    assert f2 == [{"kind": "venue", "value": "away"}, {"kind": "score", "value": "1-1"}]
     away_loss = dict(ROW, home="Olympique Lyonnais", away="Farense", score="1-0", date="1995-09-12")
-    (_, answer), = match_questions(away_loss, "Farense", ("result",))
+    (_, _, answer, facts), = match_questions(away_loss, "Farense", ("result",))
     assert answer.startswith("O Farense perdeu com o Olympique Lyonnais por 0-1, fora, a 12 de setembro de 1995")
+    assert {"kind": "score", "value": "0-1"} in facts and {"kind": "outcome", "value": "loss"} in facts
     home_win = dict(ROW, home="Farense", away="Olhanense", score="3 - 1")
-    (_, answer), (_, venue) = match_questions(home_win, "Farense", ("result", "venue"))
+    (_, _, answer, _), (_, _, venue, _) = match_questions(home_win, "Farense", ("result", "venue"))
     assert answer.startswith("O Farense venceu o Olhanense por 3-1, em casa")
     assert venue.startswith("Em casa: o Farense recebeu o Olhanense") and "3-1 do lado do Farense" in venue
-    (question, answer), = match_questions(home_win, "Farense", ("competition",))
+    (_, question, answer, facts), = match_questions(home_win, "Farense", ("competition",))
     assert answer == "Na Taça de Portugal, época 1989/90."
+    assert facts == [{"kind": "competition", "value": "Taça de Portugal"}, {"kind": "season", "value": "1989/90"}]
+
+
+def test_match_statements_state_the_facts_of_the_result_question_in_other_words():
+    from farense.facts import check, states
+
+    home_win = dict(ROW, home="Farense", away="Olhanense", score="3 - 1")
+    (_, question, answer, facts), = match_questions(home_win, "Farense", ("result",))
+    statements = match_statements(home_win, "Farense", 3)
+    assert len(statements) == 3 and len(set(statements)) == 3 and len(match_statements(home_win, "Farense", 2)) == 2
+    for text in statements[:2]:  # the first two wordings state every fact of the result question
+        assert all(f["stated"] for f in check(facts, text)), text
+        assert question not in text and answer not in text
+        head, tail = first_sentence(text)
+        assert "3-1" in tail and "3-1" not in head  # the result comes after the scene: a continuation asks for it
+    assert states({"kind": "score", "value": "3-1"}, statements[2])
 
 
 @pytest.mark.parametrize(
@@ -123,8 +145,16 @@ def test_conflicts_are_flagged_and_repeats_dropped():
 def test_build_records_on_the_cleaned_corpus(built_data):
     records = pd.read_parquet(built_data / "results/data/records.parquet")
     stats = json.loads((built_data / "results/data/records_stats.json").read_text())
-    assert set(records["kind"]) == {"chunk", "qa_curated", "qa_table"}
+    assert set(records["kind"]) == {"chunk", "qa_curated", "qa_table", "table_text"}
     assert records["record_id"].is_unique
+    # every match: its questions and two prose wordings share a fact key, one question is its probe
+    table = records[records["kind"].isin(["qa_table", "table_text"])]
+    per_match = table.groupby("fact_key")["kind"].value_counts().unstack()
+    assert (per_match["table_text"] % 2 == 0).all() and (per_match["qa_table"] == 2).all()  # a repeated CSV row repeats its wordings
+    assert (records[records["kind"] == "qa_table"].groupby("fact_key")["probe"].sum() == 1).all()
+    assert records.loc[records["kind"] == "qa_curated", "probe"].all() and not records.loc[records["kind"] == "chunk", "probe"].any()
+    facts = json.loads(records[records["question"].str.startswith("Quem era o treinador do Farense em 1994/95")].iloc[0]["facts"])
+    assert facts == {"answer": [{"kind": "name", "value": "Paco Fortes"}], "subject": [{"kind": "season", "value": "1994/95"}]}
     assert (records["doc_id"] != "").all()
     chunks = records[records["kind"] == "chunk"]
     assert chunks["text"].str.len().max() <= 1000 and chunks["text"].str.len().min() >= 80
@@ -141,6 +171,8 @@ def test_build_records_refuses_bad_options(built_data, tmp_path):
     corpus = built_data / "results/clean/corpus.parquet"
     with pytest.raises(PipelineError, match="chunk_overlap_chars"):
         build_records(corpus, tmp_path / "r.parquet", tmp_path / "s.json", RecordOptions(chunk_size_chars=200, chunk_overlap_chars=200))
+    with pytest.raises(PipelineError, match="table_statements"):
+        build_records(corpus, tmp_path / "r.parquet", tmp_path / "s.json", RecordOptions(table_statements=4))
     with pytest.raises(PipelineError, match="no training records"):
         build_records(corpus, tmp_path / "r.parquet", tmp_path / "s.json", RecordOptions(include_chunks=False, include_curated_qa=False, include_table_qa=False))
     assert not (tmp_path / "r.parquet").exists()

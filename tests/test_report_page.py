@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT
 
 TINY = ("--configfile", "config/config.yaml", str(ROOT / "tests/config/tiny.yaml"))
-SECTIONS = ("Summary", "LoRA vs QLoRA", "Sample answers", "Data", "Model and training", "Lineage", "Environment")
+SECTIONS = ("What the fine-tuned model knows", "Summary", "LoRA vs QLoRA", "Sample answers", "Data", "Model and training", "Lineage", "Environment")
 
 
 def test_the_report_shows_the_measured_evaluation(tiny_report):
@@ -23,7 +23,14 @@ def test_the_report_shows_the_measured_evaluation(tiny_report):
     base = json.loads((tiny_report / "results/eval/base.json").read_text())
     # the comparison table carries the numbers of this run's evaluation files
     assert f"{qlora['loss']['test']['perplexity']:.4g}" in page and f"{base['loss']['test']['perplexity']:.4g}" in page
-    assert "int4 base, no adapter" in page and "LoRA (fp16 base)" in page and "QLoRA (int4 base)" in page
+    assert "int4 base, no adapter" in page and "LoRA (unquantized base)" in page and "QLoRA (int4 base)" in page
+    assert "unquantized base, no adapter" in page
+    # the first section: fact accuracy on seen facts with its interval, per model, and the paired LoRA - QLoRA difference
+    knows = page.split("<h2>What the fine-tuned model knows</h2>")[1].split("<h2>")[0]
+    seen = qlora["answers"]["by_support"]["seen_fact"]
+    assert f"{seen['fact_accuracy']:.3f} [{seen['fact_accuracy_ci'][0]:.2f}, {seen['fact_accuracy_ci'][1]:.2f}]" in knows
+    assert "LoRA minus QLoRA on seen facts" in knows and "<svg" in knows and "hallucination rate" in knows
+    assert "Seen facts</h3>" in page and "Unseen facts</h3>" in page  # sample answers by label
     first = qlora["answers"]["per_question"][0]
     from farense.report_html import esc
 
@@ -47,7 +54,7 @@ def test_headless_chromium_renders_the_report(tiny_report, tmp_path):
     # the browser parsed the page into every section, with the charts as SVG
     headings = re.findall(r"<h2>(.*?)</h2>", dom)
     assert headings == list(SECTIONS), headings
-    assert dom.count("<svg") >= 6 and dom.count("<polyline") >= 6
+    assert dom.count("<svg") >= 7 and dom.count("<polyline") >= 6
     shot = tmp_path / "report.png"
     subprocess.run([*flags, "--window-size=1200,3000", f"--screenshot={shot}", url], capture_output=True, timeout=120, check=True)
     data = shot.read_bytes()

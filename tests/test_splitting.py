@@ -12,7 +12,9 @@ from conftest import ROOT
 from farense.dedup import MinHasher, exact_key, similar_pairs
 from farense.errors import PipelineError
 from farense.records import RECORD_SCHEMA
-from farense.splitting import SPLITS, SplitOptions, leakage_check, split_jsonl
+from farense.facts import states
+from farense.splitting import SPLITS, SplitOptions, fact_roles, leakage_check, split_jsonl
+from farense.support import SEEN, UNSEEN
 
 SCHEMAS = ROOT / "config" / "schemas"
 
@@ -48,20 +50,74 @@ def test_groups_stay_together_and_every_kind_is_in_every_split(records, tmp_path
     assert chunks.groupby("doc_id")["split"].nunique().max() == 1
     questions = frame[frame["question_key"] != ""]
     assert questions.groupby("question_key")["split"].nunique().max() == 1
+    assert set(stats["splits"]["train"]["by_kind"]) == {"chunk", "qa_curated", "qa_table", "table_text"}
     for split in SPLITS:
-        assert set(stats["splits"][split]["by_kind"]) == {"chunk", "qa_curated", "qa_table"}
+        assert {"chunk", "qa_curated", "qa_table"} <= set(stats["splits"][split]["by_kind"])
     assert stats["leakage_check"]["passed"]
     shares = {s: stats["splits"][s]["share"] for s in SPLITS}
+    # probed and held-out facts make the test split larger than test_fraction
+    assert shares["train"] > 0.5 and 0.04 < shares["valid"] < 0.2 and 0.2 < shares["test"] < 0.45
+    plain, _ = run_split(records, tmp_path / "plain", SplitOptions(probe_fraction=0, unseen_fraction=0))
+    shares = {s: plain["splits"][s]["share"] for s in SPLITS}
     assert shares["train"] > 0.7 and 0.04 < shares["valid"] < 0.2 and 0.04 < shares["test"] < 0.2
+    assert plain["test_questions"]["questions"] < stats["test_questions"]["questions"] / 2
     # lines are shuffled, not in record order
     position = {rid: i for i, rid in enumerate(pd.read_parquet(records)["record_id"])}
     order = [position[obj["meta"]["id"]] for obj in lines["train"]]
     assert order != sorted(order)
 
 
+def _text(obj):
+    return " ".join(m["content"] for m in obj["messages"])
+
+
+def test_test_questions_are_labelled_by_what_training_states(records, tmp_path):
+    stats, lines = run_split(records, tmp_path)
+    counts = stats["test_questions"]
+    # the floor on the shipped corpus: 60 test questions, 40 of them seen facts, of both kinds
+    assert counts["questions"] >= 60 and counts["by_support"][SEEN] >= 40 and counts["by_support"][UNSEEN] >= 10
+    assert counts["by_kind_and_support"]["qa_curated/seen_fact"] >= 10 and counts["by_kind_and_support"]["qa_table/seen_fact"] >= 10
+    questions = [obj for obj in lines["test"] if obj["meta"]["kind"] in ("qa_curated", "qa_table")]
+    assert len(questions) == counts["questions"] and all(obj["meta"]["support"] in (SEEN, UNSEEN) for obj in questions)
+    assert not any("support" in obj["meta"] for split in ("train", "valid") for obj in lines[split])
+    assert not any("support" in obj["meta"] for obj in lines["test"] if obj["meta"]["kind"] in ("chunk", "table_text"))
+    # checked again here, independently of the index the stage searches through
+    frame = pd.read_parquet(records).set_index("record_id")
+    train_texts = [_text(obj) for obj in lines["train"]]
+    train_questions = {frame.loc[obj["meta"]["id"], "question_key"] for obj in lines["train"]} - {""}
+    for obj in questions:
+        record = frame.loc[obj["meta"]["id"]]
+        facts = json.loads(record["facts"])
+        needed = facts["answer"] + facts["subject"]
+        stated = any(all(states(f, text) for f in needed) for text in train_texts)
+        assert stated == (obj["meta"]["support"] == SEEN), (record["question"], obj["meta"]["support"])
+        assert record["question_key"] not in train_questions  # the pair itself never trains
+        assert obj["meta"]["facts"] == facts["answer"]
+    # a seen match result: trained as prose, tested as a question
+    seen_table = [obj for obj in questions if obj["meta"]["kind"] == "qa_table" and obj["meta"]["support"] == SEEN]
+    record = frame.loc[seen_table[0]["meta"]["id"]]
+    wordings = frame[(frame["fact_key"] == record["fact_key"]) & (frame["kind"] == "table_text")].index
+    assert set(wordings) <= {obj["meta"]["id"] for obj in lines["train"]}
+
+
+def test_fact_roles_bind_probes_to_test_and_their_facts_to_training():
+    fact_keys = np.array([0, 0, 0, 1, 1, 2, 2, 3, -1, -1])
+    probes = np.array([1, 0, 0, 1, 0, 1, 0, 0, 0, 0], dtype=bool)  # fact 3 has no probe
+    everything = fact_roles(fact_keys, probes, SplitOptions(probe_fraction=1.0, unseen_fraction=0.0))
+    assert everything.tolist() == [2, 0, 0, 2, 0, 2, 0, -1, -1, -1]
+    held_out = fact_roles(fact_keys, probes, SplitOptions(probe_fraction=0.0, unseen_fraction=1.0))
+    assert held_out.tolist() == [2, 2, 2, 2, 2, 2, 2, -1, -1, -1]
+    nothing = fact_roles(fact_keys, probes, SplitOptions(probe_fraction=0.0, unseen_fraction=0.0))
+    assert (nothing == -1).all()
+    third = fact_roles(fact_keys, probes, SplitOptions(seed=3, probe_fraction=1 / 3, unseen_fraction=1 / 3))
+    assert sorted(third[[0, 3, 5]].tolist()) == [-1, 2, 2]  # one fact probed, one held out, one free
+    assert fact_roles(fact_keys, probes, SplitOptions(seed=3, probe_fraction=1 / 3, unseen_fraction=1 / 3)).tolist() == third.tolist()
+
+
 def test_no_exact_or_near_duplicate_text_crosses_splits(records, tmp_path):
     _, lines = run_split(records, tmp_path)
-    texts = {s: [" ".join(m["content"] for m in obj["messages"]) for obj in objs] for s, objs in lines.items()}
+    frame = pd.read_parquet(records).set_index("record_id")
+    texts = {s: frame.loc[[obj["meta"]["id"] for obj in objs], "text"].tolist() for s, objs in lines.items()}
     keys = {s: {exact_key(t) for t in ts} for s, ts in texts.items()}
     assert not (keys["train"] & keys["valid"]) and not (keys["train"] & keys["test"]) and not (keys["valid"] & keys["test"])
     hasher = MinHasher()
@@ -69,6 +125,12 @@ def test_no_exact_or_near_duplicate_text_crosses_splits(records, tmp_path):
     for a, b in (("train", "valid"), ("train", "test"), ("valid", "test")):
         sims = (sig[a][:, None, :] == sig[b][None, :, :]).mean(axis=2)
         assert sims.max() < 0.7
+    # as the model sees them: no test question is a near duplicate of a training line. (Two
+    # results written in the same wording, say "Ficha do encontro entre ...", can be as similar
+    # as that once the continuation prompt is added: other matches, other facts.)
+    questions = [_text(obj) for obj in lines["test"] if obj["meta"]["kind"] in ("qa_curated", "qa_table")]
+    sims = (hasher.signatures(questions)[:, None, :] == hasher.signatures([_text(obj) for obj in lines["train"]])[None, :, :]).mean(axis=2)
+    assert sims.max() < 0.7
 
 
 def test_leakage_check_finds_what_crosses():
@@ -84,6 +146,10 @@ def test_leakage_check_finds_what_crosses():
     leak = leakage_check(["train", "test", "test", "train"], ["g1", "g2", "g1", "g4"], keys, pairs, 0.5)
     assert not leak["passed"]
     assert (leak["groups_across_splits"], leak["exact_duplicates_across_splits"], leak["near_duplicate_pairs_across_splits"]) == (1, 1, 2)
+    # one question asked in two splits, in other records (another answer, another group)
+    asked = leakage_check(["train", "test", "train", "test"], ["g1", "g2", "g3", "g4"], keys, np.empty((0, 2), dtype=np.int64), 0.5,
+                          ["onde joga", "", "", "onde joga"])
+    assert not asked["passed"] and asked["questions_across_splits"] == 1
 
 
 @pytest.mark.parametrize("fmt", ["text", "completions", "chat"])

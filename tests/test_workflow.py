@@ -10,8 +10,9 @@ from conftest import ROOT, snakemake
 
 # The report depends on the trained adapters: build it with the very small test model.
 TINY = ("--configfile", "config/config.yaml", str(ROOT / "tests/config/tiny.yaml"))
-MODEL_STAGES = {"build_base_model": 1, "convert_int4": 1, "train_qlora": 1, "train_lora": 1, "evaluate": 3, "lineage": 1, "report": 1}
-AFTER_TRAINING = {"train_qlora": 1, "train_lora": 1, "evaluate": 2, "lineage": 1, "report": 1}
+EVALUATION = {"compare_models": 1, "model_card": 2, "lineage": 1, "report": 1}  # what follows any evaluation
+MODEL_STAGES = {"build_base_model": 1, "convert_int4": 1, "train_qlora": 1, "train_lora": 1, "evaluate": 4, **EVALUATION}
+AFTER_TRAINING = {"train_qlora": 1, "train_lora": 1, "evaluate": 2, **EVALUATION}
 
 DATA_TARGETS = ("results/data/train.jsonl", "results/data/valid.jsonl", "results/data/test.jsonl")
 
@@ -42,13 +43,13 @@ def test_data_targets_build_then_nothing_to_do(workflow):
 def test_report_target_builds_everything(workflow):
     out = snakemake(workflow, "results/report.html", *TINY).stdout
     for rule in ("clean_text", "build_records", "split_jsonl", *MODEL_STAGES):
-        if rule == "evaluate":
-            continue  # "rule evaluate:" is printed once per model, checked below
+        if rule in ("evaluate", "model_card"):
+            continue  # printed once per model, checked below
         assert f"rule {rule}:" in out, rule
     page = (workflow / "results/report.html").read_text()
     assert "Leakage check" in page and "Conflicting answers" in page and "Model and training" in page
     assert "a tiny Mistral-architecture model built by the pipeline" in page
-    assert out.count("rule evaluate:") == 3
+    assert out.count("rule evaluate:") == 4 and out.count("rule model_card:") == 2
     assert page.count("polyline") >= 5  # length histogram, loss and learning-rate curves of both adapters
     assert planned_jobs(workflow, "results/report.html", *TINY) == {}
 
@@ -63,11 +64,11 @@ def test_only_changed_stages_rerun(workflow):
     # a training option: training, the adapters' evaluations, the lineage graph and the report
     assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'training={"learning_rate": 0.003}') == AFTER_TRAINING
     # an evaluation option: the evaluations, the lineage graph and the report only
-    assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'evaluation={"max_new_tokens": 16}') == {"evaluate": 3, "lineage": 1, "report": 1}
+    assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'evaluation={"max_new_tokens": 16}') == {"evaluate": 4, **EVALUATION}
     # how many sample answers the report shows: the report only
     assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'evaluation={"samples_in_report": 2}') == {"report": 1}
     # the LoRA baseline switched off: nothing to train or evaluate, the graph and the report change
-    assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'training={"train_lora": false}') == {"lineage": 1, "report": 1}
+    assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'training={"train_lora": false}') == {**EVALUATION, "model_card": 1}
     # an edited raw file: cleaning onwards
     raw = workflow / "resources/raw/estadios.txt"
     raw.write_bytes(raw.read_bytes() + "\nO São Luís fica no centro de Faro.\n".encode("utf-8"))

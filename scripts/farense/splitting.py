@@ -29,6 +29,7 @@ import fastjsonschema
 import jsonschema
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
@@ -227,7 +228,7 @@ def render(record: dict, options: SplitOptions, support_label: str = "") -> dict
         obj = {"messages": messages}
     obj["meta"] = {"id": record["record_id"], "kind": record["kind"], "doc_id": record["doc_id"], "origin": record["origin"]}
     if record["question"]:
-        obj["meta"]["facts"] = json.loads(record["facts"])["answer"] if record["facts"] else []
+        obj["meta"]["facts"] = json.loads(record["facts"]).get("answer", []) if record.get("facts") else []
     if support_label:
         obj["meta"]["support"] = support_label
     return obj
@@ -382,10 +383,11 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
     if not n:
         raise PipelineError(f"{records_path} holds no usable record")
     group_keys, _ = _codes(meta["group_key"])
-    fact_codes, fact_values = _codes(meta["fact_key"])
-    fact_codes = np.where(np.array([v == "" for v in fact_values], dtype=bool)[fact_codes], -1, fact_codes) if len(fact_values) else fact_codes
-    probes = meta["probe"].to_numpy(zero_copy_only=False)
-    question_keys = meta["question_key"].to_numpy(zero_copy_only=False)
+    # a record of no fact (a chunk) has fact key "": code -1
+    fact_codes, fact_values = _codes(pc.fill_null(meta["fact_key"], ""))
+    fact_codes = np.where(np.isin(fact_codes, [i for i, v in enumerate(fact_values) if v == ""]), -1, fact_codes)
+    probes = pc.fill_null(meta["probe"], False).to_numpy(zero_copy_only=False)
+    question_keys = pc.fill_null(meta["question_key"], "").to_numpy(zero_copy_only=False).astype(str)
     kind_codes, kind_values = _codes(meta["kind"])
     kind_names = sorted(kind_values)
     kinds = np.array([kind_names.index(k) for k in kind_values])[kind_codes]
@@ -421,7 +423,7 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
     train_rows = np.zeros(len(keep), dtype=bool)
     train_rows[kept_rows[assignment == SPLITS.index("train")]] = True
     facts_column = parquet.read(columns=["facts"]).column("facts")
-    labels = support.label(records_path, train_rows, [facts_column[int(kept_rows[i])].as_py() for i in test_questions], workers)
+    labels = support.label(records_path, train_rows, [facts_column[int(kept_rows[i])].as_py() or "" for i in test_questions], workers)
     del facts_column
     support_code = np.zeros(n, dtype=np.int8)
     support_code[test_questions] = [1 + support.LABELS.index(x) for x in labels]

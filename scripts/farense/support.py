@@ -40,15 +40,15 @@ def needed_facts(facts_json: str) -> list[dict]:
 
 
 def key_tokens(needed: list[dict]) -> frozenset[str]:
-    """Words every text stating `needed` holds: the words of names and competitions, and years."""
+    """Words every text stating `needed` holds: the words of names and competitions, and the
+    years of dates and seasons."""
     tokens = set()
     for f in needed:
         if f["kind"] in ("name", "competition"):
             tokens.update(w for w in factlib.fold(f["value"]).split() if len(w) > 2 and w not in ("das", "dos"))
         elif f["kind"] in ("date", "season"):
             tokens.add(f["value"][:4])
-        elif f["kind"] == "number" and len(f["value"]) == 4:
-            tokens.add(f["value"])
+        # not numbers: "7000" may be written "7 000" or "sete mil", and the year 2021 "2020/21"
     return frozenset(tokens)
 
 

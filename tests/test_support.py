@@ -1,0 +1,85 @@
+"""Support labels: a test question is seen_fact when one training record states its facts."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from conftest import snakemake
+from farense import facts as factlib
+from farense.support import SEEN, UNSEEN, key_tokens, label
+
+
+def _records(path, texts, row_group_size=2):
+    table = pa.table({"text": texts})
+    pq.write_table(table, path, row_group_size=row_group_size)  # several row groups: the index is built per group
+    return path
+
+
+def _question(question, answer):
+    return factlib.dumps(factlib.question_facts(question, answer))
+
+
+def test_a_fact_stated_by_one_training_record_is_seen(tmp_path):
+    texts = [
+        "O Estádio de São Luís abriu as portas a 1 de dezembro de 1923, num jogo contra o Sport Lisboa e Faro.",  # train
+        "Paco Fortes treinou o Farense durante cerca de 13 épocas.",  # train
+        "Hassan Nader chegou a Faro em 1992/93.",  # train: the player, not his goals
+        "Em 1994/95 o Farense teve um avançado goleador.",  # train: the season, not the player
+        "Hassan Nader marcou 21 golos no campeonato de 1994/95.",  # test only
+    ]
+    records = _records(tmp_path / "records.parquet", texts)
+    train = np.array([True, True, True, True, False])
+    questions = [
+        _question("Quando foi inaugurado o Estádio de São Luís?", "A 1 de dezembro de 1923."),  # stated in train, other words
+        _question("Quem foi o treinador do Farense durante 13 épocas?", "Foi Paco Fortes."),
+        _question("Quantos golos marcou Hassan Nader em 1994/95?", "Marcou 21 golos."),  # only the test row says it
+        _question("Quando foi inaugurado o Estádio de São Luís?", "A 2 de dezembro de 1923."),  # a date training never states
+    ]
+    assert label(records, train, questions) == [SEEN, SEEN, UNSEEN, UNSEEN]
+    assert label(records, np.ones(5, dtype=bool), questions) == [SEEN, SEEN, SEEN, UNSEEN]
+    assert label(records, train, questions, workers=2) == [SEEN, SEEN, UNSEEN, UNSEEN]  # the same with workers
+    # facts split over two records are not one record stating them
+    split = _records(tmp_path / "split.parquet", ["Hassan Nader jogou em 1994/95.", "Alguém marcou 21 golos."])
+    assert label(split, np.ones(2, dtype=bool), [questions[2]]) == [UNSEEN]
+
+
+def test_match_questions_need_the_opponent_and_the_date_with_the_result(tmp_path):
+    question = factlib.dumps({"answer": [factlib.fact("outcome", "win"), factlib.fact("score", "2-0"), factlib.fact("venue", "home")],
+                              "subject": [factlib.fact("name", "Académica"), factlib.fact("date", "2019-08-18")]})
+    assert key_tokens(json.loads(question)["answer"] + json.loads(question)["subject"]) == {"academica", "2019"}
+    right = "A 18 de agosto de 2019 o Farense recebeu a Académica e venceu por 2-0."
+    other_day = "A 25 de agosto de 2019 o Farense recebeu a Académica e venceu por 2-0."
+    other_result = "A 18 de agosto de 2019 o Farense recebeu a Académica e empatou 0-0."
+    for texts, expected in (([right], SEEN), ([other_day, other_result], UNSEEN)):
+        records = _records(tmp_path / f"{expected}.parquet", texts)
+        assert label(records, np.ones(len(texts), dtype=bool), [question]) == [expected]
+
+
+def test_labels_on_a_hand_made_corpus_through_the_real_pipeline(workflow, tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "historia.txt").write_text(
+        "O Clube Desportivo da Ria foi fundado a 3 de março de 1931 por pescadores de Olhão.\n\n"
+        "O primeiro presidente do clube foi Armando Viegas, que o dirigiu durante 12 anos.\n\n"
+        "O campo do clube, o Estádio da Marinha, leva cerca de 4 000 espectadores.\n", encoding="utf-8")
+    pairs = [
+        {"pergunta": "Em que data nasceu o Clube Desportivo da Ria?", "resposta": "Nasceu a 3 de março de 1931."},
+        {"pergunta": "Quem foi o primeiro presidente do clube?", "resposta": "Foi Armando Viegas."},
+        {"pergunta": "Quantos espectadores leva o Estádio da Marinha?", "resposta": "Leva cerca de 4 000 espectadores."},
+        {"pergunta": "Quem treinou o clube em 1950?", "resposta": "Foi Joaquim Ramalho."},  # stated nowhere else
+        {"pergunta": "Que cor tem o equipamento alternativo?", "resposta": "É verde, desde 1977."},  # stated nowhere else
+    ]
+    (raw / "perguntas.json").write_text(json.dumps(pairs, ensure_ascii=False), encoding="utf-8")
+    # every fact probed; nothing else goes to validation or test, so the prose trains
+    split = '{"probe_fraction": 1.0, "unseen_fraction": 0.0, "valid_fraction": 0.0, "test_fraction": 0.0}'
+    snakemake(workflow, "results/data/test.jsonl", "--config", f"raw_dir={raw}", f"split={split}", 'records={"club_name": "Ria"}')
+    lines = [json.loads(line) for line in (workflow / "results/data/test.jsonl").read_text(encoding="utf-8").splitlines()]
+    support = {obj["messages"][-2]["content"]: obj["meta"]["support"] for obj in lines}
+    assert support == {pairs[0]["pergunta"]: SEEN, pairs[1]["pergunta"]: SEEN, pairs[2]["pergunta"]: SEEN,
+                       pairs[3]["pergunta"]: UNSEEN, pairs[4]["pergunta"]: UNSEEN}
+    train = (workflow / "results/data/train.jsonl").read_text(encoding="utf-8")
+    assert "Armando Viegas" in train and "Joaquim Ramalho" not in train
+    stats = json.loads((workflow / "results/data/split_stats.json").read_text())
+    assert stats["test_questions"]["by_support"] == {SEEN: 3, UNSEEN: 2} and stats["leakage_check"]["passed"]
