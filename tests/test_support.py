@@ -83,3 +83,12 @@ def test_labels_on_a_hand_made_corpus_through_the_real_pipeline(workflow, tmp_pa
     assert "Armando Viegas" in train and "Joaquim Ramalho" not in train
     stats = json.loads((workflow / "results/data/split_stats.json").read_text())
     assert stats["test_questions"]["by_support"] == {SEEN: 3, UNSEEN: 2} and stats["leakage_check"]["passed"]
+
+
+def test_questions_with_nothing_to_look_up_by_are_checked_against_every_record(tmp_path):
+    only_numbers = factlib.dumps({"answer": [factlib.fact("number", "7000")], "subject": []})
+    nothing = factlib.dumps({"answer": [], "subject": []})
+    assert key_tokens([factlib.fact("number", "7000")]) == frozenset()  # "7 000", "sete mil": no one word to index
+    records = _records(tmp_path / "r.parquet", ["Um texto qualquer.", "Cabem lá cerca de sete mil pessoas.", "Outro texto."])
+    assert label(records, np.array([True, True, True]), [only_numbers, nothing]) == [SEEN, UNSEEN]
+    assert label(records, np.array([True, False, True]), [only_numbers, nothing], workers=2) == [UNSEEN, UNSEEN]

@@ -36,7 +36,10 @@ def test_training_improves_validation_loss_and_writes_what_users_read(trained):
         out = trained / "results/adapters" / name
         summary = json.loads((out / "training_summary.json").read_text())
         assert summary["best_val_loss"] < summary["initial_val_loss"]
-        assert summary["iterations"] == 40 and summary["tokens_per_second"] > 0 and 0 <= summary["padding_share"] < 1
+        # tiny.yaml: 0.5 epochs of batch 2, accumulation 2, over the training examples that fit 128 tokens
+        at_most = round(0.5 * (sum(1 for _ in open(trained / "results/data/train.jsonl")) // 2))
+        assert summary["iterations"] % 2 == 0 and 40 <= summary["iterations"] <= at_most
+        assert summary["tokens_per_second"] > 0 and 0 <= summary["padding_share"] < 1
         metrics = pd.read_csv(out / "metrics.csv")
         assert list(metrics.columns) == ["step", "epoch", "train_loss", "val_loss", "learning_rate", "tokens_per_second", "peak_memory_gb", "padding_share"]
         evals = metrics.dropna(subset=["val_loss"])

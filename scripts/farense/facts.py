@@ -62,7 +62,8 @@ _NOT_NAMES = frozenset(
     "ainda mais muito muitos muitas poucos cerca apenas so só la lá aqui ali ha há tinha teve tem houve fica ficou "
     "quanto quanta quantos quantas".split()
 )
-_CLUB_WORDS = frozenset({"sporting", "clube", "club", "sc", "farense", "leoes", "de", "faro"})
+# The club's own name is the subject of nearly every answer, not a fact of it ("Faro", its city, is one).
+_CLUB_WORDS = frozenset({"sporting", "clube", "club", "sc", "farense", "de"})
 _CONNECTORS = frozenset({"de", "da", "do", "dos", "das"})
 
 _ACCENTS = str.maketrans("áàâãäéèêëíìîïóòôõöúùûüçñ", "aaaaaeeeeiiiiooooouuuucn")
@@ -79,8 +80,9 @@ _NAME_TOKEN = re.compile(r"[A-ZÀ-ÖØ-Þ][\wÀ-ÿ'’-]*")
 _VERB_ENDING = re.compile(r"(?:ou|eu|iu|am|em|ram|ava|avam|ia|iam|ando|endo|indo|ado|ido)$")
 
 
-def fold(text: str) -> str:
-    """Lower case, without accents, one space between words: the form facts are compared in."""
+def plain(text: str) -> str:
+    """Lower case, without accents, one space between words, punctuation kept (scores, dates and
+    seasons are read from it): the form facts are compared in. (records.fold also drops punctuation.)"""
     text = unicodedata.normalize("NFC", text).casefold().replace("º", "o").replace("ª", "a")
     return " ".join(text.translate(_ACCENTS).split())
 
@@ -123,7 +125,7 @@ def _number_words(words: list[str]) -> list[int]:
 @lru_cache(maxsize=4096)
 def read(text: str) -> dict:
     """Every fact-like value a text states, by kind (sets), plus its folded form."""
-    folded = fold(text)
+    folded = plain(text)
     values: dict[str, set] = {kind: set() for kind in ("outcome", "venue", "score", "date", "season", "number")}
     spans = []  # character spans of dates and seasons: their digits are not scores or numbers
     for m in _DATE_WORDS.finditer(folded):
@@ -171,14 +173,14 @@ def _inside(span, spans) -> bool:
 def names(text: str, club: str = "Farense") -> list[str]:
     """Runs of capitalised words ("Paco Fortes", "Estádio de São Luís", "Taça UEFA"), without
     sentence-initial function words and without the club's own name."""
-    club_words = _CLUB_WORDS | set(fold(club).split())
+    club_words = _CLUB_WORDS | set(plain(club).split())
     out, run, run_at_start = [], [], False
     tokens = re.findall(r"[\wÀ-ÿ'’-]+|[^\w\s]", text)
 
     def close():
-        while run and fold(run[-1]) in _CONNECTORS:
+        while run and plain(run[-1]) in _CONNECTORS:
             run.pop()
-        words = [fold(w) for w in run]
+        words = [plain(w) for w in run]
         if run and not all(w in club_words or w in _CONNECTORS for w in words) and not (len(run) == 1 and run[0].isdigit()):
             out.append(" ".join(run))
         run.clear()
@@ -186,26 +188,26 @@ def names(text: str, club: str = "Farense") -> list[str]:
     sentence_start = True
     for token in tokens:
         if _NAME_TOKEN.fullmatch(token):
-            if not run and fold(token) in _NOT_NAMES:
+            if not run and plain(token) in _NOT_NAMES:
                 sentence_start = False
                 continue
             run.append(token)
-        elif run and fold(token) in _CONNECTORS:
+        elif run and plain(token) in _CONNECTORS:
             run.append(token)
         else:
-            if len(run) == 1 and run_at_start and _VERB_ENDING.search(fold(run[0])):
+            if len(run) == 1 and run_at_start and _VERB_ENDING.search(plain(run[0])):
                 run.clear()
             close()
         if len(run) == 1 and token is run[0]:
             run_at_start = sentence_start
         sentence_start = token in (".", "!", "?", ":", ";")
-    if len(run) == 1 and run_at_start and _VERB_ENDING.search(fold(run[0])):
+    if len(run) == 1 and run_at_start and _VERB_ENDING.search(plain(run[0])):
         run.clear()
     close()
     seen, unique = set(), []
     for name in out:
-        if fold(name) not in seen:
-            seen.add(fold(name))
+        if plain(name) not in seen:
+            seen.add(plain(name))
             unique.append(name)
     return unique
 
@@ -225,8 +227,8 @@ def text_facts(text: str, club: str = "Farense") -> list[dict]:
 def question_facts(question: str, answer: str, club: str = "Farense") -> dict:
     """{"answer": what the answer states beyond the question, "subject": what the question names}."""
     subject = text_facts(question, club)
-    asked = {(f["kind"], fold(f["value"])) for f in subject}
-    answer_facts = [f for f in text_facts(answer, club) if (f["kind"], fold(f["value"])) not in asked]
+    asked = {(f["kind"], plain(f["value"])) for f in subject}
+    answer_facts = [f for f in text_facts(answer, club) if (f["kind"], plain(f["value"])) not in asked]
     return {"answer": answer_facts, "subject": subject}
 
 
@@ -238,7 +240,7 @@ def states(f: dict, text: str) -> bool:
     kind, value = f["kind"], f["value"]
     seen = read(text)
     if kind in ("name", "competition"):
-        target = " ".join(_WORD.findall(fold(value)))  # as the text's words are kept: "Jean-Luc" is "jean luc"
+        target = " ".join(_WORD.findall(plain(value)))  # as the text's words are kept: "Jean-Luc" is "jean luc"
         if f" {target} " in seen["folded"]:
             return True
         words = [w for w in target.split() if w not in _CONNECTORS]
@@ -269,10 +271,10 @@ def check(facts: list[dict], answer: str) -> list[dict]:
 def asserts_specific(answer: str, question: str, club: str = "Farense") -> bool:
     """Whether an answer asserts a specific fact the question does not already hold (a date, a
     season, a score, a number, a name, a result or a venue), rather than declining to answer."""
-    folded = fold(answer)
+    folded = plain(answer)
     if any(phrase in folded for phrase in _ABSTAIN):
         return False
-    asked = {(f["kind"], fold(f["value"])) for f in text_facts(question, club)}
-    claimed = {(f["kind"], fold(f["value"])) for f in text_facts(answer, club)} - asked
+    asked = {(f["kind"], plain(f["value"])) for f in text_facts(question, club)}
+    claimed = {(f["kind"], plain(f["value"])) for f in text_facts(answer, club)} - asked
     values = read(answer)["values"]
     return bool(claimed or values["outcome"] or values["venue"])

@@ -108,9 +108,9 @@ def knowledge_section(evals: dict, comparison: dict) -> str:
             out.append(f"<p>LoRA minus QLoRA on seen facts: {lq['difference']:+.3f}, interval {_ci(lq['ci'])}: "
                        + ("the interval excludes zero, so the two differ on these questions." if lq["excludes_zero"]
                           else "the interval holds zero, so these questions cannot tell the two apart.") + "</p>")
-    cost = [[LABELS.get(n, n), _mb(e["cost"]["model_bytes"]), _mb(e["cost"]["adapter_bytes"]) if e["adapter"] else None,
-             e["cost"]["training_peak_memory_gb"], e["cost"]["training_seconds"]] for n, e in ordered]
-    out.append("<h3>Cost</h3>" + table(["model", "model on disk (MB)", "adapter (MB)", "training peak memory (GB)", "training time (s)"], cost, {1, 2, 3, 4}))
+    cost = [[LABELS.get(n, n)] + [_cell(v) for v in (_mb(e["cost"]["model_bytes"]), _mb(e["cost"]["adapter_bytes"]) if e["adapter"] else None,
+                                                     e["cost"]["training_peak_memory_gb"], e["cost"]["training_seconds"])] for n, e in ordered]
+    out.append("<h3>Cost</h3>" + table(["model", "model on disk (MB)", "adapter (MB)", "training peak memory (GB)", "training time (s)"], cost))
     out.append("</section>")
     return "".join(out)
 

@@ -9,7 +9,8 @@
   it asserts there is a guess (the evaluation's hallucination rate).
 
 "States" is farense.facts.states, the same test the evaluation applies to a model's answer. A
-question whose answer has no checkable fact (no number, date, name...) is labelled by its subject.
+question whose answer has no checkable fact (no number, date, name...) is labelled by its subject;
+one with neither is unseen_fact: nothing shows that training states it.
 
 Training texts are searched through an index of the few words the questions need (names, years),
 built in one pass over the training records by the workers; only the records holding all the
@@ -45,32 +46,41 @@ def key_tokens(needed: list[dict]) -> frozenset[str]:
     tokens = set()
     for f in needed:
         if f["kind"] in ("name", "competition"):
-            tokens.update(w for w in factlib.fold(f["value"]).split() if len(w) > 2 and w not in ("das", "dos"))
+            tokens.update(w for w in factlib.plain(f["value"]).split() if len(w) > 2 and w not in ("das", "dos"))
         elif f["kind"] in ("date", "season"):
             tokens.add(f["value"][:4])
         # not numbers: "7000" may be written "7 000" or "sete mil", and the year 2021 "2020/21"
     return frozenset(tokens)
 
 
-def _postings(job, records_path: str, tokens: frozenset[str]) -> list[tuple[int, frozenset[str]]]:
-    """(row number in the file, the index words it holds) for the masked rows of one row group:
-    the worker's share of the index."""
+def _postings(job, records_path: str, tokens: frozenset[str], keyless: list[list[dict]]) -> tuple[list, set[int]]:
+    """The worker's share of one row group's masked rows: (row number in the file, the index words
+    it holds) for rows holding any, and which of the `keyless` questions (facts with no word to
+    look them up by) a row states in full."""
     group, mask, first_row = job
     texts = open_parquet(records_path).read_row_group(group, columns=["text"]).column("text").to_pylist()
-    rows = np.flatnonzero(mask)
-    out = []
-    for row in rows.tolist():
-        present = tokens.intersection(_WORD.findall(factlib.fold(texts[row])))
+    out, stated = [], set()
+    for row in np.flatnonzero(mask).tolist():
+        text = texts[row]
+        present = tokens.intersection(_WORD.findall(factlib.plain(text))) if tokens else ()
         if present:
             out.append((first_row + row, frozenset(present)))
-    return out
+        for i, needed in enumerate(keyless):
+            if i not in stated and all(factlib.states(f, text) for f in needed):
+                stated.add(i)
+    return out, stated
 
 
 def label(records_path, train_mask: np.ndarray, questions: list[str], workers: int = 1) -> list[str]:
     """The support label of each question (its `facts` JSON), against the records of
-    `records_path` where `train_mask` (one flag per row of the file) is set."""
+    `records_path` where `train_mask` (one flag per row of the file) is set.
+
+    One pass over the training records builds the index and checks the rare question with no word
+    to look up (only numbers, say) against every record; then only the candidates of the others are
+    read again. Memory holds the index and the candidates' texts, never the training split."""
     needed = [needed_facts(q) for q in questions]
     keys = [key_tokens(n) for n in needed]
+    keyless = [i for i, (n, k) in enumerate(zip(needed, keys)) if n and not k]
     universe = frozenset().union(*keys) if keys else frozenset()
     parquet = open_parquet(records_path)
     jobs, start = [], 0
@@ -80,23 +90,26 @@ def label(records_path, train_mask: np.ndarray, questions: list[str], workers: i
         if mask.any():
             jobs.append((group, mask, start))
         start += rows
-    all_train = np.flatnonzero(train_mask)
     holders: dict[str, set[int]] = {}
-    if universe:
-        for part in ordered_map(functools.partial(_postings, records_path=str(records_path), tokens=universe), jobs, workers):
+    keyless_seen: set[int] = set()
+    if universe or keyless:
+        scan = functools.partial(_postings, records_path=str(records_path), tokens=universe, keyless=[needed[i] for i in keyless])
+        for part, stated in ordered_map(scan, jobs, workers):
+            keyless_seen.update(keyless[i] for i in stated)
             for row, present in part:
                 for token in present:
                     holders.setdefault(token, set()).add(row)
-    candidates = []
-    for key in keys:
-        if key:
-            rows = set.intersection(*(holders.get(t, set()) for t in key))
-        else:  # nothing to look up by: every training record is a candidate (rare: a question of plain words)
-            rows = set(all_train.tolist())
-        candidates.append(rows)
+    candidates = [set.intersection(*(holders.get(t, set()) for t in key)) if key else set() for key in keys]
     texts = _texts(parquet, jobs, set().union(*candidates) if candidates else set())
-    return [SEEN if any(all(factlib.states(f, texts[row]) for f in n) for row in sorted(rows)) else UNSEEN
-            for n, rows in zip(needed, candidates)]
+    labels = []
+    for i, (n, rows) in enumerate(zip(needed, candidates)):
+        if not n:  # nothing to check: no training record can be shown to state it
+            labels.append(UNSEEN)
+        elif i in keyless_seen or any(all(factlib.states(f, texts[row]) for f in n) for row in sorted(rows)):
+            labels.append(SEEN)
+        else:
+            labels.append(UNSEEN)
+    return labels
 
 
 def _texts(parquet, jobs, rows: set[int]) -> dict[int, str]:
