@@ -83,13 +83,16 @@ def test_test_questions_are_labelled_by_what_training_states(records, tmp_path):
     assert not any("support" in obj["meta"] for obj in lines["test"] if obj["meta"]["kind"] in ("chunk", "table_text"))
     # checked again here, independently of the index the stage searches through
     frame = pd.read_parquet(records).set_index("record_id")
-    train_texts = [_text(obj) for obj in lines["train"]]
+    # what training teaches: to write the assistant's message (an answer; of prose, all but the given first sentence) after the rest
+    train_texts = [(_text(obj), obj["messages"][-1]["content"]) for obj in lines["train"]]
     train_questions = {frame.loc[obj["meta"]["id"], "question_key"] for obj in lines["train"]} - {""}
     for obj in questions:
         record = frame.loc[obj["meta"]["id"]]
         facts = json.loads(record["facts"])
         needed = facts["answer"] + facts["subject"]
-        stated = bool(needed) and any(all(states(f, text) for f in needed) for text in train_texts)  # nothing to check: unseen
+        written_facts = [f for f in facts["answer"] if f not in facts["subject"]]
+        stated = bool(needed) and any(all(states(f, whole) for f in facts["subject"]) and all(states(f, written) for f in written_facts)
+                                      for whole, written in train_texts)  # nothing to check: unseen
         assert stated == (obj["meta"]["support"] == SEEN), (record["question"], obj["meta"]["support"])
         assert record["question_key"] not in train_questions  # the pair itself never trains
         assert obj["meta"]["facts"] == facts["answer"]

@@ -11,8 +11,8 @@ from farense import facts as factlib
 from farense.support import SEEN, UNSEEN, key_tokens, label
 
 
-def _records(path, texts, row_group_size=2):
-    table = pa.table({"text": texts})
+def _records(path, texts, row_group_size=2, questions=None, answers=None):
+    table = pa.table({"text": texts, "question": questions or [""] * len(texts), "answer": answers or [""] * len(texts)})
     pq.write_table(table, path, row_group_size=row_group_size)  # several row groups: the index is built per group
     return path
 
@@ -37,12 +37,30 @@ def test_a_fact_stated_by_one_training_record_is_seen(tmp_path):
         _question("Quantos golos marcou Hassan Nader em 1994/95?", "Marcou 21 golos."),  # only the test row says it
         _question("Quando foi inaugurado o Estádio de São Luís?", "A 2 de dezembro de 1923."),  # a date training never states
     ]
-    assert label(records, train, questions) == [SEEN, SEEN, UNSEEN, UNSEEN]
-    assert label(records, np.ones(5, dtype=bool), questions) == [SEEN, SEEN, SEEN, UNSEEN]
-    assert label(records, train, questions, workers=2) == [SEEN, SEEN, UNSEEN, UNSEEN]  # the same with workers
+    whole = dict(prose_given=False)  # the text format: all of a prose record is taught
+    assert label(records, train, questions, **whole) == [SEEN, SEEN, UNSEEN, UNSEEN]
+    assert label(records, np.ones(5, dtype=bool), questions, **whole) == [SEEN, SEEN, SEEN, UNSEEN]
+    assert label(records, train, questions, workers=2, **whole) == [SEEN, SEEN, UNSEEN, UNSEEN]  # the same with workers
     # facts split over two records are not one record stating them
     split = _records(tmp_path / "split.parquet", ["Hassan Nader jogou em 1994/95.", "Alguém marcou 21 golos."])
-    assert label(split, np.ones(2, dtype=bool), [questions[2]]) == [UNSEEN]
+    assert label(split, np.ones(2, dtype=bool), [questions[2]], **whole) == [UNSEEN]
+
+
+def test_a_fact_only_in_the_given_first_sentence_of_prose_is_not_taught(tmp_path):
+    question = _question("Quando foi inaugurado o Estádio de São Luís?", "A 1 de dezembro de 1923.")
+    given = "O Estádio de São Luís abriu a 1 de dezembro de 1923. Depois veio a bancada nova, anos mais tarde."
+    taught = "Falemos do recinto da cidade. O Estádio de São Luís abriu a 1 de dezembro de 1923."
+    for text, expected in ((given, UNSEEN), (taught, SEEN)):
+        records = _records(tmp_path / "r.parquet", [text])
+        assert label(records, np.ones(1, dtype=bool), [question]) == [expected]  # the dialogue formats
+        assert label(records, np.ones(1, dtype=bool), [question], prose_given=False) == [SEEN]  # the text format
+    # a question record teaches its question with its answer
+    q, a = "Quando abriu o Estádio de São Luís?", "A 1 de dezembro de 1923."
+    asked = _records(tmp_path / "q.parquet", [f"{q}\n{a}"], questions=[q], answers=[a])
+    assert label(asked, np.ones(1, dtype=bool), [question]) == [SEEN]
+    # ... but not a fact that only its question holds
+    other = _records(tmp_path / "o.parquet", [f"Abriu a 1 de dezembro de 1923 o Estádio de São Luís?\nSim."], questions=["Abriu a 1 de dezembro de 1923 o Estádio de São Luís?"], answers=["Sim."])
+    assert label(other, np.ones(1, dtype=bool), [question]) == [UNSEEN]
 
 
 def test_match_questions_need_the_opponent_and_the_date_with_the_result(tmp_path):
@@ -54,13 +72,14 @@ def test_match_questions_need_the_opponent_and_the_date_with_the_result(tmp_path
     other_result = "A 18 de agosto de 2019 o Farense recebeu a Académica e empatou 0-0."
     for texts, expected in (([right], SEEN), ([other_day, other_result], UNSEEN)):
         records = _records(tmp_path / f"{expected}.parquet", texts)
-        assert label(records, np.ones(len(texts), dtype=bool), [question]) == [expected]
+        assert label(records, np.ones(len(texts), dtype=bool), [question], prose_given=False) == [expected]
 
 
 def test_labels_on_a_hand_made_corpus_through_the_real_pipeline(workflow, tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
     (raw / "historia.txt").write_text(
+        "Esta é a história de um pequeno clube da ria.\n\n"  # the first sentence is given, not taught: no fact in it
         "O Clube Desportivo da Ria foi fundado a 3 de março de 1931 por pescadores de Olhão.\n\n"
         "O primeiro presidente do clube foi Armando Viegas, que o dirigiu durante 12 anos.\n\n"
         "O campo do clube, o Estádio da Marinha, leva cerca de 4 000 espectadores.\n", encoding="utf-8")
@@ -90,5 +109,5 @@ def test_questions_with_nothing_to_look_up_by_are_checked_against_every_record(t
     nothing = factlib.dumps({"answer": [], "subject": []})
     assert key_tokens([factlib.fact("number", "7000")]) == frozenset()  # "7 000", "sete mil": no one word to index
     records = _records(tmp_path / "r.parquet", ["Um texto qualquer.", "Cabem lá cerca de sete mil pessoas.", "Outro texto."])
-    assert label(records, np.array([True, True, True]), [only_numbers, nothing]) == [SEEN, UNSEEN]
-    assert label(records, np.array([True, False, True]), [only_numbers, nothing], workers=2) == [UNSEEN, UNSEEN]
+    assert label(records, np.array([True, True, True]), [only_numbers, nothing], prose_given=False) == [SEEN, UNSEEN]
+    assert label(records, np.array([True, False, True]), [only_numbers, nothing], workers=2, prose_given=False) == [UNSEEN, UNSEEN]

@@ -142,6 +142,16 @@ def first_sentence(text: str) -> tuple[str, str]:
     return text.strip(), ""
 
 
+def continuation(text: str) -> tuple[str, str]:
+    """A prose record as a continuation exercise: (what is given, what is to be written). The
+    first sentence is given; a single sentence is cut in half by words."""
+    head, tail = first_sentence(text.replace("\n", " "))
+    if not tail:
+        words = text.split()
+        head, tail = " ".join(words[: len(words) // 2]), " ".join(words[len(words) // 2 :])
+    return head, tail
+
+
 def split_sentences(paragraph: str) -> list[str]:
     """Split on ., ! or ? followed by a capital, except after abbreviations and initials."""
     sentences, start = [], 0
@@ -298,25 +308,27 @@ def match_questions(row: dict, club: str, templates: tuple[str, ...]) -> list[tu
 
 def match_statements(row: dict, club: str, wordings: int) -> list[str]:
     """The first `wordings` prose renderings of a results row: the same facts as the questions,
-    in other sentences. The first sentence sets the scene and the rest states the result, so that
-    a continuation exercise (split_jsonl's rendering of prose) asks for the result."""
+    in other sentences."""
     m = parse_match(row, club)
     when_text = date_pt(m.when)
     note = f" {m.note}" if m.note else ""
     competition = m.competition or "um jogo"
-    season = f", época {m.season}" if m.season else ""
+    season = f" (época {m.season})" if m.season else ""
     teams = f"{club} e {m.opponent}" if m.at_home else f"{m.opponent} e {club}"
     verdict = {"win": f"o {club} ganhou por {m.score}{note}", "loss": f"o {club} foi derrotado por {m.score}{note}",
                "draw": f"as duas equipas empataram {m.score}{note}"}[m.outcome]
     ending = {"win": f"vitória do {club} por {m.score}{note}", "loss": f"derrota do {club} por {m.score}{note}",
               "draw": f"um empate a {m.score}{note}"}[m.outcome]
     side = "jogando em casa" if m.at_home else "jogando fora"
+    # The first sentence names the match (teams, date); the rest states the result, the venue and
+    # the competition: what a continuation exercise teaches, since the first sentence is given.
+    where = "em casa" if m.at_home else "fora"
     texts = [
-        f"Ficha do encontro entre {teams}, a {when_text} ({competition}{season}). Nesse dia, {side}, {verdict}.",
-        f"A {when_text} o {club} {'recebeu o ' + m.opponent if m.at_home else 'visitou o terreno do ' + m.opponent}, "
-        f"numa partida da {competition}{season}. O encontro terminou com {ending}.",
-        f"Na época {m.season or m.when.year} da {competition}, o {club} defrontou o {m.opponent} a {when_text}. "
-        f"Resultado do lado do {club}: {m.score}{note}, {'em casa' if m.at_home else 'fora'}.",
+        f"Ficha do encontro entre {teams}, a {when_text}. Jogo da {competition}{season}: {side}, {verdict}.",
+        f"A {when_text} o {club} defrontou o {m.opponent}. {where.capitalize()}, numa partida da {competition}{season}, "
+        f"o encontro terminou com {ending}.",
+        f"Na época {m.season or m.when.year} o {club} defrontou o {m.opponent} a {when_text}. "
+        f"Resultado do lado do {club}: {m.score}{note}, {where}, na {competition}.",
     ]
     return texts[:wordings]
 

@@ -37,7 +37,7 @@ from .dedup import MinHasher, SignatureStore
 from .errors import PipelineError
 from .parallel import ordered_map, workers_for
 from . import support
-from .records import first_sentence
+from .records import continuation
 from .textio import atomic_path, open_parquet, parquet_column_bytes, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -213,10 +213,7 @@ def render(record: dict, options: SplitOptions, support_label: str = "") -> dict
     its support label."""
     question, answer, text = record["question"], record["answer"], record["text"]
     if not question:  # a prose chunk: a continuation exercise in the dialogue formats
-        head, tail = first_sentence(text.replace("\n", " "))
-        if not tail:
-            words = text.split()
-            head, tail = " ".join(words[: len(words) // 2]), " ".join(words[len(words) // 2 :])
+        head, tail = continuation(text)
         question, answer = f"{options.continuation_prompt} {head}".strip(), tail
     if options.format == "text":
         obj = {"text": text if not record["question"] else f"Pergunta: {question}\nResposta: {answer}"}
@@ -423,7 +420,8 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
     train_rows = np.zeros(len(keep), dtype=bool)
     train_rows[kept_rows[assignment == SPLITS.index("train")]] = True
     facts_column = parquet.read(columns=["facts"]).column("facts")
-    labels = support.label(records_path, train_rows, [facts_column[int(kept_rows[i])].as_py() or "" for i in test_questions], workers)
+    labels = support.label(records_path, train_rows, [facts_column[int(kept_rows[i])].as_py() or "" for i in test_questions], workers,
+                           prose_given=options.format != "text")
     del facts_column
     support_code = np.zeros(n, dtype=np.int8)
     support_code[test_questions] = [1 + support.LABELS.index(x) for x in labels]

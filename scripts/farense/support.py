@@ -8,6 +8,12 @@
 - unseen_fact: no training record states them all. A model cannot know it from our data; what
   it asserts there is a guess (the evaluation's hallucination rate).
 
+Only what training teaches counts. A record is a context and what the model learns to write
+after it: a question and its answer; in the dialogue formats, a prose record's first sentence
+(given, masked out of the loss by training.mask_prompt) and the rest; in the text format, all of
+it. A question is seen when one training record holds its subject anywhere and writes its
+answer's facts in the part that is learnt: a fact only in a given first sentence is not taught.
+
 "States" is farense.facts.states, the same test the evaluation applies to a model's answer. A
 question whose answer has no checkable fact (no number, date, name...) is labelled by its subject;
 one with neither is unseen_fact: nothing shows that training states it.
@@ -27,6 +33,7 @@ import numpy as np
 
 from . import facts as factlib
 from .parallel import ordered_map
+from .records import continuation
 from .textio import open_parquet
 
 SEEN, UNSEEN = "seen_fact", "unseen_fact"
@@ -34,10 +41,20 @@ LABELS = (SEEN, UNSEEN)
 _WORD = re.compile(r"\w+")
 
 
-def needed_facts(facts_json: str) -> list[dict]:
-    """What a training record must state for the question to count as seen: the answer's facts and the subject's."""
+def needed_facts(facts_json: str) -> tuple[list[dict], list[dict]]:
+    """(the answer's facts, the subject's): what a training record must write, and hold, for the
+    question to count as seen."""
     parsed = json.loads(facts_json) if facts_json else {}
-    return parsed.get("answer", []) + parsed.get("subject", [])
+    return parsed.get("answer", []), parsed.get("subject", [])
+
+
+def teaches(answer: list[dict], subject: list[dict], record: tuple[str, str]) -> bool:
+    """Whether a record (its whole text, the part written after the context) teaches the facts:
+    the subject anywhere in it, the answer's facts in the written part."""
+    whole, written = record
+    given = [f for f in answer if f in subject]  # what the question itself holds (a match's date) need not be written
+    return (all(factlib.states(f, whole) for f in subject + given)
+            and all(factlib.states(f, written) for f in answer if f not in given))
 
 
 def key_tokens(needed: list[dict]) -> frozenset[str]:
@@ -53,34 +70,43 @@ def key_tokens(needed: list[dict]) -> frozenset[str]:
     return frozenset(tokens)
 
 
-def _postings(job, records_path: str, tokens: frozenset[str], keyless: list[list[dict]]) -> tuple[list, set[int]]:
+def _taught(records_path: str, group: int, prose_given: bool) -> list[tuple[str, str]]:
+    """(whole text, the part training writes after the context) of each record of a row group: a
+    question record's answer; a prose record's continuation when its first sentence is given
+    (`prose_given`), else all of it."""
+    table = open_parquet(records_path).read_row_group(group, columns=["text", "question", "answer"])
+    rows = zip(*(table.column(c).to_pylist() for c in ("text", "question", "answer")))
+    return [(text, answer if question else continuation(text)[1] if prose_given else text) for text, question, answer in rows]
+
+
+def _postings(job, records_path: str, tokens: frozenset[str], keyless: list[tuple[list, list]], prose_given: bool) -> tuple[list, set[int]]:
     """The worker's share of one row group's masked rows: (row number in the file, the index words
     it holds) for rows holding any, and which of the `keyless` questions (facts with no word to
     look them up by) a row states in full."""
     group, mask, first_row = job
-    texts = open_parquet(records_path).read_row_group(group, columns=["text"]).column("text").to_pylist()
+    records = _taught(records_path, group, prose_given)
     out, stated = [], set()
     for row in np.flatnonzero(mask).tolist():
-        text = texts[row]
-        present = tokens.intersection(_WORD.findall(factlib.plain(text))) if tokens else ()
+        present = tokens.intersection(_WORD.findall(factlib.plain(records[row][0]))) if tokens else ()
         if present:
             out.append((first_row + row, frozenset(present)))
-        for i, needed in enumerate(keyless):
-            if i not in stated and all(factlib.states(f, text) for f in needed):
+        for i, (answer, subject) in enumerate(keyless):
+            if i not in stated and teaches(answer, subject, records[row]):
                 stated.add(i)
     return out, stated
 
 
-def label(records_path, train_mask: np.ndarray, questions: list[str], workers: int = 1) -> list[str]:
+def label(records_path, train_mask: np.ndarray, questions: list[str], workers: int = 1, prose_given: bool = True) -> list[str]:
     """The support label of each question (its `facts` JSON), against the records of
-    `records_path` where `train_mask` (one flag per row of the file) is set.
+    `records_path` where `train_mask` (one flag per row of the file) is set; `prose_given`: a
+    prose record's first sentence is given, not taught (the dialogue formats).
 
     One pass over the training records builds the index and checks the rare question with no word
     to look up (only numbers, say) against every record; then only the candidates of the others are
     read again. Memory holds the index and the candidates' texts, never the training split."""
     needed = [needed_facts(q) for q in questions]
-    keys = [key_tokens(n) for n in needed]
-    keyless = [i for i, (n, k) in enumerate(zip(needed, keys)) if n and not k]
+    keys = [key_tokens(answer + subject) for answer, subject in needed]
+    keyless = [i for i, ((answer, subject), k) in enumerate(zip(needed, keys)) if (answer or subject) and not k]
     universe = frozenset().union(*keys) if keys else frozenset()
     parquet = open_parquet(records_path)
     jobs, start = [], 0
@@ -93,32 +119,33 @@ def label(records_path, train_mask: np.ndarray, questions: list[str], workers: i
     holders: dict[str, set[int]] = {}
     keyless_seen: set[int] = set()
     if universe or keyless:
-        scan = functools.partial(_postings, records_path=str(records_path), tokens=universe, keyless=[needed[i] for i in keyless])
+        scan = functools.partial(_postings, records_path=str(records_path), tokens=universe, keyless=[needed[i] for i in keyless],
+                                 prose_given=prose_given)
         for part, stated in ordered_map(scan, jobs, workers):
             keyless_seen.update(keyless[i] for i in stated)
             for row, present in part:
                 for token in present:
                     holders.setdefault(token, set()).add(row)
     candidates = [set.intersection(*(holders.get(t, set()) for t in key)) if key else set() for key in keys]
-    texts = _texts(parquet, jobs, set().union(*candidates) if candidates else set())
+    texts = _texts(records_path, jobs, set().union(*candidates) if candidates else set(), prose_given)
     labels = []
-    for i, (n, rows) in enumerate(zip(needed, candidates)):
-        if not n:  # nothing to check: no training record can be shown to state it
+    for i, ((answer, subject), rows) in enumerate(zip(needed, candidates)):
+        if not answer and not subject:  # nothing to check: no training record can be shown to state it
             labels.append(UNSEEN)
-        elif i in keyless_seen or any(all(factlib.states(f, texts[row]) for f in n) for row in sorted(rows)):
+        elif i in keyless_seen or any(teaches(answer, subject, texts[row]) for row in sorted(rows)):
             labels.append(SEEN)
         else:
             labels.append(UNSEEN)
     return labels
 
 
-def _texts(parquet, jobs, rows: set[int]) -> dict[int, str]:
-    """The texts of the given file rows, reading only the row groups that hold them."""
+def _texts(records_path, jobs, rows: set[int], prose_given: bool) -> dict[int, tuple[str, str]]:
+    """What training teaches of the given file rows, reading only the row groups that hold them."""
     out = {}
     for group, mask, first_row in jobs:
         wanted = [r - first_row for r in rows if first_row <= r < first_row + len(mask)]
         if wanted:
-            column = parquet.read_row_group(group, columns=["text"]).column("text")
+            taught = _taught(str(records_path), group, prose_given)
             for local in wanted:
-                out[first_row + local] = column[local].as_py()
+                out[first_row + local] = taught[local]
     return out
