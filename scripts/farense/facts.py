@@ -87,6 +87,14 @@ def plain(text: str) -> str:
     return " ".join(text.translate(_ACCENTS).split())
 
 
+def plain_words(text: str) -> set[str]:
+    """The distinct words of a text in plain() form, for an index of words: the accents go by
+    decomposition and an ASCII encoding, in C (str.translate over every character took two
+    thirds of the labelling time of a 20 MB corpus)."""
+    ascii_text = unicodedata.normalize("NFKD", text.casefold()).encode("ascii", "ignore").decode("ascii")
+    return set(_WORD.findall(ascii_text))
+
+
 def fact(kind: str, value) -> dict:
     return {"kind": kind, "value": str(value)}
 

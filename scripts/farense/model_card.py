@@ -80,8 +80,8 @@ def card(name: str, base_model: str, evaluation: dict, comparison: dict, summary
             f"batch {training['batch_size']} x accumulation {training['grad_accumulation']}, sequences up to {training['max_seq_length']} tokens",
             f"- {summary['iterations']} iterations; kept the adapter of step {summary['best_step']} (best validation loss "
             f"{summary['best_val_loss']:.4f}); {summary['trainable_parameters']} trainable parameters",
-            f"- computed as: {summary['compute']} on {summary['device']}; peak memory {summary['peak_memory_gb']} GB, "
-            f"{summary['tokens_per_second']} tokens/s", "",
+            # no speed here: a card is hashed like any artifact, and timings differ from run to run
+            f"- computed as: {summary['compute']} on {summary['device']}; peak memory {summary['peak_memory_gb']} GB", "",
             "## Made from (sha256)", ""]
     out += [f"- `{path}`: `{digest}`" for path, digest in hashes.items()]
     out += ["", "## Use", "", "```",

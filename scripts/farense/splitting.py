@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -420,8 +421,10 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
     train_rows = np.zeros(len(keep), dtype=bool)
     train_rows[kept_rows[assignment == SPLITS.index("train")]] = True
     facts_column = parquet.read(columns=["facts"]).column("facts")
+    started = time.perf_counter()
     labels = support.label(records_path, train_rows, [facts_column[int(kept_rows[i])].as_py() or "" for i in test_questions], workers,
                            prose_given=options.format != "text")
+    log.info("support labels of %d test questions against %d training records: %.1f s", len(labels), int(train_rows.sum()), time.perf_counter() - started)
     del facts_column
     support_code = np.zeros(n, dtype=np.int8)
     support_code[test_questions] = [1 + support.LABELS.index(x) for x in labels]

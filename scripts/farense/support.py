@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 
 import numpy as np
 
@@ -38,7 +37,6 @@ from .textio import open_parquet
 
 SEEN, UNSEEN = "seen_fact", "unseen_fact"
 LABELS = (SEEN, UNSEEN)
-_WORD = re.compile(r"\w+")
 
 
 def needed_facts(facts_json: str) -> tuple[list[dict], list[dict]]:
@@ -84,10 +82,14 @@ def _postings(job, records_path: str, tokens: frozenset[str], keyless: list[tupl
     it holds) for rows holding any, and which of the `keyless` questions (facts with no word to
     look them up by) a row states in full."""
     group, mask, first_row = job
-    records = _taught(records_path, group, prose_given)
+    if keyless:  # the part each record teaches, for the questions checked against every record
+        records = _taught(records_path, group, prose_given)
+        texts = [whole for whole, _ in records]
+    else:
+        texts = open_parquet(records_path).read_row_group(group, columns=["text"]).column("text").to_pylist()
     out, stated = [], set()
     for row in np.flatnonzero(mask).tolist():
-        present = tokens.intersection(_WORD.findall(factlib.plain(records[row][0]))) if tokens else ()
+        present = tokens.intersection(factlib.plain_words(texts[row])) if tokens else ()
         if present:
             out.append((first_row + row, frozenset(present)))
         for i, (answer, subject) in enumerate(keyless):
