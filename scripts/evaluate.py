@@ -35,7 +35,7 @@ with stage(smk) as log:
     mx.reset_peak_memory()
     splits = ("test", "valid", "train") if options.train_split_loss else ("test",)
     losses = split_losses(loaded.model, loaded.tokenizer, Path(smk.input.test).parent, smk.params.data_format, training["batch_size"],
-                          training["max_seq_length"], training["mask_prompt"], options.loss_batches, splits)
+                          training["max_seq_length"], training["mask_prompt"], options.loss_batches, splits, options.seed)
     log.info("test loss %.4f, perplexity %.3f", losses["test"]["loss"], losses["test"]["perplexity"])
     questions = test_questions(Path(smk.input.test), smk.params.data_format)
     quality = answer_quality(loaded.model, loaded.tokenizer, questions, options)

@@ -76,8 +76,14 @@ def test_questions(test_path: Path, data_format: str) -> list[dict]:
     return questions
 
 
-def split_losses(model, tokenizer, data_dir: Path, data_format: str, batch_size: int, max_seq_length: int, mask_prompt: bool, loss_batches: int, splits: tuple[str, ...]) -> dict:
-    """Mean token loss and perplexity per split, computed as `mlx_lm lora --test` computes them."""
+def split_losses(model, tokenizer, data_dir: Path, data_format: str, batch_size: int, max_seq_length: int, mask_prompt: bool, loss_batches: int,
+                 splits: tuple[str, ...], seed: int = 0) -> dict:
+    """Mean token loss and perplexity per split, computed as `mlx_lm lora --test` computes them.
+
+    mlx-lm's evaluate visits the batches in an order drawn from numpy's global generator, so a
+    partial loss (`loss_batches`) takes a random subset: seeded here as `mlx_lm lora --seed`
+    seeds it (default 0), so that reruns agree and `--test-batches N` gives the same figure."""
+    import numpy as np
     from mlx_lm.tuner.datasets import CacheDataset, load_local_dataset
     from mlx_lm.tuner.trainer import evaluate
 
@@ -91,6 +97,7 @@ def split_losses(model, tokenizer, data_dir: Path, data_format: str, batch_size:
         if len(dataset) < batch_size:
             raise PipelineError(f"the {name} split has {len(dataset)} example(s), fewer than the batch size ({batch_size})")
         start = time.perf_counter()
+        np.random.seed(seed)
         loss = evaluate(model, CacheDataset(dataset), batch_size, loss_batches, max_seq_length, loss=chunked_loss)
         batches = len(dataset) // batch_size if loss_batches == -1 else min(loss_batches, len(dataset) // batch_size)
         out[name] = {"loss": round(loss, 6), "perplexity": round(perplexity(loss), 4), "examples": batches * batch_size,
