@@ -47,21 +47,25 @@ def built_data(tmp_path_factory) -> Path:
     return wf
 
 
+BUILD_LOG = "build.log"  # what Snakemake printed while building the tiny_report tree
+
+
 @pytest.fixture(scope="session")
-def tiny_adapters(tmp_path_factory) -> Path:
-    """Data, tiny base, int4 model and both adapters, built once with the test configuration
-    and left unchanged by the tests that read them."""
-    wf = copy_workflow(tmp_path_factory.mktemp("adapters") / "wf")
-    snakemake(wf, "results/adapters/qlora", "results/adapters/lora", "--configfile", "config/config.yaml", str(ROOT / "tests/config/tiny.yaml"))
+def tiny_report(tmp_path_factory) -> Path:
+    """The whole chain up to results/report.html (data, tiny base, int4 model, both adapters,
+    evaluations, cards, lineage), built once from nothing with the test configuration by one
+    `snakemake results/report.html` (its output in BUILD_LOG); the tests that use it read it or
+    work on a copy."""
+    wf = copy_workflow(tmp_path_factory.mktemp("report") / "wf")
+    proc = snakemake(wf, "results/report.html", "--configfile", "config/config.yaml", str(ROOT / "tests/config/tiny.yaml"))
+    (wf.parent / BUILD_LOG).write_text(proc.stdout, encoding="utf-8")
     return wf
 
 
 @pytest.fixture(scope="session")
-def tiny_report(tiny_adapters) -> Path:
-    """Everything up to results/report.html (evaluations and lineage too), on the tiny_adapters
-    workflow; the tests that use it read it or work on a copy."""
-    snakemake(tiny_adapters, "results/report.html", "--configfile", "config/config.yaml", str(ROOT / "tests/config/tiny.yaml"))
-    return tiny_adapters
+def tiny_adapters(tiny_report) -> Path:
+    """The same tree, for the tests that need the adapters (and the models they were trained on)."""
+    return tiny_report
 
 
 def copy_built(src: Path, dest: Path) -> Path:
