@@ -6,6 +6,7 @@ from farense.base_model import resolve
 from farense.errors import PipelineError
 from farense.imports import project_modules
 from farense.profiles import resolve_training
+from farense.raw_files import scan
 
 try:
     BASE = resolve(config["model"]["base"])  # what model.base names; "auto" decided here, once
@@ -14,11 +15,12 @@ except PipelineError as err:
 
 
 def raw_files():
-    """Every file under raw_dir, so that adding, editing or removing one reruns cleaning."""
+    """Every file under raw_dir that cleaning reads (farense.raw_files: no link out of raw_dir, no
+    FIFO), so that adding, editing or removing one reruns cleaning."""
     raw = Path(config["raw_dir"])
     if not raw.is_dir():
         return []  # clean_text then stops with a message naming raw_dir
-    return sorted(str(p) for p in raw.rglob("*") if p.is_file())
+    return [str(p) for p in scan(raw, config["cleaning"]["allow_outside_links"])[0]]
 
 
 def code_of(script):

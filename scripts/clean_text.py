@@ -19,5 +19,6 @@ with stage(smk) as log:
             min_chars=cleaning["dedup_min_chars"],
         ),
         workers=smk.threads,
+        allow_outside_links=cleaning["allow_outside_links"],
     )
     log.info("cleaned %d file(s), skipped %d, %d warning(s)", len(report.files), len(report.skipped), len(report.warnings))

@@ -25,6 +25,7 @@ from .cleaning import STEPS, CleaningOptions, clean_inline, clean_prose
 from .errors import PipelineError
 from .paragraph_dedup import DocumentFingerprints, ParagraphIndex, fingerprint_paragraphs
 from .parallel import ordered_map, workers_for
+from .raw_files import scan
 from .textio import INTERMEDIATE_COMPRESSION, UndecodableError, atomic_path, decode_bytes, looks_binary, open_parquet, scratch_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -109,14 +110,31 @@ def make_doc_id(relative_path: str) -> str:
     return f"{slug}-{hashlib.sha256(relative_path.encode('utf-8')).hexdigest()[:8]}"
 
 
-def list_raw_files(raw_dir: str | os.PathLike) -> list[Path]:
+def list_raw_files(raw_dir: str | os.PathLike, allow_outside_links: bool = False) -> tuple[list[Path], list[dict]]:
+    """(the files to read, the entries skipped with their reason): farense.raw_files.scan."""
     raw = Path(raw_dir)
     if not raw.is_dir():
         raise CorpusError(f"raw_dir '{raw_dir}' does not exist or is not a directory (config key: raw_dir)")
-    files = sorted(p for p in raw.rglob("*") if p.is_file())
+    files, skipped = scan(raw, allow_outside_links)
     if not files:
-        raise CorpusError(f"raw_dir '{raw_dir}' contains no files (config key: raw_dir)")
-    return files
+        raise CorpusError(f"raw_dir '{raw_dir}' contains no files to read (config key: raw_dir; {len(skipped)} entries skipped)")
+    return files, skipped
+
+
+def check_unchanged(raw_dir: Path, read: dict[str, str]) -> None:
+    """Raise when a raw file's bytes now differ from those the stage read (`read`: relative
+    path -> sha256 of the bytes read): a file edited during the stage would leave a corpus that
+    mixes two versions, and a lineage entry hashing the new one."""
+    def sha256(path: Path) -> str:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
+    changed = [relative for relative, digest in read.items() if sha256(raw_dir / relative) != digest]
+    if changed:
+        raise CorpusError(f"raw file(s) changed while clean_text read them: {', '.join(changed[:10])}; nothing was written, run again")
 
 
 def _fold(name: str) -> str:
@@ -277,6 +295,7 @@ class CleanedFile:
     warnings: list = field(default_factory=list)
     stats: dict | None = None
     fingerprints: DocumentFingerprints | None = None
+    sha256: str | None = None  # of the bytes read
 
 
 # Files are cleaned in tasks of consecutive files of about this many bytes: enough work per
@@ -320,14 +339,15 @@ def clean_files(task: tuple[int, list[Path]], raw_dir: Path, parts_dir: Path, op
         # Only prose is deduplicated; question and table files have their own checks.
         if dedup_min_chars is not None and row["kind"] == "prose":
             fingerprints = fingerprint_paragraphs(row["text"].split("\n\n"), dedup_min_chars)
-        results.append(CleanedFile(relative, None, warnings, _file_stats(row), fingerprints))
+        results.append(CleanedFile(relative, None, warnings, _file_stats(row), fingerprints, row["raw_sha256"]))
         rows.append(row)
     if rows:
         pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), _part_path(parts_dir, number), compression=INTERMEDIATE_COMPRESSION)
     return results
 
 
-def clean_corpus(raw_dir, corpus_path, stats_path, options: CleaningOptions, dedup: DedupOptions, workers: int = 1) -> CleanReport:
+def clean_corpus(raw_dir, corpus_path, stats_path, options: CleaningOptions, dedup: DedupOptions, workers: int = 1,
+                 allow_outside_links: bool = False) -> CleanReport:
     """Run the whole stage. Raises CorpusError when nothing usable is found.
 
     Pass 1 cleans the files (in `workers` processes), each task writing its documents to a
@@ -336,8 +356,12 @@ def clean_corpus(raw_dir, corpus_path, stats_path, options: CleaningOptions, ded
     without them. The output is the same whatever the number of workers.
     """
     raw_dir = Path(raw_dir)
-    files = list_raw_files(raw_dir)
+    files, not_read = list_raw_files(raw_dir, allow_outside_links)
     report = CleanReport()
+    for entry in not_read:
+        report.skipped.append(entry)
+        log.warning("skipped %s: %s", entry["path"], entry["reason"])
+    read: dict[str, str] = {}
     deduplicate = dedup.exact or dedup.near
     workers = workers_for(sum(p.stat().st_size for p in files), workers)
     scratch = Path(corpus_path).parent
@@ -360,6 +384,7 @@ def clean_corpus(raw_dir, corpus_path, stats_path, options: CleaningOptions, ded
                 if cleaned.fingerprints is not None:
                     index.add_document(documents, cleaned.fingerprints)
                 report.files[cleaned.relative] = cleaned.stats
+                read[cleaned.relative] = cleaned.sha256
                 for step, n in cleaned.stats["steps"].items():
                     report.steps[step] += n
                 documents += 1
@@ -367,10 +392,11 @@ def clean_corpus(raw_dir, corpus_path, stats_path, options: CleaningOptions, ded
                 parts.append(_part_path(parts_dir, number))
         if documents == 0:
             reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in report.skipped[:10])
-            raise CorpusError(f"no usable file in raw_dir '{raw_dir}' ({len(files)} file(s) seen; {reasons})")
+            raise CorpusError(f"no usable file in raw_dir '{raw_dir}' ({len(files) + len(not_read)} file(s) seen; {reasons})")
         drops = index.decide(dedup.exact, dedup.near, workers)
         written = _write_without_duplicates(parts, out, index, drops, report)
-    write_json_atomic(stats_path, _stats_json(raw_dir, files, written, report, options, dedup))
+        check_unchanged(raw_dir, read)  # inside the atomic write: a changed file leaves no corpus
+    write_json_atomic(stats_path, _stats_json(raw_dir, len(files) + len(not_read), written, report, options, dedup))
     return report
 
 
@@ -451,12 +477,12 @@ def _file_stats(row: dict) -> dict:
     }
 
 
-def _stats_json(raw_dir, files, written, report: CleanReport, options, dedup) -> dict:
+def _stats_json(raw_dir, files_seen: int, written, report: CleanReport, options, dedup) -> dict:
     from dataclasses import asdict
 
     return {
         "raw_dir": str(raw_dir),
-        "files_seen": len(files),
+        "files_seen": files_seen,
         "documents_written": written,
         "files_skipped": report.skipped,
         "documents_dropped": report.dropped_documents,
