@@ -54,7 +54,7 @@ with stage(smk) as log:
         evaluation=evaluation_section(evals, trainings) + samples_section(evals, samples),
         lineage=lineage_section(load(smk.input.lineage_graph)),
         headline=headline(evals),
-        knowledge=knowledge_section(evals, load(smk.input.comparison)),
+        knowledge=knowledge_section(evals, load(smk.input.comparison), stand_in=base.get("kind") == "tiny"),
         trained=trained_sentence(base, conversion, trainings, config),
     )
     write_text_atomic(smk.output.html, page)

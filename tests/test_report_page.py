@@ -30,6 +30,7 @@ def test_the_report_shows_the_measured_evaluation(tiny_report):
     seen = qlora["answers"]["by_support"]["seen_fact"]
     assert f"{seen['fact_accuracy']:.3f} [{seen['fact_accuracy_ci'][0]:.2f}, {seen['fact_accuracy_ci'][1]:.2f}]" in knows
     assert "LoRA minus QLoRA on seen facts" in knows and "<svg" in knows and "hallucination rate" in knows
+    assert "tiny stand-in" in knows  # the figures of a model that cannot know the facts say so
     assert "Seen facts</h3>" in page and "Unseen facts</h3>" in page  # sample answers by label
     first = qlora["answers"]["per_question"][0]
     from farense.report_html import esc

@@ -72,8 +72,9 @@ def _with_ci(value, ci) -> str:
     return "—" if value is None else f"{value:.3f} {_ci(ci)}"
 
 
-def knowledge_section(evals: dict, comparison: dict) -> str:
-    """The report's first section: what the fine-tuned models know, with intervals; then cost."""
+def knowledge_section(evals: dict, comparison: dict, stand_in: bool = False) -> str:
+    """The report's first section: what the fine-tuned models know, with intervals; then cost.
+    `stand_in`: the base is the tiny model the pipeline builds, which knows no Portuguese."""
     ordered = _ordered(evals)
     if not ordered:
         return ""
@@ -84,6 +85,11 @@ def knowledge_section(evals: dict, comparison: dict) -> str:
            f"facts that no training record states (<b>unseen facts</b>, {num(counts[UNSEEN])}). <b>Fact accuracy</b> is the share of questions "
            "whose every fact (numbers, dates, names; for a match its result, score, venue, date and competition) the answer states rightly: "
            "an answer in the right form with one wrong fact scores 0. Brackets hold 95% bootstrap intervals over the questions.</p>"]
+    if stand_in:
+        out.append('<p class="bad">The base is the tiny stand-in the pipeline builds (about a million weights, a few pretraining '
+                   "steps): it cannot learn these facts, and the figures below only show that the chain runs. Build with a real "
+                   "model (<code>model.base: gemma3-270m</code>, the default where MLX has a GPU; see the README) to measure "
+                   "knowledge.</p>")
     out.append("<h3>Fact accuracy on seen facts</h3>")
     out.append(interval_chart_svg([(LABELS.get(n, n), e["answers"]["by_support"][SEEN]["fact_accuracy"], e["answers"]["by_support"][SEEN]["fact_accuracy_ci"])
                                    for n, e in ordered], xlabel="fact accuracy"))
