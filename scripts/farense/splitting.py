@@ -190,7 +190,8 @@ def leakage_check(assignment, group_keys, exact_keys, near_pairs: np.ndarray, th
     questions_across = 0
     if question_keys is not None:
         asked = np.asarray(question_keys) != ""
-        questions_across = crossing(np.where(asked, question_keys, np.arange(len(asked)).astype(str)))
+        # a record of no question gets a key of its own, which no folded question can equal
+        questions_across = crossing(np.where(asked, question_keys, np.char.add("\x00", np.arange(len(asked)).astype(str))))
     result = {
         "groups_across_splits": crossing(group_keys),
         "questions_across_splits": questions_across,
