@@ -65,9 +65,24 @@ def training_params():
     return resolve_training(config["training"], Path(workflow.basedir) / "config" / "profiles")
 
 
-def adapter_targets():
+def trained_adapters():
     """QLoRA always; the LoRA baseline unless training.train_lora is off."""
-    return [rules.train_qlora.output.adapter] + ([rules.train_lora.output.adapter] if config["training"]["train_lora"] else [])
+    return ["qlora"] + (["lora"] if config["training"]["train_lora"] else [])
+
+
+def adapter_output(name):
+    return (rules.train_lora if name == "lora" else rules.train_qlora).output.adapter
+
+
+def adapter_targets():
+    return [adapter_output(name) for name in trained_adapters()]
+
+
+def loaded_model(name):
+    """The model folder an evaluation or adapter named `name` uses: the int4 one for base and
+    qlora, the unquantized base the pipeline made for base_full and lora ([] when model.base
+    names a folder or hub id, read where it is)."""
+    return rules.convert_int4.output.model if name in ("base", "qlora") else built_base()
 
 
 def evaluation_training_params():
@@ -87,30 +102,19 @@ def evaluated_models():
     return ["base", "base_full", "qlora"] + (["lora"] if config["training"]["train_lora"] else [])
 
 
-def trained_adapters():
-    return ["qlora"] + (["lora"] if config["training"]["train_lora"] else [])
-
-
 def evaluation_inputs(wildcards):
-    """The model an evaluation loads (and the adapter on it): the int4 folder for base and qlora,
-    the unquantized base (the pipeline's folder, or model.base read where it is) for base_full and lora."""
-    inputs = {}
-    if wildcards.model in ("base", "qlora"):
-        inputs["model"] = rules.convert_int4.output.model
-    elif built_base():
-        inputs["model"] = built_base()
+    """The model an evaluation loads, and the adapter on it."""
+    inputs = {"model": loaded_model(wildcards.model)} if loaded_model(wildcards.model) else {}
     if wildcards.model in ("lora", "qlora"):
-        inputs["adapter"] = (rules.train_lora if wildcards.model == "lora" else rules.train_qlora).output.adapter
+        inputs["adapter"] = adapter_output(wildcards.model)
     return inputs
 
 
 def card_inputs(wildcards):
     """The adapter a model card describes, the model it was trained on, and the base the pipeline made."""
-    inputs = {"adapter": (rules.train_lora if wildcards.adapter == "lora" else rules.train_qlora).output.adapter}
-    if wildcards.adapter == "qlora":
-        inputs["model"] = rules.convert_int4.output.model
-    elif built_base():
-        inputs["model"] = built_base()
+    inputs = {"adapter": adapter_output(wildcards.adapter)}
+    if loaded_model(wildcards.adapter):
+        inputs["model"] = loaded_model(wildcards.adapter)
     if built_base():
         inputs["base"] = built_base()
     return inputs

@@ -37,7 +37,6 @@ def export(results: Path, adapter: str, dest: Path, fuse: bool = False) -> Path:
             if proc.returncode != 0:
                 raise PipelineError(f"mlx_lm fuse failed: {proc.stderr.strip()[-500:]}")
         else:
-            tmp.mkdir(parents=True, exist_ok=True)
             for name in ADAPTER_FILES:
                 if (Path(adapter_path) / name).exists():
                     shutil.copy2(Path(adapter_path) / name, tmp / name)
