@@ -39,8 +39,8 @@ with stage(smk) as log:
     log.info("test loss %.4f, perplexity %.3f", losses["test"]["loss"], losses["test"]["perplexity"])
     questions = test_questions(Path(smk.input.test), smk.params.data_format)
     quality = answer_quality(loaded.model, loaded.tokenizer, questions, options)
-    log.info("%d questions: exact match %s, F1 %s; %s generated tokens/s, median time to first token %s s", quality["questions"],
-             quality["exact_match"], quality["f1"], quality["generation"]["tokens_per_second"], quality["generation"]["time_to_first_token_median"])
+    log.info("%d questions: fact accuracy %s, exact match %s, F1 %s; %s generated tokens/s in batches of %d", quality["questions"],
+             quality["fact_accuracy"], quality["exact_match"], quality["f1"], quality["generation"]["tokens_per_second"], options.batch_size)
 
     training_summary, overfitting = {}, {}
     if adapter:

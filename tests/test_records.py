@@ -88,6 +88,22 @@ def test_table_questions_take_farense_side_home_and_away():
     assert facts == [{"kind": "competition", "value": "Taça de Portugal"}, {"kind": "season", "value": "1989/90"}]
 
 
+def test_the_ending_question_asks_the_result_in_other_words_and_states_its_facts():
+    from farense.facts import check
+
+    for row, answer in [
+        (dict(ROW, home="Farense", away="Olhanense", score="3 - 1"), "Com vitória do Farense, 3-1, em casa, num jogo da Taça de Portugal."),
+        (ROW, "Com um empate, 1-1 (a.p.), fora, num jogo da Taça de Portugal."),
+        (dict(ROW, home="Olympique Lyonnais", away="Farense", score="1-0"), "Com derrota do Farense, 0-1, fora, num jogo da Taça de Portugal."),
+    ]:
+        (result, _, _, result_facts), (template, question, got, facts) = match_questions(row, "Farense", ("result", "ending"))
+        assert template == "ending" and question.startswith("Como acabou o encontro entre o Farense e o ") and got == answer
+        assert facts == [f for f in result_facts if f["kind"] != "date"]  # the date is in the question
+        assert all(f["stated"] for f in check(facts, got))
+        wrong = got.replace("vitória", "derrota") if "vitória" in got else got.replace("fora", "em casa")
+        assert not all(f["stated"] for f in check(facts, wrong))
+
+
 def test_match_statements_state_the_facts_of_the_result_question_in_other_words():
     from farense.facts import check, states
 

@@ -40,7 +40,7 @@ def evaluation(name, response, adapter=True):
     """A small evaluation file, as scripts/evaluate.py writes it."""
     question = {"id": "q1", "kind": "qa_curated", "support": "seen_fact", "question": "Onde joga o <i>Farense</i>?", "reference": "No São Luís.",
                 "response": response, "facts": [{"kind": "name", "value": "São Luís", "stated": True}], "fact_correct": True, "asserts_specific": True,
-                "exact_match": 0.0, "f1": 0.5, "generated_tokens": 4, "time_to_first_token": 0.01, "decode_tokens_per_second": 100.0, "seconds": 0.05}
+                "exact_match": 0.0, "f1": 0.5, "generated_tokens": 4}
     scores = {"questions": 1, "questions_with_facts": 1, "fact_accuracy": 1.0, "fact_accuracy_ci": [1.0, 1.0], "exact_match": 0.0,
               "exact_match_ci": [0.0, 0.0], "f1": 0.5, "f1_ci": [0.5, 0.5]}
     unseen = {"questions": 0, "questions_with_facts": 0, "fact_accuracy": None, "fact_accuracy_ci": None, "exact_match": None, "exact_match_ci": None,
@@ -50,7 +50,7 @@ def evaluation(name, response, adapter=True):
         "loss": {"test": {"loss": 5.0, "perplexity": 148.4132, "examples": 20, "batches": 10, "seconds": 1.0}},
         "model": name, "adapter": f"results/adapters/{name}" if adapter else None,
         "answers": {**scores, "by_kind": {"qa_curated": scores}, "by_support": {"seen_fact": scores, "unseen_fact": unseen},
-                    "generation": {"tokens_per_second": 80.0, "time_to_first_token_median": 0.01, "max_new_tokens": 48}, "per_question": [question]},
+                    "generation": {"generated_tokens": 4, "seconds": 0.05, "tokens_per_second": 80.0, "batch_size": 16, "max_new_tokens": 48}, "per_question": [question]},
         "overfitting": {"per_step": [{"step": 10, "train_loss": 4.0, "val_loss": 5.0, "gap": 1.0}], "best_step": 10, "gap_at_best_step": 1.0} if adapter else {},
         "cost": {"model_bytes": 750000, "adapter_bytes": 84000 if adapter else 0, "training_seconds": 25.0 if adapter else None,
                  "training_tokens_per_second": 1500.0 if adapter else None, "training_peak_memory_gb": 0.08 if adapter else None,

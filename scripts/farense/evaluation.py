@@ -8,8 +8,8 @@
   stated rightly), exact match and token F1 (farense.metrics), per question, per kind and per
   support label (seen_fact / unseen_fact, farense.support), with seeded bootstrap intervals
   (farense.uncertainty); on unseen facts, how often a model still asserts a specific answer.
-- Generation cost: time to first token and decode tokens/s, after one warm-up answer (the first
-  call compiles kernels and pages weights in).
+- Generation cost: generated tokens/s with the answers generated in batches, after one warm-up
+  answer (the first call compiles kernels and pages weights in).
 - Overfitting: validation minus training loss at the validation steps of training (metrics.csv),
   and the same two losses measured on the whole splits with the adapter that was kept.
 """
@@ -37,6 +37,7 @@ QUESTION_KINDS = ("qa_curated", "qa_table")
 @dataclass(frozen=True)
 class EvalOptions:
     max_new_tokens: int = 48
+    batch_size: int = 16
     max_questions: int = -1
     loss_batches: int = -1
     train_split_loss: bool = True
@@ -111,28 +112,21 @@ def _prompt_tokens(tokenizer, prompt: dict) -> list[int]:
     return tokenizer.encode(prompt["text"])
 
 
-def generate_answer(model, tokenizer, prompt: dict, max_new_tokens: int) -> dict:
-    from mlx_lm import stream_generate
-    from mlx_lm.sample_utils import make_sampler
+def generate_answers(model, tokenizer, prompts: list[dict], max_new_tokens: int, batch_size: int) -> tuple[list[dict], float]:
+    """Greedy answers to the prompts, `batch_size` at a time (mlx-lm's batch_generate: the same
+    answers as one at a time, in a fraction of the time: 8 Gemma 3 270M answers on 2 CPU cores,
+    97 s one by one, 29 s as one batch, identical text); returns the answers and the seconds."""
+    from mlx_lm.generate import batch_generate
 
-    tokens = _prompt_tokens(tokenizer, prompt)
+    tokens = [_prompt_tokens(tokenizer, p) for p in prompts]
     start = time.perf_counter()
-    first, text, last = None, "", None
-    for response in stream_generate(model, tokenizer, tokens, max_tokens=max_new_tokens, sampler=make_sampler(temp=0.0)):
-        if first is None:
-            first = time.perf_counter() - start
-        text += response.text
-        last = response
-    seconds = time.perf_counter() - start
-    return {
-        "response": text.strip(),
-        "prompt_tokens": last.prompt_tokens if last else len(tokens),
-        "generated_tokens": last.generation_tokens if last else 0,
-        "seconds": seconds,
-        "time_to_first_token": first if first is not None else seconds,
-        "decode_tokens_per_second": last.generation_tps if last else 0.0,
-        "finish_reason": last.finish_reason if last else None,
-    }
+    out = []
+    for i in range(0, len(tokens), batch_size):
+        part = tokens[i : i + batch_size]
+        response = batch_generate(model, tokenizer, part, max_tokens=max_new_tokens, return_token_ids=True)
+        for prompt, text, ids in zip(part, response.texts, response.token_ids):
+            out.append({"response": text.strip(), "prompt_tokens": len(prompt), "generated_tokens": len(ids)})
+    return out, time.perf_counter() - start
 
 
 def score_answer(question: dict, response: str) -> dict:
@@ -172,19 +166,15 @@ def summarize(rows: list[dict], options: EvalOptions, label: str = "") -> dict:
 def answer_quality(model, tokenizer, questions: list[dict], options: EvalOptions) -> dict:
     """Greedy answers, their scores, and generation speed."""
     chosen = questions if options.max_questions == -1 else questions[: options.max_questions]
-    if chosen:
-        generate_answer(model, tokenizer, chosen[0]["prompt"], min(8, options.max_new_tokens))  # warm-up, not timed
-    rows = []
-    for q in chosen:
-        result = generate_answer(model, tokenizer, q["prompt"], options.max_new_tokens)
-        rows.append({
-            "id": q["id"], "kind": q["kind"], "support": q["support"], "question": q["question"], "reference": q["reference"],
-            "response": result["response"], **score_answer(q, result["response"]),
-            "generated_tokens": result["generated_tokens"], "time_to_first_token": round(result["time_to_first_token"], 4),
-            "decode_tokens_per_second": round(result["decode_tokens_per_second"], 1), "seconds": round(result["seconds"], 4),
-        })
+    if chosen:  # warm-up, not timed: the first call compiles kernels and pages weights in
+        generate_answers(model, tokenizer, [chosen[0]["prompt"]], min(4, options.max_new_tokens), 1)
+    results, seconds = generate_answers(model, tokenizer, [q["prompt"] for q in chosen], options.max_new_tokens, options.batch_size)
+    rows = [
+        {"id": q["id"], "kind": q["kind"], "support": q["support"], "question": q["question"], "reference": q["reference"],
+         "response": r["response"], **score_answer(q, r["response"]), "generated_tokens": r["generated_tokens"]}
+        for q, r in zip(chosen, results)
+    ]
     generated = sum(r["generated_tokens"] for r in rows)
-    seconds = sum(r["seconds"] for r in rows)
     overall = summarize(rows, options)
     return {
         **overall,
@@ -194,9 +184,9 @@ def answer_quality(model, tokenizer, questions: list[dict], options: EvalOptions
         "bootstrap": {"samples": options.bootstrap_samples, "seed": options.seed, "level": uncertainty.LEVEL},
         "generation": {
             "generated_tokens": generated,
+            "seconds": round(seconds, 3),
             "tokens_per_second": round(generated / seconds, 1) if seconds else None,
-            "decode_tokens_per_second_median": round(statistics.median(r["decode_tokens_per_second"] for r in rows), 1) if rows else None,
-            "time_to_first_token_median": round(statistics.median(r["time_to_first_token"] for r in rows), 4) if rows else None,
+            "batch_size": options.batch_size,
             "max_new_tokens": options.max_new_tokens,
         },
         "per_question": rows,

@@ -59,7 +59,7 @@ RECORD_SCHEMA = pa.schema(
     ]
 )
 
-TABLE_TEMPLATES = ("result", "venue", "competition")
+TABLE_TEMPLATES = ("result", "venue", "competition", "ending")
 TABLE_WORDINGS = 3  # prose wordings of a result that table_text can write (records.table_statements)
 
 
@@ -300,6 +300,11 @@ def match_questions(row: dict, club: str, templates: tuple[str, ...]) -> list[tu
         venue = f"Em casa: o {club} recebeu o {m.opponent}" if m.at_home else f"Fora: o {club} jogou no terreno do {m.opponent}"
         out.append(("venue", f"O jogo do {club} com o {m.opponent} em {when_text} foi em casa ou fora?",
                     f"{venue}, e o resultado foi {m.score} do lado do {club}.", m.facts("venue", "score")))
+    if "ending" in templates:  # the result asked and answered in other words than "result"
+        verdict = {"win": f"Com vitória do {club}", "loss": f"Com derrota do {club}", "draw": "Com um empate"}[m.outcome]
+        out.append(("ending", f"Como acabou o encontro entre o {club} e o {m.opponent} de {when_text}?",
+                    f"{verdict}, {m.score}{note_text}, {where}{f', num jogo da {m.competition}' if m.competition else ''}.",
+                    m.facts("outcome", "score", "venue", "competition")))
     if "competition" in templates and m.competition:
         out.append(("competition", f"Em que competição jogou o {club} contra o {m.opponent} em {when_text}?",
                     f"Na {m.competition}{f', época {m.season}' if m.season else ''}.", m.facts("competition", "season")))

@@ -45,7 +45,6 @@ def comparison_rows(evals: dict) -> list[list]:
         row("token F1 (test questions)", lambda e: e["answers"]["f1"]),
         row("validation - training loss (kept adapter, whole splits)", lambda e: e["overfitting"]["valid_minus_train_loss"]),
         row("generation tokens/s", lambda e: e["answers"]["generation"]["tokens_per_second"]),
-        row("time to first token, median (s)", lambda e: e["answers"]["generation"]["time_to_first_token_median"]),
         row("evaluation peak memory (GB)", lambda e: e["cost"]["evaluation_peak_memory_gb"]),
         row("evaluated with", lambda e: e["compute"]),
     ]

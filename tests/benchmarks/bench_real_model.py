@@ -1,6 +1,6 @@
 """The whole pipeline on a real base model, and the figures it measured.
 
-    python tests/benchmarks/bench_real_model.py [--cores 4] [--config 'model={"base": "gemma3-270m"}'] [--workdir DIR]
+    python tests/benchmarks/bench_real_model.py [--cores 4] [--configfile config/knowledge.yaml] [--config 'model={"base": "gemma3-270m"}'] [--workdir DIR]
 
 Runs `snakemake --cores N results/report.html` (in DIR, default the repository itself) with the
 given --config, then prints from what the stages wrote: each job's wall time and peak memory
@@ -44,11 +44,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cores", type=int, default=1)
     parser.add_argument("--config", nargs="*", default=[], help="passed to snakemake --config")
+    parser.add_argument("--configfile", help="a configuration file laid over config/config.yaml (snakemake --configfile)")
     parser.add_argument("--workdir", type=Path, default=ROOT)
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--out", type=Path, help="copy the evaluations, cards, report and split statistics here")
     args = parser.parse_args()
     command = [sys.executable, "-m", "snakemake", "--cores", str(args.cores), "results/report.html"]
+    if args.configfile:
+        command += ["--configfile", "config/config.yaml", args.configfile]
     if args.config:
         command += ["--config", *args.config]
     print("$", " ".join(command), flush=True)
