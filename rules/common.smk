@@ -120,6 +120,14 @@ def card_inputs(wildcards):
     return inputs
 
 
+def run_records():
+    """The run records (results/runs/<job>.json: time, memory, speed, machine) of the jobs whose cost
+    the report shows: base model, training, evaluation."""
+    records = [rules.train_qlora.output.run] + ([rules.train_lora.output.run] if config["training"]["train_lora"] else [])
+    records += expand("results/runs/evaluate_{model}.json", model=evaluated_models())
+    return records + ([rules.build_base_model.output.run] if BASE.built else [])
+
+
 def lineage_entries():
     """The provenance entries of every job the report depends on, gathered into results/lineage.json."""
     jobs = [rules.clean_text, rules.build_records, rules.split_jsonl, rules.convert_int4, rules.train_qlora]

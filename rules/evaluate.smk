@@ -12,6 +12,7 @@ rule evaluate:
     output:
         lineage="results/lineage/evaluate_{model}.json",
         summary="results/eval/{model}.json",
+        run="results/runs/evaluate_{model}.json",
     wildcard_constraints:
         model="base|base_full|lora|qlora",
     params:

@@ -1,5 +1,7 @@
 # Model stages: the base model (the tiny one built offline, a GGUF imported, or a model folder or
 # hub id read where it is), its int4 conversion, and the adapters trained on both.
+# A job that measures its own speed and memory writes them to its run record (results/runs/,
+# farense.run_record), never into the model or adapter folder: those hash the same on every build.
 
 
 rule build_base_model:
@@ -9,6 +11,7 @@ rule build_base_model:
     output:
         lineage="results/lineage/build_base_model.json",
         model=directory("results/models/base"),
+        run="results/runs/build_base_model.json",
     params:
         base=BASE.params(),
         tiny=config["model"]["tiny"] if BASE.kind == "tiny" else {},
@@ -53,6 +56,7 @@ rule train_qlora:
     output:
         lineage="results/lineage/train_qlora.json",
         adapter=directory("results/adapters/qlora"),
+        run="results/runs/train_qlora.json",
     params:
         model=model_location("model"),
         kind="int4",
@@ -78,6 +82,7 @@ rule train_lora:
     output:
         lineage="results/lineage/train_lora.json",
         adapter=directory("results/adapters/lora"),
+        run="results/runs/train_lora.json",
     params:
         model=model_location("model"),
         kind="fp16",

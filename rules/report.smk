@@ -13,6 +13,7 @@ rule report:
         evaluations=expand("results/eval/{model}.json", model=evaluated_models()),
         comparison=rules.compare_models.output.comparison,
         cards=expand("results/cards/{adapter}.md", adapter=trained_adapters()),
+        runs=run_records(),
         code=code_of("report.py"),
     output:
         lineage="results/lineage/report.json",

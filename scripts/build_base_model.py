@@ -6,9 +6,11 @@ from farense.fastblas import use_fast_blas
 blas = use_fast_blas()  # before mlx is imported
 
 import json  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from farense.base_model import packaged_gguf  # noqa: E402
+from farense.run_record import peak_memory_gb, write_run  # noqa: E402
 from farense.runlog import stage  # noqa: E402
 from farense.textio import atomic_dir  # noqa: E402
 
@@ -30,7 +32,7 @@ def train_texts(path):
     return texts
 
 
-def build_tiny(tmp: Path, log) -> dict:
+def build_tiny(tmp: Path, log) -> tuple[dict, dict]:
     import pyarrow.parquet as pq
 
     from farense.tiny_model import TinyModelOptions, build_tiny_model
@@ -40,13 +42,13 @@ def build_tiny(tmp: Path, log) -> dict:
     corpus = pq.read_table(smk.input.corpus, columns=["text"]).column("text").to_pylist()
     tokenizer = train_tokenizer(corpus, options.vocab_size, tmp)
     log.info("tokenizer: %d tokens trained on %d documents", len(tokenizer), len(corpus))
-    summary = build_tiny_model(train_texts(smk.input.train), tmp, options, tokenizer)
-    summary["blas"] = blas
+    summary, speed = build_tiny_model(train_texts(smk.input.train), tmp, options, tokenizer)
     log.info("tiny base model: %.2fM parameters", summary["parameters"] / 1e6)
-    return summary
+    measured = {"pretrain_speed": speed, "pretrain_tokens_per_second": speed[-1]["tokens_per_second"] if speed else None}
+    return summary, measured
 
 
-def import_base(spec: dict, tmp: Path, log) -> dict:
+def import_base(spec: dict, tmp: Path, log) -> tuple[dict, dict]:
     from farense.gguf_import import import_gguf
     from farense.lineage import sha256_file
 
@@ -65,15 +67,19 @@ def import_base(spec: dict, tmp: Path, log) -> dict:
     summary.update(gguf=name, gguf_sha256=sha256)
     log.info("%s (%s): %d tensors %s -> %s, chat template from %s", summary["name"], summary["architecture"],
              summary["tensors"], summary["tensor_types"], summary["dtype"], summary["chat_template"])
-    return summary
+    return summary, {}
 
 
 with stage(smk) as log:
     spec = dict(smk.params.base)
     if spec.get("auto"):
         log.info("model.base auto -> %s: %s", spec["name"], spec["auto"])
+    started = time.perf_counter()
     with atomic_dir(smk.output.model) as tmp:  # whole or not at all
-        summary = build_tiny(tmp, log) if spec["kind"] == "tiny" else import_base(spec, tmp, log)
+        summary, measured = build_tiny(tmp, log) if spec["kind"] == "tiny" else import_base(spec, tmp, log)
         summary["base"] = spec
+        # what the seed and the source decide; the speed of this run goes to the run record
         (tmp / "farense_base.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    write_run(smk.output.run, {"job": "build_base_model", "seconds": round(time.perf_counter() - started, 2), **measured,
+                               "peak_memory_gb": peak_memory_gb()}, blas)
     log.info("base model -> %s", smk.output.model)

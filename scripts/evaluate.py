@@ -5,7 +5,6 @@ from farense.fastblas import use_fast_blas
 blas = use_fast_blas()  # before mlx is imported
 
 import json  # noqa: E402
-import platform  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -14,6 +13,7 @@ import mlx.core as mx  # noqa: E402
 from farense.compute import prepare  # noqa: E402
 from farense.evaluation import EvalOptions, answer_quality, directory_bytes, overfitting_from_metrics, split_losses, test_questions  # noqa: E402
 from farense.inference import load  # noqa: E402
+from farense.run_record import peak_memory_gb, write_run  # noqa: E402
 from farense.runlog import stage  # noqa: E402
 from farense.textio import write_json_atomic  # noqa: E402
 
@@ -34,13 +34,13 @@ with stage(smk) as log:
     log.info("compute: %s (device %s)", compute_note, mx.default_device())
     mx.reset_peak_memory()
     splits = ("test", "valid", "train") if options.train_split_loss else ("test",)
-    losses = split_losses(loaded.model, loaded.tokenizer, Path(smk.input.test).parent, smk.params.data_format, training["batch_size"],
+    losses, loss_seconds = split_losses(loaded.model, loaded.tokenizer, Path(smk.input.test).parent, smk.params.data_format, training["batch_size"],
                           training["max_seq_length"], training["mask_prompt"], options.loss_batches, splits, options.seed)
     log.info("test loss %.4f, perplexity %.3f", losses["test"]["loss"], losses["test"]["perplexity"])
     questions = test_questions(Path(smk.input.test), smk.params.data_format)
-    quality = answer_quality(loaded.model, loaded.tokenizer, questions, options)
+    quality, speed = answer_quality(loaded.model, loaded.tokenizer, questions, options)
     log.info("%d questions: fact accuracy %s, exact match %s, F1 %s; %s generated tokens/s in batches of %d", quality["questions"],
-             quality["fact_accuracy"], quality["exact_match"], quality["f1"], quality["generation"]["tokens_per_second"], options.batch_size)
+             quality["fact_accuracy"], quality["exact_match"], quality["f1"], speed["tokens_per_second"], options.batch_size)
 
     training_summary, overfitting = {}, {}
     if adapter:
@@ -54,6 +54,8 @@ with stage(smk) as log:
         overfitting["valid_minus_train_loss"] = round(losses["valid"]["loss"] - losses["train"]["loss"], 6)
 
     model_dir = Path(model_path)
+    # What the model, data and settings decide (the same on every build); time and memory of this
+    # run, and the generation speed, go to the run record, where the report reads them.
     summary = {
         "model": name,
         "base": model_path,
@@ -64,19 +66,13 @@ with stage(smk) as log:
         "cost": {
             "model_bytes": directory_bytes(model_dir),
             "adapter_bytes": directory_bytes(Path(adapter)) if adapter else 0,
-            "training_seconds": training_summary.get("train_seconds"),
-            "training_wall_seconds": training_summary.get("wall_seconds"),
-            "training_tokens_per_second": training_summary.get("tokens_per_second"),
-            "training_peak_memory_gb": training_summary.get("peak_memory_gb"),
             "training_compute": training_summary.get("compute"),
-            "evaluation_peak_memory_gb": round(mx.get_peak_memory() / 1e9, 4),
-            "evaluation_seconds": round(time.time() - started, 2),
         },
         "settings": {"evaluation": dict(smk.params.evaluation), "batch_size": training["batch_size"],
                      "max_seq_length": training["max_seq_length"], "mask_prompt": training["mask_prompt"], "data_format": smk.params.data_format},
         "compute": compute_note,
         "device": str(mx.default_device()),
-        "blas": blas,
-        "platform": platform.platform(),
     }
     write_json_atomic(smk.output.summary, summary)
+    write_run(smk.output.run, {"job": f"evaluate_{name}", "seconds": round(time.time() - started, 2), "loss_seconds": loss_seconds,
+                               "generation": speed, "peak_memory_gb": peak_memory_gb()}, blas)

@@ -4,7 +4,7 @@ import csv
 import json
 from pathlib import Path
 
-from farense.report_eval import evaluation_section, headline, knowledge_section, samples_section
+from farense.report_eval import evaluation_section, headline, knowledge_section, measured_costs, samples_section
 from farense.report_html import build_report, esc, model_section
 from farense.report_lineage import lineage_section
 from farense.runlog import stage
@@ -43,6 +43,8 @@ with stage(smk) as log:
         folder = Path(adapter)
         trainings[folder.name] = (load(folder / "training_summary.json"), metrics(folder / "metrics.csv"))
     evals = {Path(p).stem: load(p) for p in smk.input.evaluations}
+    runs = {Path(p).stem: load(p) for p in smk.input.runs}  # {job: run record}: the cost figures
+    costs = measured_costs(runs)
     base_dir = smk.input.get("base")  # the folder the pipeline made (tiny, GGUF import); absent for a model named in the config
     base_info = Path(base_dir) / "farense_base.json" if isinstance(base_dir, str) and base_dir else None
     base = load(base_info) if base_info and base_info.exists() else {}
@@ -50,11 +52,11 @@ with stage(smk) as log:
     samples = config["evaluation"]["samples_in_report"]
     page = build_report(
         load(smk.input.clean_stats), load(smk.input.records_stats), load(smk.input.split_stats), config,
-        model=model_section(conversion, base, trainings),
-        evaluation=evaluation_section(evals, trainings) + samples_section(evals, samples),
+        model=model_section(conversion, base, trainings, runs),
+        evaluation=evaluation_section(evals, costs) + samples_section(evals, samples),
         lineage=lineage_section(load(smk.input.lineage_graph)),
-        headline=headline(evals),
-        knowledge=knowledge_section(evals, load(smk.input.comparison), stand_in=base.get("kind") == "tiny"),
+        headline=headline(evals, costs),
+        knowledge=knowledge_section(evals, load(smk.input.comparison), costs, stand_in=base.get("kind") == "tiny"),
         trained=trained_sentence(base, conversion, trainings, config),
     )
     write_text_atomic(smk.output.html, page)

@@ -5,7 +5,6 @@ from farense.fastblas import use_fast_blas
 blas = use_fast_blas()  # before mlx is imported
 
 import hashlib  # noqa: E402
-import platform  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -24,6 +23,7 @@ from tqdm import tqdm  # noqa: E402
 from farense.compute import prepare  # noqa: E402
 from farense.errors import PipelineError  # noqa: E402
 from farense.lineage import sha256_file as file_hash  # noqa: E402
+from farense.run_record import peak_memory_gb, write_run  # noqa: E402
 from farense.runlog import stage  # noqa: E402
 from farense.textio import write_json_atomic  # noqa: E402
 from farense.chat_templates import ensure_chat_template  # noqa: E402
@@ -89,12 +89,15 @@ with stage(smk) as log:
         bar.refresh()
 
     started = time.time()
-    state = train(model, CacheDataset(train_set), CacheDataset(valid_set), options, tmp, Path(smk.params.checkpoints), run_id, progress)
+    state, measured = train(model, CacheDataset(train_set), CacheDataset(valid_set), options, tmp, Path(smk.params.checkpoints), run_id, progress)
     bar.close()
     wall = time.time() - started
     config = {**adapter_config, "model": model_path, "base_model_kind": smk.params.kind, "training": asdict(options), "run": run_id}
     write_json_atomic(tmp / "adapter_config.json", config)
     final = next((m for m in reversed(state.metrics) if m["train_loss"] is not None), {})
+    # What the inputs decide: the same on every build of the same inputs (an adapter folder is
+    # hashed by the lineage and by whoever receives it). How this run went (time, memory, a resume)
+    # goes to the run record.
     summary = {
         "adapter": out.name,
         "run": run_id,
@@ -103,21 +106,14 @@ with stage(smk) as log:
         "profile": settings.get("profile"),
         "compute": compute_note,
         "device": str(mx.default_device()),
-        "blas": blas,
-        "platform": platform.platform(),
         "iterations": state.iteration,
         "best_step": state.best_step,
         "best_val_loss": state.best_val_loss,
         "initial_val_loss": state.metrics[0]["val_loss"],
         "stopped_early": state.stopped_early,
-        "resumed_from": state.resumed_from,
         "trained_tokens": state.trained_tokens,
-        "train_seconds": round(state.train_seconds, 2),
-        "wall_seconds": round(wall, 2),
-        "tokens_per_second": round(state.trained_tokens / state.train_seconds, 1) if state.train_seconds else None,
         "padding_share": round(state.padded_tokens / max(state.batch_tokens, 1), 4),
         "examples_left_out": state.skipped_examples,
-        "peak_memory_gb": round(mx.get_peak_memory() / 1e9, 4),
         "final_train_loss": final.get("train_loss"),
         "trainable_parameters": trainable,
         "adapter_bytes": (tmp / "adapters.safetensors").stat().st_size,
@@ -125,8 +121,18 @@ with stage(smk) as log:
     write_json_atomic(tmp / "training_summary.json", summary)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)  # whole or not at all
+    record = write_run(smk.output.run, {
+        "job": f"train_{out.name}",
+        "resumed_from": measured.resumed_from,
+        "train_seconds": round(measured.seconds, 2),  # in the training step, this process
+        "wall_seconds": round(wall, 2),  # training with its validations and checkpoints
+        "trained_tokens": measured.tokens,
+        "tokens_per_second": measured.tokens_per_second,
+        "peak_memory_gb": peak_memory_gb(),
+        "steps": measured.steps,
+    }, blas)
     log.info(
         "%s: best validation loss %.4f at step %d (step 0: %.4f); %d iterations, %.0f tokens/s, %.1f%% padding, peak %.3f GB",
         out.name, state.best_val_loss, state.best_step, summary["initial_val_loss"], state.iteration,
-        summary["tokens_per_second"] or 0, 100 * summary["padding_share"], summary["peak_memory_gb"],
+        record["tokens_per_second"] or 0, 100 * summary["padding_share"], record["peak_memory_gb"],
     )

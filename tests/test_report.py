@@ -47,25 +47,34 @@ def evaluation(name, response, adapter=True):
               "f1": None, "f1_ci": None, "hallucination_rate": None, "hallucination_rate_ci": None}
     return {
         "compute": "dequantized int4 weights in float32",
-        "loss": {"test": {"loss": 5.0, "perplexity": 148.4132, "examples": 20, "batches": 10, "seconds": 1.0}},
+        "loss": {"test": {"loss": 5.0, "perplexity": 148.4132, "examples": 20, "batches": 10}},
         "model": name, "adapter": f"results/adapters/{name}" if adapter else None,
         "answers": {**scores, "by_kind": {"qa_curated": scores}, "by_support": {"seen_fact": scores, "unseen_fact": unseen},
-                    "generation": {"generated_tokens": 4, "seconds": 0.05, "tokens_per_second": 80.0, "batch_size": 16, "max_new_tokens": 48}, "per_question": [question]},
+                    "generation": {"generated_tokens": 4, "batch_size": 16, "max_new_tokens": 48}, "per_question": [question]},
         "overfitting": {"per_step": [{"step": 10, "train_loss": 4.0, "val_loss": 5.0, "gap": 1.0}], "best_step": 10, "gap_at_best_step": 1.0} if adapter else {},
-        "cost": {"model_bytes": 750000, "adapter_bytes": 84000 if adapter else 0, "training_seconds": 25.0 if adapter else None,
-                 "training_tokens_per_second": 1500.0 if adapter else None, "training_peak_memory_gb": 0.08 if adapter else None,
-                 "training_compute": "x" if adapter else None, "evaluation_peak_memory_gb": 0.03},
+        "cost": {"model_bytes": 750000, "adapter_bytes": 84000 if adapter else 0, "training_compute": "x" if adapter else None},
         "settings": {"evaluation": {"max_new_tokens": 48}, "batch_size": 2, "max_seq_length": 512},
     }
 
 
+def run_records():
+    """Run records as the stages write them (results/runs/): QLoRA's training, both evaluations."""
+    evaluation = {"seconds": 3.0, "peak_memory_gb": 0.03, "generation": {"tokens_per_second": 80.0, "seconds": 0.05, "batch_size": 16}}
+    return {"train_qlora": {"train_seconds": 25.0, "tokens_per_second": 1500.0, "peak_memory_gb": 0.08, "resumed_from": None, "blas": "OpenBLAS",
+                            "steps": [{"step": 5, "tokens_per_second": 1400.0, "peak_memory_gb": 0.07}, {"step": 10, "tokens_per_second": 1600.0, "peak_memory_gb": 0.08}]},
+            "evaluate_base": evaluation, "evaluate_qlora": evaluation}
+
+
 def test_evaluation_sections_escape_answers_and_mark_what_does_not_apply():
-    from farense.report_eval import comparison_rows, evaluation_section, knowledge_section, samples_section
+    from farense.report_eval import comparison_rows, evaluation_section, knowledge_section, measured_costs, samples_section
 
     evals = {"base": evaluation("base", "<script>alert(1)</script>", adapter=False), "qlora": evaluation("qlora", "No São Luís & arredores")}
-    rows = {r[0]: r[1:] for r in comparison_rows(evals)}
+    costs = measured_costs(run_records())
+    rows = {r[0]: r[1:] for r in comparison_rows(evals, costs)}
     assert rows["training time (s)"] == [None, 25.0] and rows["test perplexity"] == [148.4132, 148.4132]
-    page = knowledge_section(evals, {}) + evaluation_section(evals, {}) + samples_section(evals, 8)
+    assert rows["generation tokens/s"] == [80.0, 80.0] and rows["evaluation peak memory (GB)"] == [0.03, 0.03]
+    page = knowledge_section(evals, {}, costs) + evaluation_section(evals, costs) + samples_section(evals, 8)
+    assert "Peak memory during training (GB)" in page  # drawn from the training's run record
     assert "1.000 [1.00, 1.00]" in page  # fact accuracy on seen facts with its interval
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "&lt;i&gt;Farense&lt;/i&gt;" in page and "No São Luís &amp; arredores" in page

@@ -39,9 +39,14 @@ def test_training_improves_validation_loss_and_writes_what_users_read(trained):
         # tiny.yaml: 0.5 epochs of batch 2, accumulation 2, over the training examples that fit 128 tokens
         at_most = round(0.5 * (sum(1 for _ in open(trained / "results/data/train.jsonl")) // 2))
         assert summary["iterations"] % 2 == 0 and 40 <= summary["iterations"] <= at_most
-        assert summary["tokens_per_second"] > 0 and 0 <= summary["padding_share"] < 1
+        assert 0 <= summary["padding_share"] < 1 and summary["trained_tokens"] > 0
         metrics = pd.read_csv(out / "metrics.csv")
-        assert list(metrics.columns) == ["step", "epoch", "train_loss", "val_loss", "learning_rate", "tokens_per_second", "peak_memory_gb", "padding_share"]
+        assert list(metrics.columns) == ["step", "epoch", "train_loss", "val_loss", "learning_rate", "padding_share"]
+        # speed and memory: in the run record, at the steps of the metrics rows after step 0
+        run = json.loads((trained / f"results/runs/train_{name}.json").read_text())
+        assert run["tokens_per_second"] > 0 and run["peak_memory_gb"] > 0 and run["train_seconds"] > 0 and run["blas"]
+        assert run["trained_tokens"] == summary["trained_tokens"] and run["resumed_from"] is None
+        assert [s["step"] for s in run["steps"]] == list(metrics["step"])[1:] and all(s["peak_memory_gb"] > 0 for s in run["steps"])
         evals = metrics.dropna(subset=["val_loss"])
         assert summary["best_step"] == int(evals.loc[evals["val_loss"].idxmin(), "step"])
         config = json.loads((out / "adapter_config.json").read_text())
@@ -92,7 +97,7 @@ def test_resume_after_a_kill_ends_at_the_same_adapter(trained):
     snakemake(trained, "results/adapters/qlora", *CONFIG, *longer, "--forcerun", "train_qlora")
     reference = load_adapter(trained / "results/adapters/qlora/adapters.safetensors")
     uninterrupted = json.loads((trained / "results/adapters/qlora/training_summary.json").read_text())
-    assert uninterrupted["resumed_from"] is None
+    assert json.loads((trained / "results/runs/train_qlora.json").read_text())["resumed_from"] is None
 
     shutil.rmtree(trained / "results/checkpoints/qlora")
     cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "results/adapters/qlora", *CONFIG, *longer, "--forcerun", "train_qlora"]
@@ -113,7 +118,11 @@ def test_resume_after_a_kill_ends_at_the_same_adapter(trained):
     snakemake(trained, "--unlock", *CONFIG)
     snakemake(trained, "results/adapters/qlora", *CONFIG, *longer)
     summary = json.loads((trained / "results/adapters/qlora/training_summary.json").read_text())
-    assert summary["resumed_from"] == killed_at and summary["iterations"] == uninterrupted["iterations"] > killed_at
+    run = json.loads((trained / "results/runs/train_qlora.json").read_text())  # how the run went: resumed
+    assert run["resumed_from"] == killed_at and summary["iterations"] == uninterrupted["iterations"] > killed_at
+    # what it made: the same summary as the uninterrupted run's (the adapter within 1e-5, below)
+    assert summary["best_step"] == uninterrupted["best_step"] and summary["trained_tokens"] == uninterrupted["trained_tokens"]
+    assert run["trained_tokens"] < summary["trained_tokens"]  # this run trained only the steps after the checkpoint
     resumed = load_adapter(trained / "results/adapters/qlora/adapters.safetensors")
     assert resumed.keys() == reference.keys()
     assert max(float(np.abs(resumed[k] - reference[k]).max()) for k in reference) < 1e-5

@@ -9,7 +9,9 @@
   support label (seen_fact / unseen_fact, farense.support), with seeded bootstrap intervals
   (farense.uncertainty); on unseen facts, how often a model still asserts a specific answer.
 - Generation cost: generated tokens/s with the answers generated in batches, after one warm-up
-  answer (the first call compiles kernels and pages weights in).
+  answer (the first call compiles kernels and pages weights in). Returned apart from the scores:
+  it differs from run to run and goes to the job's run record (farense.run_record), not to
+  results/eval/.
 - Overfitting: validation minus training loss at the validation steps of training (metrics.csv),
   and the same two losses measured on the whole splits with the adapter that was kept.
 """
@@ -78,12 +80,13 @@ def test_questions(test_path: Path, data_format: str) -> list[dict]:
 
 
 def split_losses(model, tokenizer, data_dir: Path, data_format: str, batch_size: int, max_seq_length: int, mask_prompt: bool, loss_batches: int,
-                 splits: tuple[str, ...], seed: int = 0) -> dict:
+                 splits: tuple[str, ...], seed: int = 0) -> tuple[dict, dict]:
     """Mean token loss and perplexity per split, computed as `mlx_lm lora --test` computes them.
 
     mlx-lm's evaluate visits the batches in an order drawn from numpy's global generator, so a
     partial loss (`loss_batches`) takes a random subset: seeded here as `mlx_lm lora --seed`
-    seeds it (default 0), so that reruns agree and `--test-batches N` gives the same figure."""
+    seeds it (default 0), so that reruns agree and `--test-batches N` gives the same figure.
+    Returns the losses and the seconds each split took."""
     import numpy as np
     from mlx_lm.tuner.datasets import CacheDataset, load_local_dataset
     from mlx_lm.tuner.trainer import evaluate
@@ -92,7 +95,7 @@ def split_losses(model, tokenizer, data_dir: Path, data_format: str, batch_size:
 
     mask = mask_prompt and data_format != "text"
     sets = dict(zip(("train", "valid", "test"), load_local_dataset(data_dir, tokenizer, types.SimpleNamespace(mask_prompt=mask))))
-    out = {}
+    out, seconds = {}, {}
     for name in splits:
         dataset = sets[name]
         if len(dataset) < batch_size:
@@ -101,9 +104,9 @@ def split_losses(model, tokenizer, data_dir: Path, data_format: str, batch_size:
         np.random.seed(seed)
         loss = evaluate(model, CacheDataset(dataset), batch_size, loss_batches, max_seq_length, loss=chunked_loss)
         batches = len(dataset) // batch_size if loss_batches == -1 else min(loss_batches, len(dataset) // batch_size)
-        out[name] = {"loss": round(loss, 6), "perplexity": round(perplexity(loss), 4), "examples": batches * batch_size,
-                     "batches": batches, "seconds": round(time.perf_counter() - start, 3)}
-    return out
+        out[name] = {"loss": round(loss, 6), "perplexity": round(perplexity(loss), 4), "examples": batches * batch_size, "batches": batches}
+        seconds[name] = round(time.perf_counter() - start, 3)
+    return out, seconds
 
 
 def _prompt_tokens(tokenizer, prompt: dict) -> list[int]:
@@ -163,8 +166,8 @@ def summarize(rows: list[dict], options: EvalOptions, label: str = "") -> dict:
     return out
 
 
-def answer_quality(model, tokenizer, questions: list[dict], options: EvalOptions) -> dict:
-    """Greedy answers, their scores, and generation speed."""
+def answer_quality(model, tokenizer, questions: list[dict], options: EvalOptions) -> tuple[dict, dict]:
+    """Greedy answers and their scores; and apart, the generation speed (overall and per question)."""
     chosen = questions if options.max_questions == -1 else questions[: options.max_questions]
     if chosen:  # warm-up, not timed: the first call compiles kernels and pages weights in
         generate_answers(model, tokenizer, [chosen[0]["prompt"]], min(4, options.max_new_tokens), 1)
@@ -176,21 +179,17 @@ def answer_quality(model, tokenizer, questions: list[dict], options: EvalOptions
     ]
     generated = sum(r["generated_tokens"] for r in rows)
     overall = summarize(rows, options)
-    return {
+    speed = {"tokens_per_second": round(generated / seconds, 1) if seconds else None, "seconds": round(seconds, 3), "batch_size": options.batch_size}
+    quality = {
         **overall,
         "questions_available": len(questions),
         "by_kind": {kind: summarize([r for r in rows if r["kind"] == kind], options) for kind in sorted({r["kind"] for r in rows})},
         "by_support": {label: summarize([r for r in rows if r["support"] == label], options, label) for label in LABELS},
         "bootstrap": {"samples": options.bootstrap_samples, "seed": options.seed, "level": uncertainty.LEVEL},
-        "generation": {
-            "generated_tokens": generated,
-            "seconds": round(seconds, 3),
-            "tokens_per_second": round(generated / seconds, 1) if seconds else None,
-            "batch_size": options.batch_size,
-            "max_new_tokens": options.max_new_tokens,
-        },
+        "generation": {"generated_tokens": generated, "batch_size": options.batch_size, "max_new_tokens": options.max_new_tokens},
         "per_question": rows,
     }
+    return quality, speed
 
 
 def overfitting_from_metrics(metrics_csv: Path) -> dict:

@@ -80,8 +80,9 @@ def card(name: str, base_model: str, evaluation: dict, comparison: dict, summary
             f"batch {training['batch_size']} x accumulation {training['grad_accumulation']}, sequences up to {training['max_seq_length']} tokens",
             f"- {summary['iterations']} iterations; kept the adapter of step {summary['best_step']} (best validation loss "
             f"{summary['best_val_loss']:.4f}); {summary['trainable_parameters']} trainable parameters",
-            # no speed here: a card is hashed like any artifact, and timings differ from run to run
-            f"- computed as: {summary['compute']} on {summary['device']}; peak memory {summary['peak_memory_gb']} GB", "",
+            # no speed or memory here: a card is hashed like any artifact, and those differ from run
+            # to run (they are in the training's run record, results/runs/, and the report)
+            f"- computed as: {summary['compute']} on {summary['device']}", "",
             "## Made from (sha256)", ""]
     out += [f"- `{path}`: `{digest}`" for path, digest in hashes.items()]
     out += ["", "## Use", "", "```",

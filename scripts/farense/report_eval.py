@@ -1,5 +1,6 @@
 """Report sections from the evaluation files: the headline, LoRA vs QLoRA side by side, the
-overfitting gap, and sample answers."""
+overfitting gap, and sample answers. Time, memory and speed come from the jobs' run records
+(results/runs/, farense.run_record), not from the evaluation files, which hold none."""
 
 from __future__ import annotations
 
@@ -18,35 +19,56 @@ def _mb(value) -> float | None:
     return round(value / 1e6, 3) if value else None
 
 
-def comparison_rows(evals: dict) -> list[list]:
-    """One row per measure, one column per evaluated model; None where a measure does not apply."""
+def measured_costs(runs: dict[str, dict]) -> dict[str, dict]:
+    """Per model, the cost figures of its run records ({job: record}): its training
+    (train_<model>) and its evaluation (evaluate_<model>); None where a record or figure is missing."""
+    costs = {}
+    for name in ORDER:
+        train, evaluation = runs.get(f"train_{name}") or {}, runs.get(f"evaluate_{name}") or {}
+        generation = evaluation.get("generation") or {}
+        costs[name] = {
+            "training_seconds": train.get("train_seconds"),
+            "training_tokens_per_second": train.get("tokens_per_second"),
+            "training_peak_memory_gb": train.get("peak_memory_gb"),
+            "training_memory": [(s["step"], s["peak_memory_gb"]) for s in train.get("steps", []) if s.get("peak_memory_gb") is not None],
+            "generation_tokens_per_second": generation.get("tokens_per_second"),
+            "evaluation_peak_memory_gb": evaluation.get("peak_memory_gb"),
+        }
+    return costs
+
+
+def comparison_rows(evals: dict, costs: dict | None = None) -> list[list]:
+    """One row per measure, one column per evaluated model; None where a measure does not apply.
+    `costs`: measured_costs of the run records."""
+    costs = costs or {}
+
     def row(label, get):
         values = []
-        for _, e in _ordered(evals):
+        for name, e in _ordered(evals):
             try:
-                values.append(get(e))
+                values.append(get(e, costs.get(name, {})))
             except (KeyError, TypeError):
                 values.append(None)
         return [label] + values
 
     return [
-        row("model weights on disk (MB)", lambda e: _mb(e["cost"]["model_bytes"])),
-        row("adapter on disk (MB)", lambda e: _mb(e["cost"]["adapter_bytes"])),
-        row("training time (s)", lambda e: e["cost"]["training_seconds"]),
-        row("training tokens/s", lambda e: e["cost"]["training_tokens_per_second"]),
-        row("training peak memory (GB)", lambda e: e["cost"]["training_peak_memory_gb"]),
-        row("training compute", lambda e: e["cost"]["training_compute"]),
-        row("test loss", lambda e: e["loss"]["test"]["loss"]),
-        row("test perplexity", lambda e: e["loss"]["test"]["perplexity"]),
-        row("fact accuracy, seen facts", lambda e: e["answers"]["by_support"][SEEN]["fact_accuracy"]),
-        row("fact accuracy, unseen facts", lambda e: e["answers"]["by_support"][UNSEEN]["fact_accuracy"]),
-        row("hallucination rate, unseen facts", lambda e: e["answers"]["by_support"][UNSEEN]["hallucination_rate"]),
-        row("exact match (test questions)", lambda e: e["answers"]["exact_match"]),
-        row("token F1 (test questions)", lambda e: e["answers"]["f1"]),
-        row("validation - training loss (kept adapter, whole splits)", lambda e: e["overfitting"]["valid_minus_train_loss"]),
-        row("generation tokens/s", lambda e: e["answers"]["generation"]["tokens_per_second"]),
-        row("evaluation peak memory (GB)", lambda e: e["cost"]["evaluation_peak_memory_gb"]),
-        row("evaluated with", lambda e: e["compute"]),
+        row("model weights on disk (MB)", lambda e, c: _mb(e["cost"]["model_bytes"])),
+        row("adapter on disk (MB)", lambda e, c: _mb(e["cost"]["adapter_bytes"])),
+        row("training time (s)", lambda e, c: c["training_seconds"]),
+        row("training tokens/s", lambda e, c: c["training_tokens_per_second"]),
+        row("training peak memory (GB)", lambda e, c: c["training_peak_memory_gb"]),
+        row("training compute", lambda e, c: e["cost"]["training_compute"]),
+        row("test loss", lambda e, c: e["loss"]["test"]["loss"]),
+        row("test perplexity", lambda e, c: e["loss"]["test"]["perplexity"]),
+        row("fact accuracy, seen facts", lambda e, c: e["answers"]["by_support"][SEEN]["fact_accuracy"]),
+        row("fact accuracy, unseen facts", lambda e, c: e["answers"]["by_support"][UNSEEN]["fact_accuracy"]),
+        row("hallucination rate, unseen facts", lambda e, c: e["answers"]["by_support"][UNSEEN]["hallucination_rate"]),
+        row("exact match (test questions)", lambda e, c: e["answers"]["exact_match"]),
+        row("token F1 (test questions)", lambda e, c: e["answers"]["f1"]),
+        row("validation - training loss (kept adapter, whole splits)", lambda e, c: e["overfitting"]["valid_minus_train_loss"]),
+        row("generation tokens/s", lambda e, c: c["generation_tokens_per_second"]),
+        row("evaluation peak memory (GB)", lambda e, c: c["evaluation_peak_memory_gb"]),
+        row("evaluated with", lambda e, c: e["compute"]),
     ]
 
 
@@ -54,11 +76,11 @@ def _cell(value) -> str:
     return "—" if value is None else num(value)
 
 
-def comparison_table(evals: dict) -> str:
+def comparison_table(evals: dict, costs: dict | None = None) -> str:
     heads = "".join(f"<th>{esc(LABELS.get(n, n))}</th>" for n, _ in _ordered(evals))
     body = "".join(
         "<tr><td>" + esc(r[0]) + "</td>" + "".join(f'<td class="num">{_cell(v)}</td>' for v in r[1:]) + "</tr>"
-        for r in comparison_rows(evals)
+        for r in comparison_rows(evals, costs)
     )
     return f'<div class="scroll"><table><thead><tr><th>measured on this run</th>{heads}</tr></thead><tbody>{body}</tbody></table></div>'
 
@@ -71,8 +93,9 @@ def _with_ci(value, ci) -> str:
     return "—" if value is None else f"{value:.3f} {_ci(ci)}"
 
 
-def knowledge_section(evals: dict, comparison: dict, stand_in: bool = False) -> str:
-    """The report's first section: what the fine-tuned models know, with intervals; then cost.
+def knowledge_section(evals: dict, comparison: dict, costs: dict | None = None, stand_in: bool = False) -> str:
+    """The report's first section: what the fine-tuned models know, with intervals; then cost
+    (`costs`: measured_costs of the run records).
     `stand_in`: the base is the tiny model the pipeline builds, which knows no Portuguese."""
     ordered = _ordered(evals)
     if not ordered:
@@ -113,14 +136,16 @@ def knowledge_section(evals: dict, comparison: dict, stand_in: bool = False) -> 
             out.append(f"<p>LoRA minus QLoRA on seen facts: {lq['difference']:+.3f}, interval {_ci(lq['ci'])}: "
                        + ("the interval excludes zero, so the two differ on these questions." if lq["excludes_zero"]
                           else "the interval holds zero, so these questions cannot tell the two apart.") + "</p>")
+    costs = costs or {}
     cost = [[LABELS.get(n, n)] + [_cell(v) for v in (_mb(e["cost"]["model_bytes"]), _mb(e["cost"]["adapter_bytes"]) if e["adapter"] else None,
-                                                     e["cost"]["training_peak_memory_gb"], e["cost"]["training_seconds"])] for n, e in ordered]
+                                                     costs.get(n, {}).get("training_peak_memory_gb"), costs.get(n, {}).get("training_seconds"))]
+            for n, e in ordered]
     out.append("<h3>Cost</h3>" + table(["model", "model on disk (MB)", "adapter (MB)", "training peak memory (GB)", "training time (s)"], cost))
     out.append("</section>")
     return "".join(out)
 
 
-def headline(evals: dict) -> list[tuple[str, object]]:
+def headline(evals: dict, costs: dict | None = None) -> list[tuple[str, object]]:
     """Cards for the summary: the QLoRA adapter's figures, against the base where it helps."""
     q = evals.get("qlora")
     if not q:
@@ -132,11 +157,11 @@ def headline(evals: dict) -> list[tuple[str, object]]:
     if "base" in evals:
         items.append(("base test perplexity", evals["base"]["loss"]["test"]["perplexity"]))
     items += [("QLoRA token F1", q["answers"]["f1"]), ("QLoRA exact match", q["answers"]["exact_match"]),
-              ("QLoRA training seconds", q["cost"]["training_seconds"]), ("int4 model MB", _mb(q["cost"]["model_bytes"]))]
+              ("QLoRA training seconds", (costs or {}).get("qlora", {}).get("training_seconds")), ("int4 model MB", _mb(q["cost"]["model_bytes"]))]
     return [(k, v) for k, v in items if v is not None]
 
 
-def evaluation_section(evals: dict, trainings: dict) -> str:
+def evaluation_section(evals: dict, costs: dict | None = None) -> str:
     out = ["<section><h2>LoRA vs QLoRA</h2>"]
     any_eval = next(iter(evals.values()))
     settings = any_eval["settings"]
@@ -147,7 +172,8 @@ def evaluation_section(evals: dict, trainings: dict) -> str:
         f"{num(settings['evaluation']['max_new_tokens'])} tokens). The loss is the mean over answer tokens, as <code>mlx_lm lora --test</code> computes it; "
         "exact match and F1 compare normalised answers (case, punctuation and articles ignored, accents kept).</p>"
     )
-    out.append(comparison_table(evals))
+    costs = costs or {}
+    out.append(comparison_table(evals, costs))
     gaps = {LABELS.get(n, n): [(r["step"], r["gap"]) for r in e["overfitting"].get("per_step", [])] for n, e in _ordered(evals)}
     if any(gaps.values()):
         out.append("<h3>Overfitting gap: validation minus training loss at each validation step</h3>")
@@ -155,7 +181,7 @@ def evaluation_section(evals: dict, trainings: dict) -> str:
         rows = [[LABELS.get(n, n), e["overfitting"].get("best_step"), e["overfitting"].get("gap_at_best_step")] for n, e in _ordered(evals) if e["overfitting"].get("per_step")]
         out.append(table(["adapter", "best step (kept)", "gap at the best step"], rows, {1, 2}))
         out.append("<p><small>The training loss at a step is the mean over the iterations since the previous metrics row.</small></p>")
-    memory = {name: [(m["step"], m["peak_memory_gb"]) for m in metrics if m.get("peak_memory_gb") is not None] for name, (_, metrics) in trainings.items()}
+    memory = {name: c["training_memory"] for name, c in costs.items() if c.get("training_memory")}
     if any(memory.values()):
         out.append("<h3>Peak memory during training (GB)</h3>" + line_chart_svg(memory, height=160, xlabel="iteration", ylabel="GB"))
     kinds = sorted({k for _, e in _ordered(evals) for k in e["answers"]["by_kind"]})

@@ -230,8 +230,11 @@ def base_description(base: dict, conversion: dict) -> str:
     return text + "."
 
 
-def model_section(conversion: dict, base: dict, trainings: dict[str, dict]) -> str:
-    """Base model, int4 conversion, and each adapter's training (summary, curves)."""
+def model_section(conversion: dict, base: dict, trainings: dict[str, tuple], runs: dict[str, dict] | None = None) -> str:
+    """Base model, int4 conversion, and each adapter's training: its summary and curves
+    (trainings: {adapter: (training_summary.json, metrics.csv rows)}) and what the run measured
+    (runs: {job: run record}, results/runs/)."""
+    runs = runs or {}
     out = ["<section><h2>Model and training</h2>"]
     out.append(f"<p>Base model: {base_description(base, conversion)}</p>")
     b, q = conversion["base"], conversion["int4"]
@@ -245,11 +248,12 @@ def model_section(conversion: dict, base: dict, trainings: dict[str, dict]) -> s
     out.append(f"<p>The int{conversion['bits']} model is {num(conversion['compression'])} times smaller on disk.</p>")
     rows = []
     for name, (summary, _) in trainings.items():
+        run = runs.get(f"train_{name}") or {}
         rows.append([
             name, summary["compute"], summary["profile"], summary["iterations"], summary["best_step"], round(summary["initial_val_loss"], 4),
             round(summary["best_val_loss"], 4), "yes" if summary["stopped_early"] else "no",
-            "—" if summary.get("resumed_from") is None else f"step {summary['resumed_from']}", summary["tokens_per_second"], summary["train_seconds"],
-            summary["peak_memory_gb"], summary["adapter_bytes"], round(100 * summary["padding_share"], 1),
+            "—" if run.get("resumed_from") is None else f"step {run['resumed_from']}", run.get("tokens_per_second"), run.get("train_seconds"),
+            run.get("peak_memory_gb"), summary["adapter_bytes"], round(100 * summary["padding_share"], 1),
         ])
     out.append(
         table(
@@ -264,7 +268,8 @@ def model_section(conversion: dict, base: dict, trainings: dict[str, dict]) -> s
         out.append(f"<h3>{esc(name)}: loss</h3>" + line_chart_svg({"train": train, "validation": val}, xlabel="iteration", ylabel="loss"))
         lr = [(m["step"], m["learning_rate"]) for m in metrics if m["learning_rate"] is not None]
         out.append(f"<h3>{esc(name)}: learning rate</h3>" + line_chart_svg({"learning rate": lr}, height=160, xlabel="iteration"))
-    out.append(f"<p><small>BLAS: {esc(next(iter(trainings.values()))[0]['blas'] if trainings else '')}</small></p>")
+    blas = next((runs[f"train_{name}"].get("blas") for name in trainings if runs.get(f"train_{name}")), "")
+    out.append(f"<p><small>BLAS: {esc(blas)}</small></p>")
     out.append("</section>")
     return "".join(out)
 

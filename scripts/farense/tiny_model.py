@@ -8,7 +8,6 @@ text) turns random weights into a model that has seen Portuguese about the club.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -83,8 +82,10 @@ def _token_stream(texts: list[str], tokenizer, seq_length: int, rng: np.random.G
     return data[rng.permutation(rows)]
 
 
-def pretrain(model: nn.Module, texts: list[str], tokenizer, options: TinyModelOptions) -> list[dict]:
-    """Full fine-tune on plain text with mlx-lm's loss; returns the loss curve."""
+def pretrain(model: nn.Module, texts: list[str], tokenizer, options: TinyModelOptions) -> tuple[list[dict], list[dict]]:
+    """Full fine-tune on plain text with mlx-lm's loss; returns the loss curve (step, loss, tokens
+    seen: what the seed decides) and the speed at the same steps (tokens/s: what the machine
+    decides, for the run record)."""
     rng = np.random.default_rng(options.seed)
     data = _token_stream(texts, tokenizer, options.pretrain_seq_length, rng)
     steps = options.pretrain_steps
@@ -101,7 +102,7 @@ def pretrain(model: nn.Module, texts: list[str], tokenizer, options: TinyModelOp
 
     batch_size = min(options.pretrain_batch_size, len(data))
     lengths = mx.array([[0, options.pretrain_seq_length]] * batch_size)
-    curve, tic, seen = [], time.perf_counter(), 0
+    curve, speed, tic, seen = [], [], time.perf_counter(), 0
     model.train()
     for it in range(1, steps + 1):
         start = ((it - 1) * batch_size) % max(len(data) - batch_size + 1, 1)
@@ -110,25 +111,26 @@ def pretrain(model: nn.Module, texts: list[str], tokenizer, options: TinyModelOp
         seen += int(tokens.item())
         if it == 1 or it % 20 == 0 or it == steps:
             elapsed = time.perf_counter() - tic
-            curve.append({"step": it, "loss": round(loss.item(), 4), "tokens_per_second": round(seen / elapsed, 1)})
+            curve.append({"step": it, "loss": round(loss.item(), 4), "tokens": seen})
+            speed.append({"step": it, "seconds": round(elapsed, 3), "tokens_per_second": round(seen / elapsed, 1)})
             log.info("pretrain step %d/%d loss %.3f (%.0f tokens/s)", it, steps, loss.item(), seen / elapsed)
             if not math.isfinite(loss.item()):
                 raise PipelineError(f"tiny model pretraining diverged at step {it}: lower model.tiny.pretrain_learning_rate")
-    return curve
+    return curve, speed
 
 
-def build_tiny_model(texts: list[str], out_dir: str | Path, options: TinyModelOptions, tokenizer) -> dict:
-    """Initialise (seeded), pretrain and save the tiny model into out_dir; return a summary."""
+def build_tiny_model(texts: list[str], out_dir: str | Path, options: TinyModelOptions, tokenizer) -> tuple[dict, list[dict]]:
+    """Initialise (seeded), pretrain and save the tiny model into out_dir; return its summary
+    (for farense_base.json) and the pretraining's speed (for the run record)."""
     config = model_config(options, tokenizer)
     mx.random.seed(options.seed)
     model = llama.Model(llama.ModelArgs.from_dict(config))
     mx.eval(model.parameters())
-    curve = pretrain(model, texts, tokenizer, options) if options.pretrain_steps > 0 else []
+    curve, speed = pretrain(model, texts, tokenizer, options) if options.pretrain_steps > 0 else ([], [])
     model.set_dtype(mx.float16)
     out_dir = Path(out_dir)
     save_model(out_dir, model)
     save_config(dict(config), out_dir / "config.json")
     parameters = sum(v.size for _, v in tree_flatten(model.parameters()))
     summary = {"kind": "tiny", "parameters": parameters, "config": config, "pretrain_curve": curve, "pretrain_texts": len(texts)}
-    (out_dir / "farense_base.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    return summary
+    return summary, speed

@@ -12,7 +12,9 @@ chunks of positions, for large vocabularies). Added here:
   order is a function of (seed, iteration) and dropout is reseeded per iteration, so a
   resumed run ends at the same adapter as an uninterrupted one;
 - batches of similar length, with the share of padded tokens measured;
-- a metrics table (step, epoch, losses, learning rate, tokens/s, peak memory).
+- a metrics table (step, epoch, losses, learning rate, padding), and apart from it what the run
+  measured (tokens/s, peak memory: `Measured`), which differs from run to run and so stays out of
+  the adapter folder and the checkpoints (farense.run_record).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ MODULE_PATHS = {
 # and answer pairs pads a third of every batch; 8 keeps the number of distinct shapes (and
 # recompilations of the training step) small all the same.
 PAD_MULTIPLE = 8
-METRIC_FIELDS = ("step", "epoch", "train_loss", "val_loss", "learning_rate", "tokens_per_second", "peak_memory_gb", "padding_share")
+METRIC_FIELDS = ("step", "epoch", "train_loss", "val_loss", "learning_rate", "padding_share")
 
 
 @dataclass(frozen=True)
@@ -102,12 +104,26 @@ class RunState:
     trained_tokens: int = 0
     padded_tokens: int = 0
     batch_tokens: int = 0
-    train_seconds: float = 0.0
     stopped_early: bool = False
     reference_loss: float | None = None
-    resumed_from: int | None = None
     skipped_examples: int = 0
     metrics: list = field(default_factory=list)
+
+
+@dataclass
+class Measured:
+    """What this process measured while it trained, and whether it resumed: the run record's
+    figures. Not in RunState: checkpoints, like the adapter folder, hold only what the seed and
+    data decide, so that two builds of the same inputs write the same bytes."""
+
+    resumed_from: int | None = None  # the checkpoint's iteration, when this process resumed one
+    seconds: float = 0.0  # in the training step
+    tokens: int = 0  # trained by this process (after a resume: since the checkpoint)
+    steps: list = field(default_factory=list)  # at each metrics row: step, tokens/s, peak memory
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        return round(self.tokens / self.seconds, 1) if self.seconds else None
 
 
 def lora_config(options: TrainOptions, num_layers: int) -> dict:
@@ -264,8 +280,10 @@ def make_step(model, optimizer, grad_accumulation: int, loss=chunked_loss):
     return step, compiled_state
 
 
-def train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, checkpoint_dir: Path, run_id: str, progress=None) -> RunState:
-    """Train LoRA adapters on `model` (layers already converted); write the best adapter to out_dir."""
+def train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, checkpoint_dir: Path, run_id: str,
+          progress=None) -> tuple[RunState, Measured]:
+    """Train LoRA adapters on `model` (layers already converted); write the best adapter to out_dir.
+    Returns what the run decided (RunState) and what it measured."""
     previous_limit = mx.get_memory_limit()
     try:
         return _train(model, train_set, valid_set, options, out_dir, checkpoint_dir, run_id, progress)
@@ -273,7 +291,8 @@ def train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, che
         mx.set_memory_limit(previous_limit)  # lowered by limit_queued_memory in low-memory training
 
 
-def _train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, checkpoint_dir: Path, run_id: str, progress) -> RunState:
+def _train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, checkpoint_dir: Path, run_id: str,
+           progress) -> tuple[RunState, Measured]:
     train_set, skipped_train = with_targets_in_window(train_set, options.max_seq_length)
     valid_set, skipped_valid = with_targets_in_window(valid_set, options.max_seq_length)
     if skipped_train or skipped_valid:
@@ -286,11 +305,11 @@ def _train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, ch
     optimizer = optim.Adam(learning_rate=schedule(options, iterations // options.grad_accumulation))
     optimizer.init(model.trainable_parameters())
     last = checkpoint_dir / "last"
-    state = _load_checkpoint(last, model, optimizer, run_id)
+    state, measured = _load_checkpoint(last, model, optimizer, run_id), Measured()
     if state is None:
         state = RunState(skipped_examples=skipped_train + skipped_valid)
     else:
-        state.resumed_from = state.iteration
+        measured.resumed_from = state.iteration
         log.info("resuming from the checkpoint at iteration %d", state.iteration)
     if options.grad_checkpoint:
         grad_checkpoint(model.layers[0])
@@ -299,6 +318,13 @@ def _train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, ch
     step, compiled_state = make_step(model, optimizer, options.grad_accumulation)
 
     def validate() -> float:
+        # mlx-lm's evaluate visits the batches in an order drawn from numpy's global generator:
+        # unseeded, the losses are summed in another order on every run (best_val_loss then moved in
+        # the 7th digit from build to build, and a near tie could pick another best step); seeded
+        # here at every validation, so that two builds agree to the bit and a resumed run visits
+        # the batches as the uninterrupted one did (with training.val_batches set, every
+        # validation also sees the same batches).
+        np.random.seed(options.seed)
         return evaluate(model, valid_set, options.batch_size, options.val_batches, options.max_seq_length,
                         chunked_loss, iterate_batches)
 
@@ -307,7 +333,7 @@ def _train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, ch
     best_file = checkpoint_dir / "best.safetensors"
     if state.iteration == 0:
         val = validate()
-        state.metrics.append(_row(0, 0.0, None, val, 0.0, None, None, None))
+        state.metrics.append(_row(0, 0.0, None, val, 0.0, None))
         state.best_val_loss, state.best_step = val, 0
         mx.save_safetensors(str(best_file), dict(tree_flatten(model.trainable_parameters())))
         log.info("step 0: validation loss %.4f", val)
@@ -335,7 +361,8 @@ def _train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, ch
         state.trained_tokens += int(tokens.item())
         state.batch_tokens += padded
         state.padded_tokens += padded - real
-        state.train_seconds += seconds
+        measured.seconds += seconds
+        measured.tokens += int(tokens.item())
         window_loss += loss_value
         window_steps += 1
         window_tokens += int(tokens.item())
@@ -356,13 +383,13 @@ def _train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, ch
                 else:
                     state.evals_without_improvement += 1
             learning_rate = float(optimizer.learning_rate.item())
-            row = _row(
-                it, it / per_epoch, window_loss / window_steps, val, learning_rate,
-                window_tokens / window_time if window_time else None, mx.get_peak_memory() / 1e9, state.padded_tokens / max(state.batch_tokens, 1),
-            )
+            row = _row(it, it / per_epoch, window_loss / window_steps, val, learning_rate, state.padded_tokens / max(state.batch_tokens, 1))
             state.metrics.append(row)
+            speed = {"step": it, "tokens_per_second": round(window_tokens / window_time, 1) if window_time else None,
+                     "peak_memory_gb": round(mx.get_peak_memory() / 1e9, 4)}
+            measured.steps.append(speed)
             log.info("step %d/%d epoch %.2f train %.4f%s lr %.2e %.0f tok/s peak %.3f GB", it, iterations, row["epoch"], row["train_loss"],
-                     f" val {val:.4f}" if val is not None else "", learning_rate, row["tokens_per_second"] or 0, row["peak_memory_gb"])
+                     f" val {val:.4f}" if val is not None else "", learning_rate, speed["tokens_per_second"] or 0, speed["peak_memory_gb"])
             window_loss, window_steps, window_tokens, window_time = 0.0, 0, 0, 0.0
             if evaluate_now and state.evals_without_improvement >= options.early_stopping_patience > 0:
                 state.stopped_early = True
@@ -374,7 +401,7 @@ def _train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, ch
 
     shutil.copyfile(best_file, out_dir / "adapters.safetensors")
     write_metrics(state.metrics, out_dir / "metrics.csv")
-    return state
+    return state, measured
 
 
 def tree_map_add(a, b):
@@ -385,13 +412,13 @@ def tree_scale(a, factor: float):
     return tree_map(lambda x: x * factor, a)
 
 
-def _row(step, epoch, train_loss, val_loss, lr, tps, peak, padding) -> dict:
+def _row(step, epoch, train_loss, val_loss, lr, padding) -> dict:
     def r(x, n=6):
         return None if x is None else round(float(x), n)
 
     return {
         "step": step, "epoch": r(epoch, 4), "train_loss": r(train_loss), "val_loss": r(val_loss), "learning_rate": r(lr, 10),
-        "tokens_per_second": r(tps, 1), "peak_memory_gb": r(peak, 4), "padding_share": r(padding, 4),
+        "padding_share": r(padding, 4),
     }
 
 

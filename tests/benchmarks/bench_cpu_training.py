@@ -7,7 +7,7 @@ each BLAS setting and repeat deletes the adapters and their checkpoints (so noth
 and runs `snakemake --cores 1 results/adapters/qlora results/adapters/lora` with
 FARENSE_BLAS=reference (MLX's own BLAS) or FARENSE_BLAS unset (the default: OpenBLAS when
 libopenblas0-pthread is installed). Prints each adapter's tokens/s, training seconds and peak
-memory from results/adapters/*/training_summary.json, the BLAS and compute the run recorded, the
+memory from the run records (results/runs/train_*.json), the BLAS and compute the run recorded, the
 wall time of the Snakemake command, and the ratio of the medians. Figures, not pass/fail.
 """
 
@@ -60,9 +60,10 @@ def main() -> None:
                 seconds = run(wf, env, *(f"results/adapters/{name}" for name in ADAPTERS))
                 for name in ADAPTERS:
                     summary = json.loads((wf / "results/adapters" / name / "training_summary.json").read_text())
-                    found.setdefault((setting, name), []).append(summary["tokens_per_second"])
-                    print(f"{setting:<10} {repeat:>3} {name:<6} {summary['tokens_per_second']:7.0f} {summary['train_seconds']:8.1f} "
-                          f"{summary['peak_memory_gb']:7.3f} {seconds:11.1f}  {summary['compute']} / {summary['blas']}", flush=True)
+                    run_record = json.loads((wf / "results/runs" / f"train_{name}.json").read_text())
+                    found.setdefault((setting, name), []).append(run_record["tokens_per_second"])
+                    print(f"{setting:<10} {repeat:>3} {name:<6} {run_record['tokens_per_second']:7.0f} {run_record['train_seconds']:8.1f} "
+                          f"{run_record['peak_memory_gb']:7.3f} {seconds:11.1f}  {summary['compute']} / {run_record['blas']}", flush=True)
         print(f"load average after: {os.getloadavg()[0]:.2f}")
         if len(args.settings) == 2:
             a, b = args.settings

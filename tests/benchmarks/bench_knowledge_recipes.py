@@ -137,10 +137,10 @@ def run(recipe: dict, route: str, defaults: dict, at: list[float], max_new_token
         print(json.dumps(row), flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
-        state = train(model, CacheDataset(train_set), CacheDataset(valid_set), options, Path(tmp) / "out", Path(tmp) / "ckpt", "sweep", progress)
+        state, measured = train(model, CacheDataset(train_set), CacheDataset(valid_set), options, Path(tmp) / "out", Path(tmp) / "ckpt", "sweep", progress)
     print(json.dumps({"recipe": recipe["name"], "route": route, "compute": note, "iterations": state.iteration, "best_step": state.best_step,
                       "best_val_loss": round(state.best_val_loss, 4), "stopped_early": state.stopped_early,
-                      "tokens_per_second": round(state.trained_tokens / state.train_seconds, 1) if state.train_seconds else None}), flush=True)
+                      "tokens_per_second": measured.tokens_per_second}), flush=True)
     return rows
 
 

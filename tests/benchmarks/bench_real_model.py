@@ -5,7 +5,7 @@
 Runs `snakemake --cores N results/report.html` (in DIR, default the repository itself) with the
 given --config, then prints from what the stages wrote: each job's wall time and peak memory
 (results/benchmarks/*.tsv), the base model chosen and its import, each adapter's training
-tokens/s, peak memory and steps (training_summary.json), test loss and perplexity, fact accuracy
+tokens/s, peak memory (results/runs/train_*.json) and steps (training_summary.json), test loss and perplexity, fact accuracy
 with its interval, token F1 and the hallucination rate per support label for the int4 base, the
 unquantized base, LoRA and QLoRA (results/eval/*.json), the paired differences
 (results/eval/comparison.json), and a few sample answers of each label. --out DIR copies the
@@ -77,10 +77,10 @@ def main() -> None:
 
     print(f"\n{'adapter':<7} {'compute':<48} {'iters':>6} {'best':>5} {'tok/s':>7} {'train s':>8} {'peak GB':>8}")
     for name in ("qlora", "lora"):
-        s = load(results / "adapters" / name / "training_summary.json")
+        s, r = load(results / "adapters" / name / "training_summary.json"), load(results / "runs" / f"train_{name}.json")
         if s:
-            print(f"{name:<7} {s['compute'][:48]:<48} {s['iterations']:>6} {s['best_step']:>5} {s['tokens_per_second']:>7} "
-                  f"{s['train_seconds']:>8} {s['peak_memory_gb']:>8}")
+            print(f"{name:<7} {s['compute'][:48]:<48} {s['iterations']:>6} {s['best_step']:>5} {r.get('tokens_per_second')!s:>7} "
+                  f"{r.get('train_seconds')!s:>8} {r.get('peak_memory_gb')!s:>8}")
 
     split = load(results / "data/split_stats.json")
     print(f"\ntest questions: {split.get('test_questions', {}).get('by_kind_and_support')}")
@@ -90,7 +90,7 @@ def main() -> None:
         if e:
             a = e["answers"]
             print(f"{name:<9} {e['loss']['test']['loss']:>9.4f} {e['loss']['test']['perplexity']:>8.2f} {a['exact_match']:>6} "
-                  f"{a['f1']:>6} {a['questions']:>9} {a['generation']['tokens_per_second']:>9}")
+                  f"{a['f1']:>6} {a['questions']:>9} {load(results / 'runs' / f'evaluate_{name}.json').get('generation', {}).get('tokens_per_second')!s:>9}")
     print(f"\n{'model':<9} {'label':<12} {'n':>4} {'fact acc':>8} {'95% interval':>16} {'F1':>6} {'95% interval':>16} {'halluc.':>8}")
     for name, e in evals.items():
         for label, b in (e or {}).get("answers", {}).get("by_support", {}).items():
