@@ -63,6 +63,7 @@ rule train_qlora:
         training=training_params(),
         data_format=config["records"]["format"],
         checkpoints="results/checkpoints/qlora",
+        processes=config["training"]["processes"],
     log:
         "results/logs/train_qlora.log",
     benchmark:
@@ -89,6 +90,7 @@ rule train_lora:
         training=training_params(),
         data_format=config["records"]["format"],
         checkpoints="results/checkpoints/lora",
+        processes=config["training"]["processes"],
     log:
         "results/logs/train_lora.log",
     benchmark:

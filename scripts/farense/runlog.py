@@ -11,10 +11,10 @@ from pathlib import Path
 from .errors import PipelineError
 
 
-def setup_logging(log_path: str | None) -> logging.Logger:
+def setup_logging(log_path: str | None, append: bool = False) -> logging.Logger:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
-        handlers.append(logging.FileHandler(log_path, mode="w", encoding="utf-8"))
+        handlers.append(logging.FileHandler(log_path, mode="a" if append else "w", encoding="utf-8"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True)
     return logging.getLogger("farense")
 

@@ -34,6 +34,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
+from mlx.nn.utils import average_gradients
 from mlx.utils import tree_flatten, tree_map, tree_unflatten
 from mlx_lm.tuner.trainer import evaluate, grad_checkpoint, iterate_batches
 
@@ -167,13 +168,18 @@ def schedule(options: TrainOptions, total_updates: int):
 
 class LengthBatches:
     """Batches of similar length (sorted, then cut), visited in an order that depends only on
-    (seed, epoch): iteration i always sees the same batch, which makes resume exact."""
+    (seed, epoch): iteration i always sees the same batch, which makes resume exact. With
+    `size` data-parallel ranks, rank `rank` takes its contiguous share of every batch, padded to
+    the width of the whole batch: the same rows, shapes and padding as one process."""
 
-    def __init__(self, dataset, batch_size: int, max_seq_length: int, seed: int):
+    def __init__(self, dataset, batch_size: int, max_seq_length: int, seed: int, rank: int = 0, size: int = 1):
+        if batch_size % size:
+            raise PipelineError(f"training.batch_size ({batch_size}) is not a multiple of training.processes ({size})")
         self.dataset = dataset
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
         self.seed = seed
+        self.share = slice(rank * batch_size // size, (rank + 1) * batch_size // size)
         # Sort by tokenized length. (mlx-lm sorts by CacheDataset.itemlen, which for JSON lines
         # is the number of keys of the raw record, so its batches are not length-sorted.)
         order = sorted(range(len(dataset)), key=lambda i: len(dataset[i][0]))
@@ -183,17 +189,19 @@ class LengthBatches:
         return len(self.batches)
 
     def batch(self, iteration: int):
-        """(tokens, lengths, real tokens, padded size) for a 0-based iteration number."""
+        """(tokens, lengths, real tokens, padded size) for a 0-based iteration number: this
+        rank's rows; the token counts are the whole batch's."""
         epoch, position = divmod(iteration, len(self.batches))
         permutation = np.random.default_rng([self.seed, epoch]).permutation(len(self.batches))
         items = [self.dataset[j] for j in self.batches[permutation[position]]]
         tokens, offsets = zip(*items)
         lengths = [min(len(t), self.max_seq_length) for t in tokens]
         width = min(1 + PAD_MULTIPLE * ((max(lengths) + PAD_MULTIPLE - 1) // PAD_MULTIPLE), self.max_seq_length)
-        array = np.zeros((len(items), width), np.int32)
-        for row, (t, n) in enumerate(zip(tokens, lengths)):
-            array[row, :n] = t[:n]
-        return mx.array(array), mx.array(list(zip(offsets, lengths))), sum(lengths), len(items) * width
+        mine = range(len(items))[self.share]
+        array = np.zeros((len(mine), width), np.int32)
+        for row, i in enumerate(mine):
+            array[row, : lengths[i]] = tokens[i][: lengths[i]]
+        return mx.array(array), mx.array([(offsets[i], lengths[i]) for i in mine]), sum(lengths), len(items) * width
 
 
 def with_targets_in_window(dataset, max_seq_length: int) -> tuple[list, int]:
@@ -224,7 +232,7 @@ def _save_checkpoint(directory: Path, model, optimizer, state: RunState, run_id:
     tmp.rename(directory)
 
 
-def _load_checkpoint(directory: Path, model, optimizer, run_id: str) -> RunState | None:
+def _load_checkpoint(directory: Path, model, optimizer, run_id: str, restore_best: bool = True) -> RunState | None:
     state_file = directory / "state.json"
     if not state_file.exists():
         return None
@@ -234,7 +242,8 @@ def _load_checkpoint(directory: Path, model, optimizer, run_id: str) -> RunState
         return None
     model.load_weights(str(directory / "adapters.safetensors"), strict=False)
     optimizer.state = tree_unflatten(list(mx.load(str(directory / "optimizer.safetensors")).items()))
-    shutil.copyfile(directory / "best.safetensors", directory.parent / "best.safetensors")  # the best as of then
+    if restore_best:  # rank 0's file (data-parallel ranks share the folder)
+        shutil.copyfile(directory / "best.safetensors", directory.parent / "best.safetensors")  # the best as of then
     return RunState(**saved)
 
 
@@ -265,9 +274,21 @@ def make_step(model, optimizer, grad_accumulation: int, loss=chunked_loss):
     loss_and_grad = nn.value_and_grad(model, loss)
     compiled_state = [model.state, optimizer.state, mx.random.state]
 
+    ranks = mx.distributed.init().size()
+
     @partial(mx.compile, inputs=compiled_state, outputs=compiled_state)
     def step(batch, lengths, previous, do_update):
         (loss, tokens), grads = loss_and_grad(model, batch, lengths)
+        if ranks > 1:
+            # Each rank's loss is the mean over its own tokens; the whole batch's is the mean
+            # over all of them, so each rank's gradient counts by its share of the tokens
+            # (mlx-lm's trainer averages the ranks plainly, which weighs a short share as much
+            # as a long one).
+            total = mx.distributed.all_sum(tokens)
+            share = (tokens * ranks).astype(mx.float32) / total.astype(mx.float32)
+            grads = average_gradients(tree_map(lambda g: g * share.astype(g.dtype), grads))
+            loss = mx.distributed.all_sum(loss * tokens.astype(loss.dtype)) / total.astype(loss.dtype)
+            tokens = total
         if previous is not None:
             grads = tree_map_add(grads, previous)
         if do_update:
@@ -300,12 +321,14 @@ def _train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, ch
                     skipped_train, skipped_valid, options.max_seq_length)
     if len(valid_set) < options.batch_size:
         raise PipelineError(f"only {len(valid_set)} validation example(s) fit training.max_seq_length, fewer than training.batch_size ({options.batch_size})")
-    batches = LengthBatches(train_set, options.batch_size, options.max_seq_length, options.seed)
+    world = mx.distributed.init()  # one process unless mlx.launch started data-parallel ranks
+    main_rank = world.rank() == 0
+    batches = LengthBatches(train_set, options.batch_size, options.max_seq_length, options.seed, world.rank(), world.size())
     iterations, per_epoch = iterations_for(len(train_set), options)
     optimizer = optim.Adam(learning_rate=schedule(options, iterations // options.grad_accumulation))
     optimizer.init(model.trainable_parameters())
     last = checkpoint_dir / "last"
-    state, measured = _load_checkpoint(last, model, optimizer, run_id), Measured()
+    state, measured = _load_checkpoint(last, model, optimizer, run_id, restore_best=main_rank), Measured()
     if state is None:
         state = RunState(skipped_examples=skipped_train + skipped_valid)
     else:
@@ -335,7 +358,8 @@ def _train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, ch
         val = validate()
         state.metrics.append(_row(0, 0.0, None, val, 0.0, None))
         state.best_val_loss, state.best_step = val, 0
-        mx.save_safetensors(str(best_file), dict(tree_flatten(model.trainable_parameters())))
+        if main_rank:
+            mx.save_safetensors(str(best_file), dict(tree_flatten(model.trainable_parameters())))
         log.info("step 0: validation loss %.4f", val)
 
     model.train()
@@ -379,7 +403,8 @@ def _train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, ch
                 improved = val < state.best_val_loss - options.early_stopping_min_delta
                 if improved:
                     state.best_val_loss, state.best_step, state.evals_without_improvement = val, it, 0
-                    mx.save_safetensors(str(best_file), dict(tree_flatten(model.trainable_parameters())))
+                    if main_rank:
+                        mx.save_safetensors(str(best_file), dict(tree_flatten(model.trainable_parameters())))
                 else:
                     state.evals_without_improvement += 1
             learning_rate = float(optimizer.learning_rate.item())
@@ -394,13 +419,14 @@ def _train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, ch
             if evaluate_now and state.evals_without_improvement >= options.early_stopping_patience > 0:
                 state.stopped_early = True
                 log.info("early stop at step %d: no improvement over %.4f (step %d) in %d evaluations", it, state.best_val_loss, state.best_step, options.early_stopping_patience)
-        if accumulated is None and (it % options.checkpoint_every == 0 or state.stopped_early):
+        if main_rank and accumulated is None and (it % options.checkpoint_every == 0 or state.stopped_early):
             _save_checkpoint(last, model, optimizer, state, run_id)
         if state.stopped_early:
             break
 
-    shutil.copyfile(best_file, out_dir / "adapters.safetensors")
-    write_metrics(state.metrics, out_dir / "metrics.csv")
+    if main_rank:
+        shutil.copyfile(best_file, out_dir / "adapters.safetensors")
+        write_metrics(state.metrics, out_dir / "metrics.csv")
     return state, measured
 
 

@@ -1,0 +1,171 @@
+"""One training job of train_qlora or train_lora, described by plain data (paths and settings),
+so that the rule script runs it in its own process, or `training.processes` ranks run it side by
+side (farense.distributed: mlx.launch starts `python -c ...main()` with the job's JSON file).
+
+Every rank loads the model and the splits and trains its share of each batch (farense.training
+averages the gradients); rank 0 alone writes the adapter, the checkpoints and the run record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import sys
+import time
+import types
+from dataclasses import asdict
+from pathlib import Path
+
+from .errors import PipelineError
+from .lineage import sha256_file as file_hash
+
+
+def model_identity(model_dir: Path) -> str:
+    """Config and weights of a model directory (a hub id: its name)."""
+    if not model_dir.is_dir():
+        return str(model_dir)
+    files = sorted(model_dir.glob("*.safetensors")) + [model_dir / "config.json"]
+    return hashlib.sha256("".join(file_hash(f) for f in files).encode()).hexdigest()
+
+
+def run(job: dict, log, blas: str | None) -> None:
+    """Train the adapter `job` describes: keys model, kind, train, valid, data_format, training
+    (resolved options), adapter, checkpoints, run (the run record's path)."""
+    import mlx.core as mx
+    import mlx_lm
+    from mlx.utils import tree_flatten
+    from mlx_lm.tuner.datasets import CacheDataset, load_local_dataset
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+    from mlx_lm.utils import get_total_parameters
+    from tqdm import tqdm
+
+    from . import training as training_module
+    from .chat_templates import ensure_chat_template
+    from .compute import prepare
+    from .run_record import peak_memory_gb, write_run
+    from .textio import write_json_atomic
+    from .training import TrainOptions, fingerprint, lora_config, train
+
+    world = mx.distributed.init()  # one process unless mlx.launch started ranks
+    main_rank = world.rank() == 0
+    settings = dict(job["training"])
+    options = TrainOptions.from_config(settings)
+    model_path = job["model"]
+    data_dir = Path(job["train"]).parent
+    log.info("BLAS: %s; profile %s; model %s", blas, settings.get("profile"), model_path)
+    model, tokenizer = mlx_lm.load(model_path)
+    if job["data_format"] == "chat":  # base models such as Mistral-7B-v0.1 ship no template; chat data needs one
+        ensure_chat_template(tokenizer, model.model_type, log)
+    # float32 on a CPU, int4 dequantized once on a GPU with memory to spare, else native kernels
+    model, compute_note = prepare(model, settings["compute"], training=True)
+    log.info("compute: %s (device %s)", compute_note, mx.default_device())
+    mask = options.mask_prompt and job["data_format"] != "text"
+    train_set, valid_set, _ = load_local_dataset(data_dir, tokenizer, types.SimpleNamespace(mask_prompt=mask))
+    layers = len(model.layers) if options.num_layers == -1 else options.num_layers
+    if layers > len(model.layers):
+        raise PipelineError(f"training.lora.num_layers is {layers} but the model has {len(model.layers)} layers")
+    adapter_config = lora_config(options, layers)
+    mx.random.seed(options.seed)  # the initial LoRA weights
+    model.freeze()
+    linear_to_lora_layers(model, layers, adapter_config["lora_parameters"])
+    trainable = sum(v.size for _, v in tree_flatten(model.trainable_parameters()))
+    total = get_total_parameters(model)  # counts packed int4 weights as the weights they hold
+    log.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
+
+    inputs = {
+        "train": file_hash(Path(job["train"])),
+        "valid": file_hash(Path(job["valid"])),
+        "model": model_identity(Path(model_path)),
+        "mask": str(mask),
+        "compute": compute_note,
+        # a checkpoint from other training code or library versions is not resumed
+        "code": file_hash(Path(training_module.__file__)),
+        "versions": f"mlx {mx.__version__}, mlx-lm {mlx_lm.__version__}",
+    }
+    run_id = fingerprint(options, inputs)
+    out = Path(job["adapter"])
+    tmp = out.with_name(out.name + ".tmp")
+    if main_rank:
+        shutil.rmtree(tmp, ignore_errors=True)
+    bar = tqdm(total=None, desc=f"training {out.name}", unit="step", file=sys.stderr, mininterval=1.0, disable=not main_rank)
+
+    def progress(it, total_steps, loss):
+        bar.total = total_steps
+        bar.n = it
+        bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        bar.refresh()
+
+    started = time.time()
+    state, measured = train(model, CacheDataset(train_set), CacheDataset(valid_set), options, tmp, Path(job["checkpoints"]), run_id, progress)
+    bar.close()
+    wall = time.time() - started
+    if not main_rank:  # rank 0 writes the adapter, the checkpoints and the run record
+        return
+    config = {**adapter_config, "model": model_path, "base_model_kind": job["kind"], "training": asdict(options), "run": run_id}
+    write_json_atomic(tmp / "adapter_config.json", config)
+    final = next((m for m in reversed(state.metrics) if m["train_loss"] is not None), {})
+    # What the inputs decide: the same on every build of the same inputs (an adapter folder is
+    # hashed by the lineage and by whoever receives it). How this run went (time, memory, a resume)
+    # goes to the run record.
+    summary = {
+        "adapter": out.name,
+        "run": run_id,
+        "inputs": inputs,
+        "model": model_path,
+        "profile": settings.get("profile"),
+        "compute": compute_note,
+        "device": str(mx.default_device()),
+        "iterations": state.iteration,
+        "best_step": state.best_step,
+        "best_val_loss": state.best_val_loss,
+        "initial_val_loss": state.metrics[0]["val_loss"],
+        "stopped_early": state.stopped_early,
+        "trained_tokens": state.trained_tokens,
+        "padding_share": round(state.padded_tokens / max(state.batch_tokens, 1), 4),
+        "examples_left_out": state.skipped_examples,
+        "final_train_loss": final.get("train_loss"),
+        "trainable_parameters": trainable,
+        "adapter_bytes": (tmp / "adapters.safetensors").stat().st_size,
+    }
+    write_json_atomic(tmp / "training_summary.json", summary)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)  # whole or not at all
+    record = write_run(job["run"], {
+        "job": f"train_{out.name}",
+        "resumed_from": measured.resumed_from,
+        "train_seconds": round(measured.seconds, 2),  # in the training step, this process
+        "wall_seconds": round(wall, 2),  # training with its validations and checkpoints
+        "trained_tokens": measured.tokens,
+        "tokens_per_second": measured.tokens_per_second,
+        "peak_memory_gb": peak_memory_gb(),
+        "steps": measured.steps,
+        "processes": world.size(),
+    }, blas)
+    log.info(
+        "%s: best validation loss %.4f at step %d (step 0: %.4f); %d iterations, %.0f tokens/s, %.1f%% padding, peak %.3f GB",
+        out.name, state.best_val_loss, state.best_step, summary["initial_val_loss"], state.iteration,
+        record["tokens_per_second"] or 0, 100 * summary["padding_share"], record["peak_memory_gb"],
+    )
+
+
+def main() -> None:
+    """A rank's entry: `python -c "...; main()" JOB.json` (see farense.distributed)."""
+    from .fastblas import use_fast_blas
+    from .runlog import setup_logging
+
+    blas = use_fast_blas()  # before mlx is imported
+    job = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
+    import mlx.core as mx
+
+    rank = mx.distributed.init().rank()
+    # rank 0 logs to the job's log file; the others only to stderr, which the launcher gathers
+    log = setup_logging(job["log"] if rank == 0 else None, append=True)  # after the rule script's lines
+    if rank:
+        log.setLevel(logging.WARNING)  # one copy of the progress lines, rank 0's
+    try:
+        run(job, log, blas)
+    except PipelineError as err:
+        log.error("rank %d: %s", rank, err)
+        raise SystemExit(1) from None
