@@ -86,7 +86,9 @@ def test_answers_are_scored_by_their_facts_per_support_label_with_intervals(tiny
             assert scores["questions_with_facts"] == len(checked) > 0
             assert scores["fact_accuracy"] == pytest.approx(sum(checked) / len(checked), abs=1e-4)
             assert scores["f1"] == pytest.approx(sum(r["f1"] for r in mine) / len(mine), abs=1e-3)
-            for measure in ("fact_accuracy", "f1", "exact_match"):
+            shares = [sum(f["stated"] for f in r["facts"]) / len(r["facts"]) for r in mine if r["facts"]]
+            assert scores["facts_right"] == pytest.approx(sum(shares) / len(shares), abs=1e-4) and scores["facts_right"] >= scores["fact_accuracy"]
+            for measure in ("fact_accuracy", "facts_right", "f1", "exact_match"):
                 low, high = scores[f"{measure}_ci"]
                 assert 0 <= low <= scores[measure] + 1e-9 and scores[measure] - 1e-9 <= high <= 1
         unseen = [r for r in rows if r["support"] == "unseen_fact"]

@@ -106,7 +106,8 @@ def knowledge_section(evals: dict, comparison: dict, costs: dict | None = None, 
            f"<p>Test questions about facts that training stated in other words (<b>seen facts</b>, {num(counts[SEEN])} questions) and about "
            f"facts that no training record states (<b>unseen facts</b>, {num(counts[UNSEEN])}). <b>Fact accuracy</b> is the share of questions "
            "whose every fact (numbers, dates, names; for a match its result, score, venue, date and competition) the answer states rightly: "
-           "an answer in the right form with one wrong fact scores 0. Brackets hold 95% bootstrap intervals over the questions.</p>"]
+           "an answer in the right form with one wrong fact scores 0; <b>single facts right</b> is the share of a question's facts its answer states "
+           "rightly, averaged over the questions. Brackets hold 95% bootstrap intervals over the questions.</p>"]
     if stand_in:
         out.append('<p class="bad">The base is the tiny stand-in the pipeline builds (about a million weights, a few pretraining '
                    "steps): it cannot learn these facts, and the figures below only show that the chain runs. Build with a real "
@@ -118,9 +119,10 @@ def knowledge_section(evals: dict, comparison: dict, costs: dict | None = None, 
     rows = []
     for n, e in ordered:
         seen, unseen = e["answers"]["by_support"][SEEN], e["answers"]["by_support"][UNSEEN]
-        rows.append([LABELS.get(n, n), _with_ci(seen["fact_accuracy"], seen["fact_accuracy_ci"]), _with_ci(seen["f1"], seen["f1_ci"]),
+        rows.append([LABELS.get(n, n), _with_ci(seen["fact_accuracy"], seen["fact_accuracy_ci"]), _with_ci(seen.get("facts_right"), seen.get("facts_right_ci")),
+                     _with_ci(seen["f1"], seen["f1_ci"]),
                      _with_ci(unseen["fact_accuracy"], unseen["fact_accuracy_ci"]), _with_ci(unseen.get("hallucination_rate"), unseen.get("hallucination_rate_ci"))])
-    out.append(table(["model", "fact accuracy, seen", "token F1, seen", "fact accuracy, unseen", "asserts a specific answer, unseen (hallucination rate)"], rows))
+    out.append(table(["model", "fact accuracy, seen", "single facts right, seen", "token F1, seen", "fact accuracy, unseen", "asserts a specific answer, unseen (hallucination rate)"], rows))
     pairs = comparison.get("pairs", {})
     if pairs:
         rows = []
