@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PARTS = ("Snakefile", "rules", "scripts", "config", "resources")
+PARTS = ("Snakefile", "rules", "scripts", "config", "resources", "environment.yml")
 
 
 def snakemake(wf: Path, cores: int, *args: str) -> float:
@@ -45,6 +45,7 @@ def main() -> None:
     import mlx.core as mx
 
     wf = args.keep or Path(tempfile.mkdtemp(prefix="farense-dp-"))
+    wf.mkdir(parents=True, exist_ok=True)
     for part in PARTS:
         if not (wf / part).exists():
             (shutil.copytree if (ROOT / part).is_dir() else shutil.copy2)(ROOT / part, wf / part)
