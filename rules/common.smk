@@ -5,7 +5,7 @@ from pathlib import Path
 from farense.base_model import resolve
 from farense.errors import PipelineError
 from farense.imports import project_modules
-from farense.profiles import resolve_training
+from farense.memory_presets import resolve_training
 from farense.raw_files import scan
 
 try:
@@ -61,8 +61,8 @@ def model_location(key):
 
 
 def training_params():
-    """The effective training options: profile values, overridden by explicit config keys."""
-    return resolve_training(config["training"], Path(workflow.basedir) / "config" / "profiles")
+    """The effective training options: the memory preset's values, overridden by explicit config keys."""
+    return resolve_training(config["training"], Path(workflow.basedir) / "config" / "memory")
 
 
 def trained_adapters():

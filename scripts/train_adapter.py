@@ -46,7 +46,7 @@ with stage(smk) as log:
     options = TrainOptions.from_config(settings)
     model_path = smk.params.model
     data_dir = Path(smk.input.train).parent
-    log.info("BLAS: %s; profile %s; model %s", blas, settings.get("profile"), model_path)
+    log.info("BLAS: %s; memory preset %s; model %s", blas, settings.get("memory"), model_path)
     model, tokenizer = mlx_lm.load(model_path)
     if smk.params.data_format == "chat":  # base models such as Mistral-7B-v0.1 ship no template; chat data needs one
         ensure_chat_template(tokenizer, model.model_type, log)
@@ -100,7 +100,7 @@ with stage(smk) as log:
         "run": run_id,
         "inputs": inputs,
         "model": model_path,
-        "profile": settings.get("profile"),
+        "memory": settings.get("memory"),
         "compute": compute_note,
         "device": str(mx.default_device()),
         "blas": blas,

@@ -111,6 +111,7 @@ def test_raw_dir_can_point_elsewhere(workflow, tmp_path):
         ("bogus=1", "unknown key 'bogus'"),
         ('records={"format": "alpaca"}', "records.format: 'alpaca' is not one of"),
         ('split={"valid_fraction": 0.9}', "split.valid_fraction: 0.9 is greater than the maximum of 0.5"),
+        ('training={"profile": "8gb"}', "unknown key 'training.profile' (renamed: 'training.memory')"),
     ],
 )
 def test_bad_config_stops_naming_the_key(workflow, config, message):
