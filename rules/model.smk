@@ -1,5 +1,8 @@
 # Model stages: the base model (the tiny one built offline, a GGUF imported, or a model folder or
 # hub id read where it is), its int4 conversion, and the adapters trained on both.
+# Each asks for a GPU (gpu=1): MLX computes on it where it has one, and profiles/default runs one
+# such job at a time, so that two never share one GPU's (or a Mac's unified) memory. Memory
+# follows the base's size (farense.resources); training's time limit is training.runtime.
 
 
 rule build_base_model:
@@ -16,6 +19,10 @@ rule build_base_model:
         "results/logs/build_base_model.log",
     benchmark:
         "results/benchmarks/build_base_model.tsv"
+    resources:
+        mem_mb=MODEL_MEM_MB["build"],
+        runtime=MODEL_BUILD_MINUTES,
+        gpu=1,
     conda:
         "../environment.yml"
     script:
@@ -38,6 +45,10 @@ rule convert_int4:
         "results/logs/convert_int4.log",
     benchmark:
         "results/benchmarks/convert_int4.tsv"
+    resources:
+        mem_mb=MODEL_MEM_MB["convert"],
+        runtime=MODEL_BUILD_MINUTES,
+        gpu=1,
     conda:
         "../environment.yml"
     script:
@@ -63,6 +74,10 @@ rule train_qlora:
         "results/logs/train_qlora.log",
     benchmark:
         "results/benchmarks/train_qlora.tsv"
+    resources:
+        mem_mb=MODEL_MEM_MB["compute"],
+        runtime=config["training"]["runtime"],
+        gpu=1,
     conda:
         "../environment.yml"
     script:
@@ -88,6 +103,10 @@ rule train_lora:
         "results/logs/train_lora.log",
     benchmark:
         "results/benchmarks/train_lora.tsv"
+    resources:
+        mem_mb=MODEL_MEM_MB["compute"],
+        runtime=config["training"]["runtime"],
+        gpu=1,
     conda:
         "../environment.yml"
     script:
