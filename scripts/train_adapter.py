@@ -6,7 +6,6 @@ blas = use_fast_blas()  # before mlx is imported
 
 import hashlib  # noqa: E402
 import platform  # noqa: E402
-import shutil  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import types  # noqa: E402
@@ -25,7 +24,7 @@ from farense.compute import prepare  # noqa: E402
 from farense.errors import PipelineError  # noqa: E402
 from farense.lineage import sha256_file as file_hash  # noqa: E402
 from farense.runlog import stage  # noqa: E402
-from farense.textio import write_json_atomic  # noqa: E402
+from farense.textio import atomic_dir, write_json_atomic  # noqa: E402
 from farense.chat_templates import ensure_chat_template  # noqa: E402
 from farense import training as training_module  # noqa: E402
 from farense.training import TrainOptions, fingerprint, lora_config, train  # noqa: E402
@@ -78,8 +77,6 @@ with stage(smk) as log:
     }
     run_id = fingerprint(options, inputs)
     out = Path(smk.output.adapter)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     bar = tqdm(total=None, desc=f"training {out.name}", unit="step", file=sys.stderr, mininterval=1.0)
 
     def progress(it, total_steps, loss):
@@ -89,42 +86,42 @@ with stage(smk) as log:
         bar.refresh()
 
     started = time.time()
-    state = train(model, CacheDataset(train_set), CacheDataset(valid_set), options, tmp, Path(smk.params.checkpoints), run_id, progress)
-    bar.close()
-    wall = time.time() - started
-    config = {**adapter_config, "model": model_path, "base_model_kind": smk.params.kind, "training": asdict(options), "run": run_id}
-    write_json_atomic(tmp / "adapter_config.json", config)
-    final = next((m for m in reversed(state.metrics) if m["train_loss"] is not None), {})
-    summary = {
-        "adapter": out.name,
-        "run": run_id,
-        "inputs": inputs,
-        "model": model_path,
-        "memory": settings.get("memory"),
-        "compute": compute_note,
-        "device": str(mx.default_device()),
-        "blas": blas,
-        "platform": platform.platform(),
-        "iterations": state.iteration,
-        "best_step": state.best_step,
-        "best_val_loss": state.best_val_loss,
-        "initial_val_loss": state.metrics[0]["val_loss"],
-        "stopped_early": state.stopped_early,
-        "resumed_from": state.resumed_from,
-        "trained_tokens": state.trained_tokens,
-        "train_seconds": round(state.train_seconds, 2),
-        "wall_seconds": round(wall, 2),
-        "tokens_per_second": round(state.trained_tokens / state.train_seconds, 1) if state.train_seconds else None,
-        "padding_share": round(state.padded_tokens / max(state.batch_tokens, 1), 4),
-        "examples_left_out": state.skipped_examples,
-        "peak_memory_gb": round(mx.get_peak_memory() / 1e9, 4),
-        "final_train_loss": final.get("train_loss"),
-        "trainable_parameters": trainable,
-        "adapter_bytes": (tmp / "adapters.safetensors").stat().st_size,
-    }
-    write_json_atomic(tmp / "training_summary.json", summary)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)  # whole or not at all
+    # whole or not at all: a failure, or a scheduler's SIGTERM (farense.runlog), removes the folder
+    with atomic_dir(out) as tmp:
+        state = train(model, CacheDataset(train_set), CacheDataset(valid_set), options, tmp, Path(smk.params.checkpoints), run_id, progress)
+        bar.close()
+        wall = time.time() - started
+        config = {**adapter_config, "model": model_path, "base_model_kind": smk.params.kind, "training": asdict(options), "run": run_id}
+        write_json_atomic(tmp / "adapter_config.json", config)
+        final = next((m for m in reversed(state.metrics) if m["train_loss"] is not None), {})
+        summary = {
+            "adapter": out.name,
+            "run": run_id,
+            "inputs": inputs,
+            "model": model_path,
+            "memory": settings.get("memory"),
+            "compute": compute_note,
+            "device": str(mx.default_device()),
+            "blas": blas,
+            "platform": platform.platform(),
+            "iterations": state.iteration,
+            "best_step": state.best_step,
+            "best_val_loss": state.best_val_loss,
+            "initial_val_loss": state.metrics[0]["val_loss"],
+            "stopped_early": state.stopped_early,
+            "resumed_from": state.resumed_from,
+            "trained_tokens": state.trained_tokens,
+            "train_seconds": round(state.train_seconds, 2),
+            "wall_seconds": round(wall, 2),
+            "tokens_per_second": round(state.trained_tokens / state.train_seconds, 1) if state.train_seconds else None,
+            "padding_share": round(state.padded_tokens / max(state.batch_tokens, 1), 4),
+            "examples_left_out": state.skipped_examples,
+            "peak_memory_gb": round(mx.get_peak_memory() / 1e9, 4),
+            "final_train_loss": final.get("train_loss"),
+            "trainable_parameters": trainable,
+            "adapter_bytes": (tmp / "adapters.safetensors").stat().st_size,
+        }
+        write_json_atomic(tmp / "training_summary.json", summary)
     log.info(
         "%s: best validation loss %.4f at step %d (step 0: %.4f); %d iterations, %.0f tokens/s, %.1f%% padding, peak %.3f GB",
         out.name, state.best_val_loss, state.best_step, summary["initial_val_loss"], state.iteration,
