@@ -5,8 +5,18 @@ from pathlib import Path
 from farense.base_model import resolve
 from farense.errors import PipelineError
 from farense.imports import project_modules
-from farense.profiles import resolve_training
+from farense.memory_presets import preset_megabytes, preset_name, resolve_training
 from farense.raw_files import scan
+from farense.resources import (
+    SMALL_JOB_MB,
+    SMALL_JOB_MINUTES,
+    base_weights_mb,
+    corpus_megabytes,
+    data_stage_mem_mb,
+    data_stage_minutes,
+    model_build_minutes,
+    model_stage_mem_mb,
+)
 
 try:
     BASE = resolve(config["model"]["base"])  # what model.base names; "auto" decided here, once
@@ -23,12 +33,32 @@ def raw_files():
     return [str(p) for p in scan(raw, config["cleaning"]["allow_outside_links"])[0]]
 
 
+# What the jobs ask a scheduler for (farense.resources): the data stages' memory and time follow
+# the corpus; the model stages' memory follows the base's weights, capped for training and
+# evaluation by the memory preset.
+CORPUS_MB = corpus_megabytes(raw_files())
+WEIGHTS_MB = base_weights_mb(BASE, config["model"]["tiny"])
+MODEL_MEM_MB = model_stage_mem_mb(WEIGHTS_MB, preset_megabytes(preset_name(config["training"])))
+MODEL_BUILD_MINUTES = model_build_minutes(WEIGHTS_MB)
+
+
+def data_stage_mem(wildcards, threads):
+    """A data stage's memory for the workers it is given (--cores caps `threads` locally)."""
+    return data_stage_mem_mb(threads, CORPUS_MB)
+
+
 def code_of(script):
     """The script and the project modules it imports, directly or through each other; as inputs, editing one
     reruns the job (Snakemake itself only tracks the script file)."""
     script = Path(workflow.basedir) / "scripts" / script
     paths = [str(script)] + project_modules(script)
     return [os.path.relpath(p) if not os.path.relpath(p).startswith("..") else p for p in paths]
+
+
+def stage_options(section):
+    """A config section as a stage's params: without `threads`, which changes how fast a stage
+    runs, not what it writes (so a new value reruns nothing)."""
+    return {k: v for k, v in config[section].items() if k != "threads"}
 
 
 def jsonl_schema():
@@ -38,7 +68,7 @@ def jsonl_schema():
 def record_params():
     """The record options build_records uses (the JSONL rendering ones go to split_jsonl)."""
     rendering = ("format", "system_prompt", "continuation_prompt", "keep_conflicts")
-    return {k: v for k, v in config["records"].items() if k not in rendering}
+    return {k: v for k, v in stage_options("records").items() if k not in rendering}
 
 
 def built_base():
@@ -61,8 +91,8 @@ def model_location(key):
 
 
 def training_params():
-    """The effective training options: profile values, overridden by explicit config keys."""
-    return resolve_training(config["training"], Path(workflow.basedir) / "config" / "profiles")
+    """The effective training options: the memory preset's values, overridden by explicit config keys."""
+    return resolve_training(config["training"], Path(workflow.basedir) / "config" / "memory")
 
 
 def trained_adapters():
@@ -93,8 +123,9 @@ def evaluation_training_params():
 
 
 def evaluation_params():
-    """The evaluation keys that change an evaluation (samples_in_report only changes the report)."""
-    return {key: value for key, value in config["evaluation"].items() if key != "samples_in_report"}
+    """The evaluation keys that change an evaluation (samples_in_report only changes the report,
+    runtime only the time limit a scheduler gives the job)."""
+    return {key: value for key, value in config["evaluation"].items() if key not in ("samples_in_report", "runtime")}
 
 
 def evaluated_models():

@@ -1,6 +1,7 @@
 # Data stages: raw files -> cleaned corpus -> training records -> train/valid/test JSONL.
-# Each takes every core it is given (--cores): documents are cleaned and chunked in parallel
-# processes, with the same output bytes whatever the number.
+# Each runs `threads` worker processes (cleaning.threads, records.threads, split.threads; capped
+# by --cores locally, the CPUs a cluster job asks for): documents are cleaned and chunked in
+# parallel, with the same output bytes whatever the number. Memory and time follow the corpus.
 
 
 rule clean_text:
@@ -13,12 +14,15 @@ rule clean_text:
         stats="results/clean/stats.json",
     params:
         raw_dir=lambda wildcards: config["raw_dir"],
-        cleaning=config["cleaning"],
+        cleaning=stage_options("cleaning"),
     log:
         "results/logs/clean_text.log",
     benchmark:
         "results/benchmarks/clean_text.tsv"
-    threads: workflow.cores
+    threads: config["cleaning"]["threads"]
+    resources:
+        mem_mb=data_stage_mem,
+        runtime=data_stage_minutes(CORPUS_MB),
     conda:
         "../environment.yml"
     script:
@@ -39,7 +43,10 @@ rule build_records:
         "results/logs/build_records.log",
     benchmark:
         "results/benchmarks/build_records.tsv"
-    threads: workflow.cores
+    threads: config["records"]["threads"]
+    resources:
+        mem_mb=data_stage_mem,
+        runtime=data_stage_minutes(CORPUS_MB),
     conda:
         "../environment.yml"
     script:
@@ -58,7 +65,7 @@ rule split_jsonl:
         test="results/data/test.jsonl",
         stats="results/data/split_stats.json",
     params:
-        split=config["split"],
+        split=stage_options("split"),
         format=config["records"]["format"],
         system_prompt=config["records"]["system_prompt"],
         continuation_prompt=config["records"]["continuation_prompt"],
@@ -67,7 +74,10 @@ rule split_jsonl:
         "results/logs/split_jsonl.log",
     benchmark:
         "results/benchmarks/split_jsonl.tsv"
-    threads: workflow.cores
+    threads: config["split"]["threads"]
+    resources:
+        mem_mb=data_stage_mem,
+        runtime=data_stage_minutes(CORPUS_MB),
     conda:
         "../environment.yml"
     script:

@@ -1,5 +1,6 @@
 # Evaluation: the int4 base alone, the unquantized base alone, the LoRA adapter and the QLoRA
 # adapter, each on the test split; their paired differences; a model card for each adapter.
+# An evaluation asks for a GPU and memory as training does (rules/model.smk).
 
 
 rule evaluate:
@@ -24,6 +25,10 @@ rule evaluate:
         "results/logs/evaluate_{model}.log",
     benchmark:
         "results/benchmarks/evaluate_{model}.tsv"
+    resources:
+        mem_mb=MODEL_MEM_MB["compute"],
+        runtime=config["evaluation"]["runtime"],
+        gpu=1,
     conda:
         "../environment.yml"
     script:
@@ -41,6 +46,9 @@ rule compare_models:
         evaluation=evaluation_params(),
     log:
         "results/logs/compare_models.log",
+    resources:
+        mem_mb=SMALL_JOB_MB,
+        runtime=SMALL_JOB_MINUTES,
     conda:
         "../environment.yml"
     script:
@@ -66,6 +74,9 @@ rule model_card:
         base_name=BASE.name,
     log:
         "results/logs/model_card_{adapter}.log",
+    resources:
+        mem_mb=SMALL_JOB_MB,
+        runtime=SMALL_JOB_MINUTES,
     conda:
         "../environment.yml"
     script:

@@ -10,6 +10,9 @@ rule lineage:
         lineage="results/lineage/lineage.json",
     log:
         "results/logs/lineage.log",
+    resources:
+        mem_mb=SMALL_JOB_MB,
+        runtime=SMALL_JOB_MINUTES,
     conda:
         "../environment.yml"
     script:

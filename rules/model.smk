@@ -2,6 +2,9 @@
 # hub id read where it is), its int4 conversion, and the adapters trained on both.
 # A job that measures its own speed and memory writes them to its run record (results/runs/,
 # farense.run_record), never into the model or adapter folder: those hash the same on every build.
+# Each asks for a GPU (gpu=1): MLX computes on it where it has one, and profiles/default runs one
+# such job at a time, so that two never share one GPU's (or a Mac's unified) memory. Memory
+# follows the base's size (farense.resources); training's time limit is training.runtime.
 
 
 rule build_base_model:
@@ -19,6 +22,10 @@ rule build_base_model:
         "results/logs/build_base_model.log",
     benchmark:
         "results/benchmarks/build_base_model.tsv"
+    resources:
+        mem_mb=MODEL_MEM_MB["build"],
+        runtime=MODEL_BUILD_MINUTES,
+        gpu=1,
     conda:
         "../environment.yml"
     script:
@@ -41,6 +48,10 @@ rule convert_int4:
         "results/logs/convert_int4.log",
     benchmark:
         "results/benchmarks/convert_int4.tsv"
+    resources:
+        mem_mb=MODEL_MEM_MB["convert"],
+        runtime=MODEL_BUILD_MINUTES,
+        gpu=1,
     conda:
         "../environment.yml"
     script:
@@ -68,6 +79,10 @@ rule train_qlora:
         "results/logs/train_qlora.log",
     benchmark:
         "results/benchmarks/train_qlora.tsv"
+    resources:
+        mem_mb=MODEL_MEM_MB["compute"],
+        runtime=config["training"]["runtime"],
+        gpu=1,
     conda:
         "../environment.yml"
     script:
@@ -95,6 +110,10 @@ rule train_lora:
         "results/logs/train_lora.log",
     benchmark:
         "results/benchmarks/train_lora.tsv"
+    resources:
+        mem_mb=MODEL_MEM_MB["compute"],
+        runtime=config["training"]["runtime"],
+        gpu=1,
     conda:
         "../environment.yml"
     script:

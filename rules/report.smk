@@ -22,6 +22,9 @@ rule report:
         config=config,
     log:
         "results/logs/report.log",
+    resources:
+        mem_mb=SMALL_JOB_MB,
+        runtime=SMALL_JOB_MINUTES,
     conda:
         "../environment.yml"
     script:

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = ROOT / "resources" / "raw"
-WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "config", "resources", "environment.yml", "requirements.txt")
+WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "config", "resources", "profiles", "environment.yml", "requirements.txt")
 
 
 def copy_workflow(dest: Path) -> Path:
@@ -25,9 +25,10 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, cores: int = 1) -> subprocess.CompletedProcess:
-    """Run the real Snakemake CLI in `workdir`; return the finished process (stdout+stderr in .stdout)."""
-    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), *args]
+def snakemake(workdir: Path, *args: str, check: bool = True, cores: int | None = 1) -> subprocess.CompletedProcess:
+    """Run the real Snakemake CLI in `workdir` (its workflow profile, profiles/default, applies);
+    return the finished process (stdout+stderr in .stdout). cores=None: no --cores."""
+    cmd = [sys.executable, "-m", "snakemake", *(["--cores", str(cores)] if cores else []), *args]
     proc = subprocess.run(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}")
@@ -54,10 +55,11 @@ BUILD_LOG = "build.log"  # what Snakemake printed while building the tiny_report
 def tiny_report(tmp_path_factory) -> Path:
     """The whole chain up to results/report.html (data, tiny base, int4 model, both adapters,
     evaluations, cards, lineage), built once from nothing with the test configuration by one
-    `snakemake results/report.html` (its output in BUILD_LOG); the tests that use it read it or
-    work on a copy."""
+    `snakemake --cores 2 results/report.html` (its output in BUILD_LOG); the tests that use it
+    read it or work on a copy. Two cores: jobs run side by side where the workflow profile lets
+    them (one GPU job at a time), and the data stages in two processes (the same bytes as one)."""
     wf = copy_workflow(tmp_path_factory.mktemp("report") / "wf")
-    proc = snakemake(wf, "results/report.html", "--configfile", "config/config.yaml", str(ROOT / "tests/config/tiny.yaml"))
+    proc = snakemake(wf, "results/report.html", "--configfile", "config/config.yaml", str(ROOT / "tests/config/tiny.yaml"), cores=2)
     (wf.parent / BUILD_LOG).write_text(proc.stdout, encoding="utf-8")
     return wf
 

@@ -5,7 +5,7 @@ import os
 import shutil
 import time
 
-from farense.lineage import ancestry, describe, make_entry, now, verify
+from farense.lineage import ancestry, describe, graph, make_entry, now, slurm_job, verify
 
 
 def test_file_hash_is_sha256(tmp_path):
@@ -89,3 +89,18 @@ def test_ancestry_goes_down_to_the_sources_once(tmp_path, monkeypatch):
     assert "raw.txt" in text and "source" in text and "code: 1 files (x.py)" in text
     assert text.count("clean.txt  [") == 2 and "(ancestry above)" in text  # reached twice, expanded once
     assert "scripts/x.py" in "\n".join(ancestry(entries, "report.txt", show_code=True))
+
+
+def test_a_slurm_job_is_named_in_its_entry(tmp_path, monkeypatch):
+    for name in ("SLURM_JOB_ID", "SLURMD_NODENAME", "SLURM_JOB_PARTITION"):
+        monkeypatch.delenv(name, raising=False)
+    entries = chain(tmp_path, monkeypatch)
+    assert "slurm" not in entries[0]  # run locally: the entry is what it always was
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("SLURMD_NODENAME", "gpu07")
+    monkeypatch.setenv("SLURM_JOB_PARTITION", "gpu")
+    t = now()
+    entry = make_entry("a", "a", {}, {"raw": ["raw.txt"]}, {"out": "clean.txt"}, {}, t, t)
+    assert entry["slurm"] == {"job_id": "4242", "node": "gpu07", "partition": "gpu"}
+    assert graph([entry])["jobs"]["a"]["slurm"]["job_id"] == "4242"
+    assert slurm_job({"SLURM_JOB_ID": "7"}) == {"job_id": "7"} and slurm_job({}) is None

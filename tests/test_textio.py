@@ -35,3 +35,35 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
             raise RuntimeError("crash")
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+SIGTERMED_STAGE = """
+import sys, time
+from farense.runlog import stage
+from farense.textio import atomic_dir, atomic_path
+with stage(sys.argv[1]) as log:
+    with atomic_dir(sys.argv[2] + "/adapter") as folder, atomic_path(sys.argv[2] + "/summary.json") as tmp:
+        (folder / "adapters.safetensors").write_bytes(b"half")
+        tmp.write_text("half")
+        print("writing", flush=True)
+        time.sleep(60)
+"""
+
+
+def test_a_stage_stopped_by_sigterm_leaves_nothing_half_written(tmp_path):
+    """What Slurm sends a job it cancels or that ran past its time limit (runlog.stop_on_sigterm)."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    out = tmp_path / "results"
+    out.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", SIGTERMED_STAGE, str(tmp_path / "stage.log"), str(out)], cwd=scripts,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert list(out.iterdir()) == []  # neither the outputs nor their temporary files
+    assert "stopped by SIGTERM" in (tmp_path / "stage.log").read_text()

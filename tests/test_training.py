@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, snakemake
-from farense.profiles import GIB, pick_profile, resolve_training
+from farense.memory_presets import GIB, pick_preset, preset_megabytes, resolve_training
 
 TINY = str(ROOT / "tests/config/tiny.yaml")
 CONFIG = ("--configfile", "config/config.yaml", TINY)
@@ -136,22 +136,23 @@ def test_learning_rate_change_reruns_training_only(trained):
         assert upstream not in table
 
 
-@pytest.mark.parametrize("memory, profile", [(8 * GIB, "8gb"), (16 * GIB, "16gb"), (24 * GIB, "16gb"), (64 * GIB, "32gb")])
-def test_auto_profile_follows_memory(memory, profile):
-    assert pick_profile(memory) == profile
+@pytest.mark.parametrize("memory, preset", [(8 * GIB, "8gb"), (16 * GIB, "16gb"), (24 * GIB, "16gb"), (64 * GIB, "32gb")])
+def test_auto_memory_preset_follows_memory(memory, preset):
+    assert pick_preset(memory) == preset
+    assert preset_megabytes(preset) == int(preset[:-2]) * 1024
 
 
-def test_profiles_and_overrides():
+def test_memory_presets_and_overrides():
     import yaml
 
     training = yaml.safe_load((ROOT / "config/config.yaml").read_text())["training"]
-    profiles = ROOT / "config/profiles"
-    eight = resolve_training(dict(training, profile="auto"), profiles, memory_bytes=8 * GIB)
-    assert eight["profile"] == "auto -> 8gb"
+    presets = ROOT / "config/memory"
+    eight = resolve_training(dict(training, memory="auto"), presets, memory_bytes=8 * GIB)
+    assert eight["memory"] == "auto -> 8gb"
     assert (eight["batch_size"], eight["grad_accumulation"], eight["max_seq_length"], eight["grad_checkpoint"]) == (1, 2, 256, True)
-    big = resolve_training(dict(training, profile="32gb", max_seq_length=2048), profiles)
+    big = resolve_training(dict(training, memory="32gb", max_seq_length=2048), presets)
     assert (big["batch_size"], big["grad_accumulation"], big["max_seq_length"]) == (4, 1, 2048)
-    default = resolve_training(training, profiles)
+    default = resolve_training(training, presets)
     assert (default["batch_size"], default["grad_accumulation"], default["max_seq_length"], default["learning_rate"], default["warmup_steps"]) == (2, 2, 512, 0.0002, 100)
 
 

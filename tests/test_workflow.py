@@ -69,6 +69,8 @@ def test_only_changed_stages_rerun(tiny_report, tmp_path):
     assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'evaluation={"max_new_tokens": 16}') == {"evaluate": 4, **EVALUATION}
     # how many sample answers the report shows: the report only
     assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'evaluation={"samples_in_report": 2}') == {"report": 1}
+    # how a job runs (threads, a time limit), not what it makes: the report only, which shows the configuration
+    assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'cleaning={"threads": 1}', 'training={"runtime": 30}') == {"report": 1}
     # the LoRA baseline switched off: nothing to train or evaluate, the graph and the report change
     assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'training={"train_lora": false}') == {**EVALUATION, "model_card": 1}
     # an edited raw file: cleaning onwards
@@ -111,6 +113,7 @@ def test_raw_dir_can_point_elsewhere(workflow, tmp_path):
         ("bogus=1", "unknown key 'bogus'"),
         ('records={"format": "alpaca"}', "records.format: 'alpaca' is not one of"),
         ('split={"valid_fraction": 0.9}', "split.valid_fraction: 0.9 is greater than the maximum of 0.5"),
+        ('training={"profile": "8gb"}', "unknown key 'training.profile' (renamed: 'training.memory')"),
     ],
 )
 def test_bad_config_stops_naming_the_key(workflow, config, message):
@@ -139,3 +142,65 @@ def test_data_stages_are_given_the_cores(workflow):
     snakemake(workflow, "results/clean/corpus.parquet", cores=2)
     log = (workflow / "results/logs/clean_text.log").read_text()
     assert "1 worker process(es) of the 2 thread(s) given" in log
+
+
+def schema_leaves(schema, prefix=""):
+    """(dotted key, schema) of every leaf key of the config schema."""
+    for key, sub in schema["properties"].items():
+        if "properties" in sub:
+            yield from schema_leaves(sub, f"{prefix}{key}.")
+        else:
+            yield prefix + key, sub
+
+
+def readme_config_keys():
+    """The keys README.md's configuration table names: `a.b` / `c` is a.b and a.c; `a.*` all under a."""
+    table = (ROOT / "README.md").read_text().split("| key | default | what it does |")[1].split("\n\n")[0]
+    keys = set()
+    for row in table.splitlines()[2:]:
+        names = [n.strip().strip("`") for n in row.split("|")[1].split(" / ")]
+        prefix = names[0].rsplit(".", 1)[0] + "." if "." in names[0] else ""
+        keys.update([names[0], *(prefix + n for n in names[1:])])
+    return keys
+
+
+def test_config_yaml_schema_and_readme_agree():
+    import yaml
+
+    schema = yaml.safe_load((ROOT / "config/schemas/config.schema.yaml").read_text())
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    documented = readme_config_keys()
+    for key, sub in schema_leaves(schema):
+        value = config
+        for part in key.split("."):
+            value = value[part]
+        assert value == sub["default"], f"{key}: config.yaml has {value!r}, the schema's default is {sub['default']!r}"
+        assert sub.get("description"), key
+        assert key in documented or any(key.startswith(d[:-1]) for d in documented if d.endswith(".*")), f"{key} is not in README.md's table"
+
+
+def test_a_cluster_dry_run_shows_what_each_job_asks_for(workflow):
+    """The issue's acceptance: no --cores, and gpu and mem_mb on the model stages."""
+    pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install -r requirements-slurm.txt")
+    out = snakemake(workflow, "-n", "--executor", "slurm", "--jobs", "8", "results/report.html", cores=None).stdout
+    resources = {}
+    for block in out.split("\nrule ")[1:]:
+        line = next(x for x in block.splitlines() if x.strip().startswith("resources:"))
+        resources[block.split(":")[0]] = dict(kv.split("=", 1) for kv in line.split(":", 1)[1].strip().split(", "))
+    for rule in ("build_base_model", "convert_int4", "train_qlora", "train_lora", "evaluate"):
+        assert resources[rule]["gpu"] == "1" and int(resources[rule]["mem_mb"]) > 2048, rule
+    assert resources["train_qlora"]["runtime"] == "240" and resources["evaluate"]["runtime"] == "60"
+    for rule in ("clean_text", "build_records", "split_jsonl", "compare_models", "model_card", "lineage", "report"):
+        assert "gpu" not in resources[rule] and int(resources[rule]["mem_mb"]) >= 512 and int(resources[rule]["runtime"]) >= 10, rule
+
+
+def test_the_workflow_profile_runs_one_gpu_job_at_a_time(tiny_report):
+    """tiny_report was built with --cores 2: after build_base_model, convert_int4, train_lora and
+    the unquantized base's evaluation were ready together, but profiles/default's gpu=1 let them
+    run one at a time (the times each job's provenance entry records do not overlap)."""
+    gpu_rules = {"build_base_model", "convert_int4", "train_qlora", "train_lora", "evaluate"}
+    entries = [json.loads(p.read_text()) for p in (tiny_report / "results/lineage").glob("*.json")]
+    spans = sorted((e["started"], e["ended"], e["job"]) for e in entries if e["rule"] in gpu_rules)
+    assert len(spans) == 8
+    for (_, ended, job), (started, _, following) in zip(spans, spans[1:]):
+        assert started >= ended, f"{following} started at {started}, before {job} ended at {ended}"

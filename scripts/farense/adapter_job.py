@@ -54,7 +54,7 @@ def run(job: dict, log, blas: str | None) -> None:
     options = TrainOptions.from_config(settings)
     model_path = job["model"]
     data_dir = Path(job["train"]).parent
-    log.info("BLAS: %s; profile %s; model %s", blas, settings.get("profile"), model_path)
+    log.info("BLAS: %s; memory preset %s; model %s", blas, settings.get("memory"), model_path)
     model, tokenizer = mlx_lm.load(model_path)
     if job["data_format"] == "chat":  # base models such as Mistral-7B-v0.1 ship no template; chat data needs one
         ensure_chat_template(tokenizer, model.model_type, log)
@@ -98,7 +98,12 @@ def run(job: dict, log, blas: str | None) -> None:
         bar.refresh()
 
     started = time.time()
-    state, measured = train(model, CacheDataset(train_set), CacheDataset(valid_set), options, tmp, Path(job["checkpoints"]), run_id, progress)
+    try:
+        state, measured = train(model, CacheDataset(train_set), CacheDataset(valid_set), options, tmp, Path(job["checkpoints"]), run_id, progress)
+    except BaseException:  # an error, or a scheduler's SIGTERM (farense.runlog): no half adapter left
+        if main_rank:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
     bar.close()
     wall = time.time() - started
     if not main_rank:  # rank 0 writes the adapter, the checkpoints and the run record
@@ -114,7 +119,7 @@ def run(job: dict, log, blas: str | None) -> None:
         "run": run_id,
         "inputs": inputs,
         "model": model_path,
-        "profile": settings.get("profile"),
+        "memory": settings.get("memory"),
         "compute": compute_note,
         "device": str(mx.default_device()),
         "iterations": state.iteration,

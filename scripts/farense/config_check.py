@@ -14,6 +14,8 @@ def load_schema(schema_path: str) -> dict:
 
 
 _TRUE, _FALSE = {"true", "yes", "on"}, {"false", "no", "off"}
+# Keys that were renamed: an old configuration gets the new name instead of a guess.
+RENAMED = {"training.profile": "training.memory"}
 
 
 def _coerce(value, schema: dict):
@@ -60,9 +62,13 @@ def config_errors(config: dict, schema: dict) -> list[str]:
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             known = list(error.schema.get("properties", {}))
             for key in sorted(set(error.instance) - set(known)):
+                full = f"{where + '.' if where else ''}{key}"
                 close = difflib.get_close_matches(str(key), known, n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(known)})"
-                problems.append(f"unknown key '{where + '.' if where else ''}{key}'{hint}")
+                if full in RENAMED:
+                    hint = f" (renamed: '{RENAMED[full]}')"
+                else:
+                    hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(known)})"
+                problems.append(f"unknown key '{full}'{hint}")
         else:
             problems.append(f"{where or '(top level)'}: {error.message}")
     return problems

@@ -61,6 +61,18 @@ def versions() -> dict:
     return found
 
 
+# What Slurm tells a job about itself (sbatch/srun set these): the job id, and where it ran.
+SLURM_VARIABLES = {"job_id": "SLURM_JOB_ID", "node": "SLURMD_NODENAME", "partition": "SLURM_JOB_PARTITION"}
+
+
+def slurm_job(environ=os.environ) -> dict | None:
+    """The Slurm job this process runs in (None outside one): a job's entry then names the
+    scheduler's record of it (`sacct -j <job_id>`)."""
+    if not environ.get("SLURM_JOB_ID"):
+        return None
+    return {key: environ[name] for key, name in SLURM_VARIABLES.items() if environ.get(name)}
+
+
 def json_safe(value):
     """Params as JSON: mappings and sequences kept, anything else as its text."""
     if isinstance(value, dict) or hasattr(value, "items"):
@@ -78,7 +90,8 @@ def _norm(path) -> str:
 
 def make_entry(job: str, rule: str, wildcards: dict, inputs: dict[str, list[str]], outputs: dict[str, str], params: dict,
                started: datetime, ended: datetime, code_prefix: str = "scripts/") -> dict:
-    """One provenance entry. `inputs` maps an input name to its paths; files under `code_prefix` are code."""
+    """One provenance entry. `inputs` maps an input name to its paths; files under `code_prefix` are code.
+    A job run by Slurm also records its Slurm job (`slurm`: job_id, node, partition)."""
     recorded_inputs = []
     for name, paths in inputs.items():
         for p in paths:
@@ -91,7 +104,7 @@ def make_entry(job: str, rule: str, wildcards: dict, inputs: dict[str, list[str]
             else:
                 role = "data"
             recorded_inputs.append({"path": _norm(p), "name": name, "role": role, **describe(p)})
-    return {
+    entry = {
         "job": job,
         "rule": rule,
         "wildcards": dict(wildcards),
@@ -104,6 +117,10 @@ def make_entry(job: str, rule: str, wildcards: dict, inputs: dict[str, list[str]
         "seconds": round((ended - started).total_seconds(), 3),
         "platform": {"system": platform.platform(), "machine": platform.machine(), "python": sys.version.split()[0]},
     }
+    slurm = slurm_job()
+    if slurm:
+        entry["slurm"] = slurm
+    return entry
 
 
 def now() -> datetime:
@@ -146,7 +163,8 @@ def graph(entries: list[dict]) -> dict:
                 artifacts.setdefault(inp["path"], {"kind": inp["kind"], "sha256": inp["sha256"], "bytes": inp["bytes"], "made_by": None, "role": role})
             for out in entry["outputs"]:
                 edges.append({"from": inp["path"], "to": out["path"], "job": entry["job"], "role": inp["role"]})
-    jobs = {e["job"]: {k: e[k] for k in ("rule", "wildcards", "params", "versions", "started", "ended", "seconds", "platform")} for e in entries}
+    jobs = {e["job"]: {k: e[k] for k in ("rule", "wildcards", "params", "versions", "started", "ended", "seconds", "platform", "slurm") if k in e}
+            for e in entries}
     return {"artifacts": artifacts, "edges": edges, "jobs": jobs}
 
 

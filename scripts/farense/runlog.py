@@ -1,9 +1,12 @@
 """Rule scripts' frame: logging to the rule's log file and stderr, one clear line for a
-PipelineError, and the job's provenance entry once its outputs are complete."""
+PipelineError, a stop on SIGTERM that unwinds, and the job's provenance entry once its outputs
+are complete."""
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +45,25 @@ def record_provenance(smk, started) -> str:
     return target
 
 
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit(143). Slurm stops a job (scancel, or past its time limit) with
+    SIGTERM, then SIGKILL KillWait seconds later (30 by default); Python's default for SIGTERM
+    dies at once, and the exception instead lets the atomic writers (farense.textio) remove their
+    half-written temporary files and folders before the job ends."""
+
+    owner = os.getpid()
+
+    def stop(signum, frame):
+        if os.getpid() != owner:  # a worker forked by farense.parallel (its pool stops it so): at once
+            os._exit(128 + signum)
+        raise SystemExit(128 + signum)
+
+    try:
+        signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (a library caller): its own signals are its business
+        pass
+
+
 @contextmanager
 def stage(smk):
     """Run a rule script's body (`smk`: the snakemake object, or a log path). A PipelineError
@@ -50,11 +72,16 @@ def stage(smk):
 
     log_path = smk if isinstance(smk, (str, type(None))) else smk.log[0]
     log = setup_logging(log_path)
+    stop_on_sigterm()
     started = now()
     try:
         yield log
     except PipelineError as err:
         log.error("%s", err)
         raise SystemExit(1) from None
+    except SystemExit as stop:
+        if stop.code == 128 + signal.SIGTERM:
+            log.error("stopped by SIGTERM (a scheduler's cancel or time limit): the outputs are not written")
+        raise
     if not isinstance(smk, (str, type(None))) and "lineage" in smk.output.keys():
         log.info("provenance: %s", record_provenance(smk, started))

@@ -247,7 +247,7 @@ def _load_checkpoint(directory: Path, model, optimizer, run_id: str, restore_bes
     return RunState(**saved)
 
 
-# Low-memory training (training.grad_checkpoint, the 8gb profile) also lowers MLX's memory limit
+# Low-memory training (training.grad_checkpoint, the 8gb memory preset) also lowers MLX's memory limit
 # to the memory in use when training starts (weights, adapters) plus this margin, for the time of
 # train(). The limit is a guideline, not a cap that fails: while active memory is over it, MLX's
 # eval waits for queued GPU work to finish before queueing more. Without it, the buffers held by

@@ -48,7 +48,7 @@ from farense.chat_templates import ensure_chat_template  # noqa: E402
 from farense.compute import prepare  # noqa: E402
 from farense.evaluation import score_answer, test_questions  # noqa: E402
 from farense.loss import chunked_loss  # noqa: E402
-from farense.profiles import resolve_training  # noqa: E402
+from farense.memory_presets import resolve_training  # noqa: E402
 from farense.support import SEEN, UNSEEN  # noqa: E402
 from farense.training import TrainOptions, lora_config, train  # noqa: E402
 
@@ -105,7 +105,7 @@ def score(questions: list[dict], texts: list[str]) -> tuple[dict, list[dict]]:
 def run(recipe: dict, route: str, defaults: dict, at: list[float], max_new_tokens: int, answers_dir: Path | None, limit: int | None) -> list[dict]:
     data_dir = ROOT / recipe.get("data", "results/data")
     questions = (test_questions(data_dir / "test.jsonl", "chat") + training_questions(data_dir / "train.jsonl"))[:limit]
-    settings = resolve_training(merged(defaults, recipe.get("training", {})), ROOT / "config/profiles")
+    settings = resolve_training(merged(defaults, recipe.get("training", {})), ROOT / "config/memory")
     options = TrainOptions.from_config(settings)
     model_path = str(ROOT / "results/models" / ("base" if route == "lora" else "base-int4"))
     model, tokenizer = mlx_lm.load(model_path)

@@ -1,0 +1,66 @@
+"""Memory presets (config/memory/): the training settings that depend on the memory of the machine.
+
+A preset is named after the memory it is made for (8gb, 16gb, 32gb); `training.memory` picks one,
+or `auto` picks from the memory of the machine that reads the workflow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+PRESET_KEYS = ("batch_size", "grad_accumulation", "max_seq_length", "grad_checkpoint")
+GIB = 1024**3
+
+
+def total_memory_bytes() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().total)
+
+
+def pick_preset(memory_bytes: int) -> str:
+    """8gb below 12 GiB, 16gb below 28 GiB, else 32gb (leaving room for the system)."""
+    if memory_bytes < 12 * GIB:
+        return "8gb"
+    if memory_bytes < 28 * GIB:
+        return "16gb"
+    return "32gb"
+
+
+def preset_name(training: dict, memory_bytes: int | None = None) -> str:
+    """The preset `training.memory` names, `auto` decided from this machine's memory."""
+    name = training["memory"]
+    if name == "auto":
+        name = pick_preset(total_memory_bytes() if memory_bytes is None else memory_bytes)
+    return name
+
+
+def preset_megabytes(name: str) -> int:
+    """The memory a preset is made for, in MiB: 16gb -> 16384."""
+    return int(name.removesuffix("gb")) * 1024
+
+
+def resolve_training(training: dict, presets_dir: str | Path, memory_bytes: int | None = None) -> dict:
+    """Flat training options for TrainOptions: the preset's values, overridden by any
+    non-null key of the config, plus the LoRA and early-stopping settings."""
+    name = preset_name(training, memory_bytes)
+    with open(Path(presets_dir) / f"{name}.yaml", encoding="utf-8") as handle:
+        preset = yaml.safe_load(handle)
+    resolved = {key: training[key] if training.get(key) is not None else preset[key] for key in PRESET_KEYS}
+    lora = training["lora"]
+    resolved.update(
+        memory=name if training["memory"] != "auto" else f"auto -> {name}",
+        rank=lora["rank"],
+        alpha=lora["alpha"],
+        dropout=lora["dropout"],
+        target_modules=list(lora["target_modules"]),
+        num_layers=lora["num_layers"],
+        early_stopping_patience=training["early_stopping"]["patience"],
+        early_stopping_min_delta=training["early_stopping"]["min_delta"],
+    )
+    for key in ("learning_rate", "warmup_steps", "decay", "min_learning_rate", "epochs", "mask_prompt", "seed",
+                "steps_per_eval", "steps_per_report", "checkpoint_every", "val_batches", "divergence_factor", "compute"):
+        resolved[key] = training[key]
+    return resolved
