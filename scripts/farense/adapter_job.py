@@ -119,7 +119,7 @@ def run(job: dict, log, blas: str | None) -> None:
         "run": run_id,
         "inputs": inputs,
         "model": model_path,
-        "memory": settings.get("memory"),
+        "preset": settings.get("memory"),  # the memory preset's name (config/memory/)
         "compute": compute_note,
         "device": str(mx.default_device()),
         "iterations": state.iteration,

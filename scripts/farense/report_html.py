@@ -250,7 +250,7 @@ def model_section(conversion: dict, base: dict, trainings: dict[str, tuple], run
     for name, (summary, _) in trainings.items():
         run = runs.get(f"train_{name}") or {}
         rows.append([
-            name, summary["compute"], summary["memory"], summary["iterations"], summary["best_step"], round(summary["initial_val_loss"], 4),
+            name, summary["compute"], summary["preset"], summary["iterations"], summary["best_step"], round(summary["initial_val_loss"], 4),
             round(summary["best_val_loss"], 4), "yes" if summary["stopped_early"] else "no",
             "—" if run.get("resumed_from") is None else f"step {run['resumed_from']}", run.get("tokens_per_second"), run.get("train_seconds"),
             run.get("peak_memory_gb"), summary["adapter_bytes"], round(100 * summary["padding_share"], 1),
