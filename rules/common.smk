@@ -81,7 +81,7 @@ def base_model_sources(wildcards):
     """What build_base_model reads: the corpus and training split (tiny), the GGUF file (a path);
     a packaged GGUF is recorded by package, version and sha256 in the params."""
     if BASE.kind == "tiny":
-        return {"corpus": rules.clean_text.output.corpus, "train": rules.split_jsonl.output.train}
+        return {"corpus": rules.clean_text.output.corpus, "train": rules.split_jsonl.output.train, "schema": jsonl_schema()}
     return {"gguf": BASE.path} if BASE.kind == "gguf" else {}
 
 

@@ -9,6 +9,7 @@ rule evaluate:
         train=rules.split_jsonl.output.train,
         valid=rules.split_jsonl.output.valid,
         test=rules.split_jsonl.output.test,
+        schema=jsonl_schema(),
         code=code_of("evaluate.py"),
     output:
         lineage="results/lineage/evaluate_{model}.json",

@@ -63,6 +63,7 @@ rule train_qlora:
         model=rules.convert_int4.output.model,
         train=rules.split_jsonl.output.train,
         valid=rules.split_jsonl.output.valid,
+        schema=jsonl_schema(),
         code=code_of("train_adapter.py"),
     output:
         lineage="results/lineage/train_qlora.json",
@@ -94,6 +95,7 @@ rule train_lora:
         model=built_base(),
         train=rules.split_jsonl.output.train,
         valid=rules.split_jsonl.output.valid,
+        schema=jsonl_schema(),
         code=code_of("train_adapter.py"),
     output:
         lineage="results/lineage/train_lora.json",

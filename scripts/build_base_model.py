@@ -12,23 +12,23 @@ from pathlib import Path  # noqa: E402
 from farense.base_model import packaged_gguf  # noqa: E402
 from farense.run_record import peak_memory_gb, write_run  # noqa: E402
 from farense.runlog import stage  # noqa: E402
+from farense.split_lines import read_split  # noqa: E402
 from farense.textio import atomic_dir  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 
-def train_texts(path):
-    """The training split as plain text: what the base may see (never valid or test)."""
+def train_texts(path, schema):
+    """The training split as plain text: what the base may see (never valid or test); its lines
+    checked against the JSONL schema (a line edited by hand: one line naming it)."""
     texts = []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            obj = json.loads(line)
-            if "messages" in obj:
-                texts.append("\n".join(m["content"] for m in obj["messages"] if m["role"] != "system"))
-            elif "prompt" in obj:
-                texts.append(f"{obj['prompt']}\n{obj['completion']}")
-            else:
-                texts.append(obj["text"])
+    for obj in read_split(path, schema):
+        if "messages" in obj:
+            texts.append("\n".join(m["content"] for m in obj["messages"] if m["role"] != "system"))
+        elif "prompt" in obj:
+            texts.append(f"{obj['prompt']}\n{obj['completion']}")
+        else:
+            texts.append(obj["text"])
     return texts
 
 
@@ -42,7 +42,7 @@ def build_tiny(tmp: Path, log) -> tuple[dict, dict]:
     corpus = pq.read_table(smk.input.corpus, columns=["text"]).column("text").to_pylist()
     tokenizer = train_tokenizer(corpus, options.vocab_size, tmp)
     log.info("tokenizer: %d tokens trained on %d documents", len(tokenizer), len(corpus))
-    summary, speed = build_tiny_model(train_texts(smk.input.train), tmp, options, tokenizer)
+    summary, speed = build_tiny_model(train_texts(smk.input.train, smk.input.schema), tmp, options, tokenizer)
     log.info("tiny base model: %.2fM parameters", summary["parameters"] / 1e6)
     measured = {"pretrain_speed": speed, "pretrain_tokens_per_second": speed[-1]["tokens_per_second"] if speed else None}
     return summary, measured

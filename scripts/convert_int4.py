@@ -8,10 +8,10 @@ import json  # noqa: E402
 import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import mlx_lm  # noqa: E402
 from mlx_lm import convert  # noqa: E402
 from mlx_lm.utils import hf_repo_to_path  # noqa: E402
 
+from farense.artifact_checks import check_model_dir, load_model  # noqa: E402
 from farense.model_files import describe  # noqa: E402
 from farense.runlog import stage  # noqa: E402
 from farense.textio import write_json_atomic  # noqa: E402
@@ -22,6 +22,7 @@ with stage(smk) as log:
     base, out = smk.params.base, Path(smk.output.model)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    check_model_dir(base)  # a damaged base: one line naming the file, before mlx-lm reads it
     log.info("converting %s to %d bits, group size %d", base, smk.params.bits, smk.params.group_size)
     try:  # mlx-lm's convert makes the folder itself, so not textio.atomic_dir: the same, by hand
         convert(base, mlx_path=str(tmp), quantize=True, q_bits=smk.params.bits, q_group_size=smk.params.group_size)
@@ -38,8 +39,8 @@ with stage(smk) as log:
     tmp.rename(out)  # whole or not at all
     # A hub id was downloaded into the local cache by the conversion: measure that copy.
     base_dir = Path(base) if Path(base).exists() else hf_repo_to_path(base)
-    base_model, _ = mlx_lm.load(str(base_dir))
-    int4_model, _ = mlx_lm.load(str(out))
+    base_model, _ = load_model(str(base_dir))
+    int4_model, _ = load_model(str(out))
     summary = {"base": describe(base_dir, base_model), "int4": describe(out, int4_model), "bits": smk.params.bits, "group_size": smk.params.group_size}
     if "snapshots" in base_dir.parts:  # a hub id: the commit the cache resolved it to, not only the name
         summary["base"]["revision"] = base_dir.name

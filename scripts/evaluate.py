@@ -4,12 +4,12 @@ from farense.fastblas import use_fast_blas
 
 blas = use_fast_blas()  # before mlx is imported
 
-import json  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import mlx.core as mx  # noqa: E402
 
+from farense.artifact_checks import read_json  # noqa: E402
 from farense.compute import prepare  # noqa: E402
 from farense.evaluation import EvalOptions, answer_quality, directory_bytes, overfitting_from_metrics, split_losses, test_questions  # noqa: E402
 from farense.inference import load  # noqa: E402
@@ -35,16 +35,16 @@ with stage(smk) as log:
     mx.reset_peak_memory()
     splits = ("test", "valid", "train") if options.train_split_loss else ("test",)
     losses, loss_seconds = split_losses(loaded.model, loaded.tokenizer, Path(smk.input.test).parent, smk.params.data_format, training["batch_size"],
-                          training["max_seq_length"], training["mask_prompt"], options.loss_batches, splits, options.seed)
+                          training["max_seq_length"], training["mask_prompt"], options.loss_batches, splits, options.seed, smk.input.schema)
     log.info("test loss %.4f, perplexity %.3f", losses["test"]["loss"], losses["test"]["perplexity"])
-    questions = test_questions(Path(smk.input.test), smk.params.data_format)
+    questions = test_questions(Path(smk.input.test), smk.params.data_format, smk.input.schema)
     quality, speed = answer_quality(loaded.model, loaded.tokenizer, questions, options)
     log.info("%d questions: fact accuracy %s, exact match %s, F1 %s; %s generated tokens/s in batches of %d", quality["questions"],
              quality["fact_accuracy"], quality["exact_match"], quality["f1"], speed["tokens_per_second"], options.batch_size)
 
     training_summary, overfitting = {}, {}
     if adapter:
-        training_summary = json.loads((Path(adapter) / "training_summary.json").read_text(encoding="utf-8"))
+        training_summary = read_json(Path(adapter) / "training_summary.json", "training summary")
         overfitting = overfitting_from_metrics(Path(adapter) / "metrics.csv")
         overfitting["best_step"] = training_summary["best_step"]
         at_best = [r for r in overfitting["per_step"] if r["step"] == training_summary["best_step"]]

@@ -16,7 +16,7 @@ smk = snakemake  # noqa: F821 (injected by Snakemake)
 with stage(smk) as log:
     job = {
         "model": smk.params.model, "kind": smk.params.kind, "train": smk.input.train, "valid": smk.input.valid,
-        "data_format": smk.params.data_format, "training": dict(smk.params.training), "adapter": smk.output.adapter,
+        "schema": smk.input.schema, "data_format": smk.params.data_format, "training": dict(smk.params.training), "adapter": smk.output.adapter,
         "checkpoints": smk.params.checkpoints, "run": smk.output.run, "log": smk.log[0],
     }
     processes = smk.params.processes

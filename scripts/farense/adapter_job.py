@@ -14,7 +14,6 @@ import logging
 import shutil
 import sys
 import time
-import types
 from dataclasses import asdict
 from pathlib import Path
 
@@ -31,20 +30,22 @@ def model_identity(model_dir: Path) -> str:
 
 
 def run(job: dict, log, blas: str | None) -> None:
-    """Train the adapter `job` describes: keys model, kind, train, valid, data_format, training
-    (resolved options), adapter, checkpoints, run (the run record's path)."""
+    """Train the adapter `job` describes: keys model, kind, train, valid, schema (of their lines),
+    data_format, training (resolved options), adapter, checkpoints, run (the run record's path)."""
     import mlx.core as mx
     import mlx_lm
     from mlx.utils import tree_flatten
-    from mlx_lm.tuner.datasets import CacheDataset, load_local_dataset
+    from mlx_lm.tuner.datasets import CacheDataset
     from mlx_lm.tuner.utils import linear_to_lora_layers
     from mlx_lm.utils import get_total_parameters
     from tqdm import tqdm
 
     from . import training as training_module
+    from .artifact_checks import load_model
     from .chat_templates import ensure_chat_template
     from .compute import prepare
     from .run_record import peak_memory_gb, write_run
+    from .split_lines import mlx_dataset
     from .textio import write_json_atomic
     from .training import TrainOptions, fingerprint, lora_config, train
 
@@ -53,16 +54,16 @@ def run(job: dict, log, blas: str | None) -> None:
     settings = dict(job["training"])
     options = TrainOptions.from_config(settings)
     model_path = job["model"]
-    data_dir = Path(job["train"]).parent
     log.info("BLAS: %s; memory preset %s; model %s", blas, settings.get("memory"), model_path)
-    model, tokenizer = mlx_lm.load(model_path)
+    model, tokenizer = load_model(model_path)  # a damaged model folder: one line naming the file
     if job["data_format"] == "chat":  # base models such as Mistral-7B-v0.1 ship no template; chat data needs one
         ensure_chat_template(tokenizer, model.model_type, log)
     # float32 on a CPU, int4 dequantized once on a GPU with memory to spare, else native kernels
     model, compute_note = prepare(model, settings["compute"], training=True)
     log.info("compute: %s (device %s)", compute_note, mx.default_device())
     mask = options.mask_prompt and job["data_format"] != "text"
-    train_set, valid_set, _ = load_local_dataset(data_dir, tokenizer, types.SimpleNamespace(mask_prompt=mask))
+    # every line checked against the JSONL schema first (a line edited by hand: one line naming it)
+    train_set, valid_set = (mlx_dataset(job[split], job["schema"], tokenizer, mask) for split in ("train", "valid"))
     layers = len(model.layers) if options.num_layers == -1 else options.num_layers
     if layers > len(model.layers):
         raise PipelineError(f"training.lora.num_layers is {layers} but the model has {len(model.layers)} layers")
@@ -140,6 +141,7 @@ def run(job: dict, log, blas: str | None) -> None:
     record = write_run(job["run"], {
         "job": f"train_{out.name}",
         "resumed_from": measured.resumed_from,
+        "checkpoints_set_aside": measured.set_aside,
         "train_seconds": round(measured.seconds, 2),  # in the training step, this process
         "wall_seconds": round(wall, 2),  # training with its validations and checkpoints
         "trained_tokens": measured.tokens,

@@ -19,10 +19,8 @@
 from __future__ import annotations
 
 import csv
-import json
 import statistics
 import time
-import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from . import uncertainty
 from .errors import PipelineError
 from .metrics import exact_match, perplexity, token_f1
 from .options import from_config
+from .split_lines import mlx_dataset, read_split
 from .support import LABELS, UNSEEN
 
 QUESTION_KINDS = ("qa_curated", "qa_table")
@@ -49,55 +48,55 @@ class EvalOptions:
     from_config = classmethod(from_config)
 
 
-def test_questions(test_path: Path, data_format: str) -> list[dict]:
-    """The question/answer records of the test split, as prompt and reference answer."""
+def test_questions(test_path: Path, data_format: str, schema_path: Path | None = None) -> list[dict]:
+    """The question/answer records of the test split, as prompt and reference answer (every
+    line checked against the JSONL schema `schema_path` first: farense.split_lines)."""
     questions = []
-    with open(test_path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            obj = json.loads(line)
-            meta = obj.get("meta", {})
-            if meta.get("kind") not in QUESTION_KINDS:
+    for line_no, obj in enumerate(read_split(test_path, schema_path), 1):
+        meta = obj.get("meta", {})
+        if meta.get("kind") not in QUESTION_KINDS:
+            continue
+        if data_format == "chat":
+            messages = obj["messages"]
+            if messages[-1]["role"] != "assistant":
+                raise PipelineError(f"{test_path}, line {line_no}: the last message is not the assistant's answer")
+            prompt, reference = {"messages": messages[:-1]}, messages[-1]["content"]
+            question = messages[-2]["content"]
+        elif data_format == "completions":
+            prompt, reference, question = {"messages": [{"role": "user", "content": obj["prompt"]}]}, obj["completion"], obj["prompt"]
+        else:  # text: "Pergunta: ...\nResposta: ..."
+            head, sep, reference = obj["text"].partition("\nResposta:")
+            if not sep:
                 continue
-            if data_format == "chat":
-                messages = obj["messages"]
-                if messages[-1]["role"] != "assistant":
-                    raise PipelineError(f"{test_path}, line {line_no}: the last message is not the assistant's answer")
-                prompt, reference = {"messages": messages[:-1]}, messages[-1]["content"]
-                question = messages[-2]["content"]
-            elif data_format == "completions":
-                prompt, reference, question = {"messages": [{"role": "user", "content": obj["prompt"]}]}, obj["completion"], obj["prompt"]
-            else:  # text: "Pergunta: ...\nResposta: ..."
-                head, sep, reference = obj["text"].partition("\nResposta:")
-                if not sep:
-                    continue
-                question = head.removeprefix("Pergunta:").strip()
-                prompt, reference = {"text": head + sep}, reference.strip()
-            if meta.get("support") not in LABELS:
-                raise PipelineError(f"{test_path}, line {line_no}: test question without a support label (meta.support): rebuild the splits")
-            questions.append({"id": meta.get("id", f"line{line_no}"), "kind": meta["kind"], "support": meta["support"], "facts": meta.get("facts", []),
-                              "question": question, "reference": reference, "prompt": prompt})
+            question = head.removeprefix("Pergunta:").strip()
+            prompt, reference = {"text": head + sep}, reference.strip()
+        if meta.get("support") not in LABELS:
+            raise PipelineError(f"{test_path}, line {line_no}: test question without a support label (meta.support): rebuild the splits")
+        questions.append({"id": meta.get("id", f"line{line_no}"), "kind": meta["kind"], "support": meta["support"], "facts": meta.get("facts", []),
+                          "question": question, "reference": reference, "prompt": prompt})
     return questions
 
 
 def split_losses(model, tokenizer, data_dir: Path, data_format: str, batch_size: int, max_seq_length: int, mask_prompt: bool, loss_batches: int,
-                 splits: tuple[str, ...], seed: int = 0) -> tuple[dict, dict]:
+                 splits: tuple[str, ...], seed: int = 0, schema_path: Path | None = None) -> tuple[dict, dict]:
     """Mean token loss and perplexity per split, computed as `mlx_lm lora --test` computes them.
 
     mlx-lm's evaluate visits the batches in an order drawn from numpy's global generator, so a
     partial loss (`loss_batches`) takes a random subset: seeded here as `mlx_lm lora --seed`
     seeds it (default 0), so that reruns agree and `--test-batches N` gives the same figure.
-    Returns the losses and the seconds each split took."""
+    Returns the losses and the seconds each split took. The splits' lines are checked against
+    the JSONL schema `schema_path` (farense.split_lines), then read by mlx-lm's own dataset
+    classes, as its load_local_dataset reads them."""
     import numpy as np
-    from mlx_lm.tuner.datasets import CacheDataset, load_local_dataset
+    from mlx_lm.tuner.datasets import CacheDataset
     from mlx_lm.tuner.trainer import evaluate
 
     from .loss import chunked_loss
 
     mask = mask_prompt and data_format != "text"
-    sets = dict(zip(("train", "valid", "test"), load_local_dataset(data_dir, tokenizer, types.SimpleNamespace(mask_prompt=mask))))
     out, seconds = {}, {}
     for name in splits:
-        dataset = sets[name]
+        dataset = mlx_dataset(Path(data_dir) / f"{name}.jsonl", schema_path, tokenizer, mask)
         if len(dataset) < batch_size:
             raise PipelineError(f"the {name} split has {len(dataset)} example(s), fewer than the batch size ({batch_size})")
         start = time.perf_counter()

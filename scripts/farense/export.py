@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .artifact_checks import check_adapter_dir, check_model_dir
 from .errors import PipelineError
 from .inference import resolve
 from .textio import atomic_dir
@@ -26,6 +27,8 @@ def card_of(results: Path, adapter: str) -> Path:
 def export(results: Path, adapter: str, dest: Path, fuse: bool = False) -> Path:
     """Write `dest` whole or not at all: the adapter (or the fused model) and README.md, its card."""
     model_path, adapter_path = resolve(results, adapter, None)
+    check_model_dir(model_path)  # a damaged file: one line naming it, before it is copied or fused
+    check_adapter_dir(adapter_path)
     card = card_of(results, adapter)
     if dest.exists():
         raise PipelineError(f"{dest} exists already: choose a new folder")

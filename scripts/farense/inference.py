@@ -3,13 +3,13 @@ fused model), loaded once, asked with the chat template."""
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import PipelineError
+from .artifact_checks import load_model, read_json
 from .chat_templates import ensure_chat_template
+from .errors import PipelineError
 
 
 @dataclass
@@ -36,18 +36,21 @@ def resolve(results: Path, adapter: str, fused: str | None) -> tuple[str, str | 
     config_file = adapter_dir / "adapter_config.json"
     if not config_file.exists() or not (adapter_dir / "adapters.safetensors").exists():
         raise PipelineError(f"no trained {adapter} adapter in {adapter_dir} yet: run `snakemake --cores 1 results/adapters/{adapter}`")
-    model_path = json.loads(config_file.read_text(encoding="utf-8"))["model"]
+    config = read_json(config_file, "adapter configuration")
+    model_path = config.get("model") if isinstance(config, dict) else None
+    if not isinstance(model_path, str):
+        raise PipelineError(f"{config_file}: damaged adapter configuration: it names no base model ('model')")
     if not Path(model_path).exists() and not Path(model_path).is_absolute() and "/" not in model_path:
         raise PipelineError(f"the base model of {adapter_dir} ({model_path}) is not there")
     return model_path, str(adapter_dir)
 
 
 def load(model_path: str, adapter_path: str | None) -> Loaded:
-    import mlx_lm
-
+    """The model (and adapter) loaded once; a damaged file in either folder is one PipelineError
+    naming it (farense.artifact_checks)."""
     from .compute import prepare
 
-    model, tokenizer = mlx_lm.load(model_path, adapter_path=adapter_path)
+    model, tokenizer = load_model(model_path, adapter_path)
     model, _ = prepare(model, "auto", training=False)  # on a CPU, float32 is 10-20x faster than int4 kernels
     ensure_chat_template(tokenizer, model.model_type)  # a hub base such as Mistral-7B-v0.1 ships none
     return Loaded(model, tokenizer, model_path, adapter_path)

@@ -21,24 +21,21 @@ import functools
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import fastjsonschema
-import jsonschema
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import yaml
 
 from .dedup import MinHasher, SignatureStore
 from .errors import PipelineError
 from .parallel import ordered_map, workers_for
 from . import support
 from .records import continuation
+from .split_lines import validator as _validator
 from .textio import atomic_path, open_parquet, parquet_column_bytes, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -233,44 +230,7 @@ def render(record: dict, options: SplitOptions, support_label: str = "") -> dict
     return obj
 
 
-class LineValidator:
-    """Validates JSONL objects against a JSON Schema file.
-
-    fastjsonschema (the schema compiled to Python) checks every line quickly; a line it
-    rejects is checked again with jsonschema, whose messages name the failing field.
-    """
-
-    def __init__(self, schema_path: str | os.PathLike):
-        with open(schema_path, encoding="utf-8") as handle:
-            schema = yaml.safe_load(handle)
-        cls = jsonschema.validators.validator_for(schema)
-        cls.check_schema(schema)
-        self.schema_path = str(schema_path)
-        self._explain = cls(schema)
-        # Our schemas use only keywords that draft-07 shares with 2020-12.
-        self._fast = fastjsonschema.compile({k: v for k, v in schema.items() if k != "$schema"})
-
-    def validate(self, obj: dict, where: str) -> None:
-        """Raises a PipelineError that starts with `where` and names the failing field."""
-        try:
-            self._fast(obj)
-            return
-        except fastjsonschema.JsonSchemaException as fast_error:
-            error = jsonschema.exceptions.best_match(self._explain.iter_errors(obj))
-            if error is None:  # the two validators disagree: trust the slower, reference one
-                log.warning("%s: fastjsonschema rejected a line jsonschema accepts (%s)", where, fast_error)
-                return
-        field = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise PipelineError(f"{where}: field '{field}': {error.message} (schema {self.schema_path})")
-
-
 _to_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(obj, ensure_ascii=False), without a new encoder per call
-
-
-@functools.lru_cache(maxsize=None)
-def _validator(schema_path: str) -> LineValidator:
-    """One validator per process (a compiled schema cannot be sent to a worker)."""
-    return LineValidator(schema_path)
 
 
 def _read_kept(records_path: str, group: int, keep: np.ndarray, columns: list[str]) -> pa.Table:

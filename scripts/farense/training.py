@@ -10,7 +10,8 @@ chunks of positions, for large vocabularies). Added here:
 - a watchdog that stops on a NaN or exploding loss, naming the step;
 - checkpoints with optimizer state every N iterations, and exact resume after a kill: data
   order is a function of (seed, iteration) and dropout is reseeded per iteration, so a
-  resumed run ends at the same adapter as an uninterrupted one;
+  resumed run ends at the same adapter as an uninterrupted one; a damaged checkpoint is set
+  aside and the one before it resumed (farense.checkpoints);
 - batches of similar length, with the share of padded tokens measured;
 - a metrics table (step, epoch, losses, learning rate, padding), and apart from it what the run
   measured (tokens/s, peak memory: `Measured`), which differs from run to run and so stays out of
@@ -35,9 +36,10 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 from mlx.nn.utils import average_gradients
-from mlx.utils import tree_flatten, tree_map, tree_unflatten
+from mlx.utils import tree_flatten, tree_map
 from mlx_lm.tuner.trainer import evaluate, grad_checkpoint, iterate_batches
 
+from . import checkpoints
 from .errors import PipelineError
 from .loss import chunked_loss
 from .options import from_config
@@ -118,6 +120,7 @@ class Measured:
     data decide, so that two builds of the same inputs write the same bytes."""
 
     resumed_from: int | None = None  # the checkpoint's iteration, when this process resumed one
+    set_aside: list = field(default_factory=list)  # damaged checkpoints renamed out of the way (farense.checkpoints)
     seconds: float = 0.0  # in the training step
     tokens: int = 0  # trained by this process (after a resume: since the checkpoint)
     steps: list = field(default_factory=list)  # at each metrics row: step, tokens/s, peak memory
@@ -219,34 +222,6 @@ def fingerprint(options: TrainOptions, inputs: dict[str, str]) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
-def _save_checkpoint(directory: Path, model, optimizer, state: RunState, run_id: str) -> None:
-    """Adapters, optimizer state and counters, written to a new folder then swapped in."""
-    tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    mx.save_safetensors(str(tmp / "adapters.safetensors"), dict(tree_flatten(model.trainable_parameters())))
-    mx.save_safetensors(str(tmp / "optimizer.safetensors"), dict(tree_flatten(optimizer.state)))
-    shutil.copyfile(directory.parent / "best.safetensors", tmp / "best.safetensors")
-    (tmp / "state.json").write_text(json.dumps({"run": run_id, **asdict(state)}, indent=1), encoding="utf-8")
-    shutil.rmtree(directory, ignore_errors=True)
-    tmp.rename(directory)
-
-
-def _load_checkpoint(directory: Path, model, optimizer, run_id: str, restore_best: bool = True) -> RunState | None:
-    state_file = directory / "state.json"
-    if not state_file.exists():
-        return None
-    saved = json.loads(state_file.read_text(encoding="utf-8"))
-    if saved.pop("run") != run_id:
-        log.info("checkpoint in %s belongs to another configuration or data: starting afresh", directory)
-        return None
-    model.load_weights(str(directory / "adapters.safetensors"), strict=False)
-    optimizer.state = tree_unflatten(list(mx.load(str(directory / "optimizer.safetensors")).items()))
-    if restore_best:  # rank 0's file (data-parallel ranks share the folder)
-        shutil.copyfile(directory / "best.safetensors", directory.parent / "best.safetensors")  # the best as of then
-    return RunState(**saved)
-
-
 # Low-memory training (training.grad_checkpoint, the 8gb memory preset) also lowers MLX's memory limit
 # to the memory in use when training starts (weights, adapters) plus this margin, for the time of
 # train(). The limit is a guideline, not a cap that fails: while active memory is over it, MLX's
@@ -327,13 +302,14 @@ def _train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, ch
     iterations, per_epoch = iterations_for(len(train_set), options)
     optimizer = optim.Adam(learning_rate=schedule(options, iterations // options.grad_accumulation))
     optimizer.init(model.trainable_parameters())
-    last = checkpoint_dir / "last"
-    state, measured = _load_checkpoint(last, model, optimizer, run_id, restore_best=main_rank), Measured()
-    if state is None:
+    resumed, measured = checkpoints.resume(checkpoint_dir, model, optimizer, run_id, lambda c: RunState(**c), main_rank), Measured()
+    measured.set_aside = resumed.set_aside
+    if resumed.counters is None:
         state = RunState(skipped_examples=skipped_train + skipped_valid)
     else:
+        state = RunState(**resumed.counters)
         measured.resumed_from = state.iteration
-        log.info("resuming from the checkpoint at iteration %d", state.iteration)
+        log.info("resuming from the checkpoint at iteration %d (%s)", state.iteration, resumed.source)
     if options.grad_checkpoint:
         grad_checkpoint(model.layers[0])
         limit_queued_memory()
@@ -420,7 +396,7 @@ def _train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, ch
                 state.stopped_early = True
                 log.info("early stop at step %d: no improvement over %.4f (step %d) in %d evaluations", it, state.best_val_loss, state.best_step, options.early_stopping_patience)
         if main_rank and accumulated is None and (it % options.checkpoint_every == 0 or state.stopped_early):
-            _save_checkpoint(last, model, optimizer, state, run_id)
+            checkpoints.save(checkpoint_dir, model, optimizer, {"run": run_id, **asdict(state)})
         if state.stopped_early:
             break
 
