@@ -1,19 +1,19 @@
-"""The trained model in the user's hands: the inference script and mlx-lm's server with our adapter."""
+"""The trained model in the user's hands: the inference script, fused and exported models (the server:
+tests/test_serving.py)."""
 
 import json
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 from conftest import ROOT
 
 SCRIPT = str(ROOT / "scripts/inference_qlora.py")
 
 
-def ask(cwd, *args):
-    proc = subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+def ask(cwd, *args, stdin=None):
+    proc = subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, capture_output=True, text=True, timeout=120,
+                          **({"input": stdin} if stdin is not None else {}))
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -51,37 +51,35 @@ def test_errors_are_clear_and_non_zero(tiny_adapters, tmp_path):
     assert code == 1 and "no fused model" in json.loads(out)["error"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def ask_bytes(cwd, *args, stdin=b""):
+    """The script given raw bytes (arguments, standard input), its JSON answer."""
+    proc = subprocess.run([sys.executable, SCRIPT, "--json", *args], cwd=cwd, input=stdin, capture_output=True, timeout=120)
+    return proc.returncode, json.loads(proc.stdout.decode("utf-8"))
 
 
-def test_mlx_lm_server_answers_a_chat_completion_on_loopback(tiny_adapters):
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlx_lm", "server", "--model", "results/models/base-int4", "--adapter-path", "results/adapters/qlora",
-         "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tiny_adapters, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        body = json.dumps({"messages": [{"role": "user", "content": "Onde joga o Farense?"}], "max_tokens": 8, "temperature": 0}).encode()
-        deadline = time.time() + 60
-        while True:
-            try:
-                request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body, headers={"Content-Type": "application/json"})
-                with urllib.request.urlopen(request, timeout=30) as response:
-                    reply = json.loads(response.read())
-                break
-            except (ConnectionError, urllib.error.URLError):
-                if time.time() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.5)
-        assert reply["choices"][0]["message"]["role"] == "assistant"
-        assert isinstance(reply["choices"][0]["message"]["content"], str)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+def test_prompts_too_large_not_utf8_or_empty_get_a_clear_error(tiny_adapters):
+    megabyte = ("O Farense jogou em Faro. " * 40_000).encode()
+    cases = [
+        # 1 MB: on standard input (a command-line argument holds at most 128 KiB), refused unread
+        (["-"], megabyte, "the prompt on standard input is more than 262,144 bytes"),
+        ([b"Ol\xe1 Farense"], b"", "the prompt is not valid UTF-8 (byte 0xe1 at offset 2)"),  # latin-1, not UTF-8
+        (["-"], b"Onde joga o \xff?", "the prompt is not valid UTF-8 (byte 0xff at offset 12)"),
+        (["-"], b" \n\t ", "the prompt is empty"),
+        ([""], b"", "the prompt is empty"),
+        # 100 kB fits the size cap; its tokens do not fit the tiny model's context
+        (["--max-tokens", "5", "Onde joga o Farense? " * 5000], b"", "tokens; with 5 to generate that is more than the model's context of 2,048 tokens"),
+    ]
+    for args, stdin, message in cases:
+        started = time.perf_counter()
+        code, result = ask_bytes(tiny_adapters, *args, stdin=stdin)
+        assert code == 1 and result["status"] == "error" and message in result["error"] and result["response"] is None, result
+        assert len(json.dumps(result)) < 2_000 and time.perf_counter() - started < 60  # the error echoes no megabytes
+    code, result = ask_bytes(tiny_adapters, "-", stdin=b"Ol\xe1")
+    assert result["prompt"] == "Ol\ufffd"  # what was refused, printable
+    code, out, err = ask(tiny_adapters, "-", stdin="Onde joga o Farense?\n")
+    assert code == 0 and out.strip() and not err.startswith("error")  # a prompt on standard input is answered
+    code, out, err = ask(tiny_adapters, "-", stdin="")
+    assert code == 1 and out == "" and err.strip() == "error: the prompt is empty"
 
 
 def test_a_fused_model_loads_and_answers(tiny_adapters, tmp_path):

@@ -10,6 +10,7 @@ from pathlib import Path
 from .artifact_checks import load_model, read_json
 from .chat_templates import ensure_chat_template
 from .errors import PipelineError
+from .prompt_limits import check_context, context_length, prompt_text
 
 
 @dataclass
@@ -18,6 +19,7 @@ class Loaded:
     tokenizer: object
     model_path: str
     adapter_path: str | None
+    context: int | None = None  # tokens (max_position_embeddings); None: the config gives none
 
 
 def resolve(results: Path, adapter: str, fused: str | None) -> tuple[str, str | None]:
@@ -51,20 +53,22 @@ def load(model_path: str, adapter_path: str | None) -> Loaded:
     from .compute import prepare
 
     model, tokenizer = load_model(model_path, adapter_path)
+    context = context_length(model)
     model, _ = prepare(model, "auto", training=False)  # on a CPU, float32 is 10-20x faster than int4 kernels
     ensure_chat_template(tokenizer, model.model_type)  # a hub base such as Mistral-7B-v0.1 ships none
-    return Loaded(model, tokenizer, model_path, adapter_path)
+    return Loaded(model, tokenizer, model_path, adapter_path, context)
 
 
 def answer(loaded: Loaded, question: str, max_tokens: int = 200, temperature: float = 0.0, system: str = "") -> dict:
-    """Generate an answer; returns the response with token count and timings."""
+    """Generate an answer; returns the response with token count and timings. A prompt that is
+    empty, too large, or with max_tokens over the model's context is refused (PromptRefused)."""
     from mlx_lm import stream_generate
     from mlx_lm.sample_utils import make_sampler
 
-    if not question.strip():
-        raise PipelineError("the prompt is empty")
+    question = prompt_text(question)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
     prompt = loaded.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+    check_context(len(prompt), max_tokens, loaded.context)
     sampler = make_sampler(temp=temperature)
     start = time.perf_counter()
     text, tokens, first = "", 0, None

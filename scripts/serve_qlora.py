@@ -1,0 +1,25 @@
+"""Serve the trained Farense model over HTTP on loopback: mlx-lm's OpenAI-compatible server
+(every option of `mlx_lm.server`) with bounds for a backend under load (farense.serving): a
+listen backlog for bursts, at most 64 requests at once (503 beyond), request and prompt size
+caps (413), prompts checked against the model's context (400), socket timeouts.
+
+    python scripts/serve_qlora.py --port 8080                 # the int4 base with the QLoRA adapter
+    python scripts/serve_qlora.py --adapter lora --port 8080  # the LoRA adapter on its base
+    python scripts/serve_qlora.py --model DIR --port 8080     # any model folder (mlx_lm.server's options)
+"""
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # keep its start-up notes off the output
+
+from farense.fastblas import use_fast_blas  # noqa: E402
+
+use_fast_blas()  # before mlx is imported
+
+from farense.serving import main  # noqa: E402
+
+if __name__ == "__main__":
+    main()
