@@ -12,6 +12,7 @@ import mlx_lm  # noqa: E402
 from mlx_lm import convert  # noqa: E402
 from mlx_lm.utils import hf_repo_to_path  # noqa: E402
 
+from farense.diskspace import writing  # noqa: E402
 from farense.model_files import describe  # noqa: E402
 from farense.runlog import stage  # noqa: E402
 from farense.textio import write_json_atomic  # noqa: E402
@@ -23,7 +24,8 @@ with stage(smk) as log:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     log.info("converting %s to %d bits, group size %d", base, smk.params.bits, smk.params.group_size)
-    convert(base, mlx_path=str(tmp), quantize=True, q_bits=smk.params.bits, q_group_size=smk.params.group_size)
+    with writing(out):  # a full disk named after the output; stage() removes the partial tmp
+        convert(base, mlx_path=str(tmp), quantize=True, q_bits=smk.params.bits, q_group_size=smk.params.group_size)
     tokenizer_config = json.loads((tmp / "tokenizer_config.json").read_text(encoding="utf-8"))
     if not (tmp / "chat_template.jinja").exists() and not tokenizer_config.get("chat_template"):
         # Base models such as Mistral-7B-v0.1 ship no chat template; the chat data needs one: its family's.
