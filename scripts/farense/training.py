@@ -35,6 +35,7 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_map, tree_unflatten
 from mlx_lm.tuner.trainer import evaluate, grad_checkpoint, iterate_batches
 
+from .diskspace import writing
 from .errors import PipelineError
 from .loss import chunked_loss
 from .options import from_config
@@ -196,19 +197,41 @@ def fingerprint(options: TrainOptions, inputs: dict[str, str]) -> str:
 
 
 def _save_checkpoint(directory: Path, model, optimizer, state: RunState, run_id: str) -> None:
-    """Adapters, optimizer state and counters, written to a new folder then swapped in."""
+    """Adapters, optimizer state and counters, written to a new folder then swapped in. The old
+    checkpoint is moved aside, not deleted, until the new one is in place: a kill at any moment
+    leaves one whole checkpoint, `directory` or `<directory>.old` (read by _load_checkpoint)."""
     tmp = directory.with_name(directory.name + ".tmp")
+    old = directory.with_name(directory.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    mx.save_safetensors(str(tmp / "adapters.safetensors"), dict(tree_flatten(model.trainable_parameters())))
-    mx.save_safetensors(str(tmp / "optimizer.safetensors"), dict(tree_flatten(optimizer.state)))
-    shutil.copyfile(directory.parent / "best.safetensors", tmp / "best.safetensors")
-    (tmp / "state.json").write_text(json.dumps({"run": run_id, **asdict(state)}, indent=1), encoding="utf-8")
-    shutil.rmtree(directory, ignore_errors=True)
+    try:
+        with writing(directory):
+            tmp.mkdir(parents=True)
+            mx.save_safetensors(str(tmp / "adapters.safetensors"), dict(tree_flatten(model.trainable_parameters())))
+            mx.save_safetensors(str(tmp / "optimizer.safetensors"), dict(tree_flatten(optimizer.state)))
+            shutil.copyfile(directory.parent / "best.safetensors", tmp / "best.safetensors")
+            (tmp / "state.json").write_text(json.dumps({"run": run_id, **asdict(state)}, indent=1), encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if directory.exists():
+        shutil.rmtree(old, ignore_errors=True)  # left by a kill after the last swap
+        directory.rename(old)
     tmp.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _save_best(model, path: Path) -> None:
+    """The adapters of the best validation so far. Written in place: a kill midway is mended on
+    resume, which copies the checkpoint's own copy over it (or, before the first checkpoint,
+    starts again from step 0)."""
+    with writing(path):
+        mx.save_safetensors(str(path), dict(tree_flatten(model.trainable_parameters())))
 
 
 def _load_checkpoint(directory: Path, model, optimizer, run_id: str) -> RunState | None:
+    old = directory.with_name(directory.name + ".old")
+    if not (directory / "state.json").exists() and (old / "state.json").exists():
+        directory = old  # killed between the two renames of _save_checkpoint
     state_file = directory / "state.json"
     if not state_file.exists():
         return None
@@ -309,7 +332,7 @@ def _train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, ch
         val = validate()
         state.metrics.append(_row(0, 0.0, None, val, 0.0, None, None, None))
         state.best_val_loss, state.best_step = val, 0
-        mx.save_safetensors(str(best_file), dict(tree_flatten(model.trainable_parameters())))
+        _save_best(model, best_file)
         log.info("step 0: validation loss %.4f", val)
 
     model.train()
@@ -352,7 +375,7 @@ def _train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, ch
                 improved = val < state.best_val_loss - options.early_stopping_min_delta
                 if improved:
                     state.best_val_loss, state.best_step, state.evals_without_improvement = val, it, 0
-                    mx.save_safetensors(str(best_file), dict(tree_flatten(model.trainable_parameters())))
+                    _save_best(model, best_file)
                 else:
                     state.evals_without_improvement += 1
             learning_rate = float(optimizer.learning_rate.item())
