@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = ROOT / "resources" / "raw"
-WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "config", "resources", "environment.yml", "requirements.txt")
+WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "config", "profiles", "resources", "environment.yml", "requirements.txt")
 
 
 def copy_workflow(dest: Path) -> Path:

@@ -109,8 +109,7 @@ def test_resume_after_a_kill_ends_at_the_same_adapter(trained):
     killed_at = json.loads(state.read_text())["iteration"]
     assert killed_at >= 40
 
-    # What a user does after a kill: unlock the working directory, run the same target again.
-    snakemake(trained, "--unlock", *CONFIG)
+    # What a user does after a kill (README): run the same target again; no --unlock.
     snakemake(trained, "results/adapters/qlora", *CONFIG, *longer)
     summary = json.loads((trained / "results/adapters/qlora/training_summary.json").read_text())
     assert summary["resumed_from"] == killed_at and summary["iterations"] == uninterrupted["iterations"] > killed_at
