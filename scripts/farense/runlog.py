@@ -56,9 +56,12 @@ def stage(smk):
     entry is written."""
     from .diskspace import DiskFullError, full_disk_message, out_of_space
     from .lineage import now
+    from .stale_locks import hold
     from .textio import remove_leftovers
 
     is_job = not isinstance(smk, (str, type(None)))
+    if is_job:
+        hold()  # a job that outlives a killed Snakemake keeps the workflow's locks alive
     log = setup_logging(smk.log[0] if is_job else smk)
     job = job_name(smk) if is_job else "stage"
     outputs = [str(v) for v in smk.output] if is_job else []
