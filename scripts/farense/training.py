@@ -230,8 +230,8 @@ def _save_best(model, path: Path) -> None:
 
 def _load_checkpoint(directory: Path, model, optimizer, run_id: str) -> RunState | None:
     old = directory.with_name(directory.name + ".old")
-    if not (directory / "state.json").exists() and (old / "state.json").exists():
-        directory = old  # killed between the two renames of _save_checkpoint
+    if not directory.exists() and (old / "state.json").exists():
+        old.rename(directory)  # killed between the two renames of _save_checkpoint: the old one is whole
     state_file = directory / "state.json"
     if not state_file.exists():
         return None
