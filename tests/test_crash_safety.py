@@ -38,14 +38,16 @@ def test_kills_during_a_build_and_the_same_command_recovers(tiny_report, tmp_pat
     assert "Nothing to be done" in snakemake(wf, "-n", kill_sweep.TARGET, *args).stdout
 
 
-def test_stale_locks_go_only_when_no_snakemake_of_the_workflow_is_alive(tmp_path):
+@pytest.mark.parametrize("take", ["release_stale_locks", "hold"])
+def test_stale_locks_go_only_when_no_snakemake_of_the_workflow_is_alive(tmp_path, take):
     from farense import stale_locks
 
     locks = tmp_path / stale_locks.LOCKS
-    # A live Snakemake (here: a process that took its hold the way the Snakefile does, then locked) keeps them.
+    # A live Snakemake (a process that took its hold the way the Snakefile does, then locked), or a
+    # job's process that outlived its Snakemake (runlog.stage takes the hold), keeps them.
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from farense.stale_locks import release_stale_locks; "
-                               "release_stale_locks(sys.argv[1]); print('held', flush=True); time.sleep(60)", str(tmp_path)],
+        [sys.executable, "-c", f"import sys, time; from farense.stale_locks import {take}; "
+                               f"{take}(sys.argv[1]); print('held', flush=True); time.sleep(60)", str(tmp_path)],
         cwd=ROOT / "scripts", stdout=subprocess.PIPE, text=True,
     )
     try:
@@ -92,8 +94,13 @@ def test_a_kill_between_the_renames_of_a_checkpoint_leaves_one_to_resume_from(tm
     assert not last.exists() and (tmp_path / "last.old" / "state.json").exists()
     state = training._load_checkpoint(last, model, optimizer, "run")
     assert state is not None and state.iteration == 10
+    assert not (tmp_path / "last.old").exists()  # put back in place: nothing left to clear if no save follows
 
     # The next save puts a whole checkpoint in place and clears what the kill left.
+    monkeypatch.setattr(Path, "rename", killed_at_the_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        training._save_checkpoint(last, model, optimizer, training.RunState(iteration=20), "run")
+    monkeypatch.undo()
     training._save_checkpoint(last, model, optimizer, training.RunState(iteration=20), "run")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.safetensors", "last"]
     assert training._load_checkpoint(last, model, optimizer, "run").iteration == 20
