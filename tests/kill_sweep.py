@@ -4,8 +4,8 @@ tests/benchmarks/bench_kill_sweep.py (many).
 
 A moment is a time after the start, or an observed one: a predicate on the work folder that
 becomes true while the build runs (a temporary file of a Parquet write, a checkpoint folder being
-written, the lineage job's log), polled every POLL_SECONDS. The kill goes to the build's whole
-process group, as a terminal's ^\\ or an out-of-memory kill of the session would.
+written, the lineage job's log), polled every POLL_SECONDS. SIGKILL goes to the build's whole
+process group (`kill -9 -- -PGID`), so no process of the build can clean up after itself.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ TARGET = "results/report.html"
 # What README.md tells a user to do after a kill: run the same command again (profiles/default
 # reruns what the kill interrupted; the Snakefile removes the lock files of a dead run).
 RECOVERY = "the same command again"
-POLL_SECONDS = 0.001  # a checkpoint write of the tiny adapters lasts a few milliseconds
+POLL_SECONDS = 0.001  # a checkpoint of the tiny adapters is three small files: its write is brief
 ADAPTER_TOLERANCE = 1e-4
 DATA_FOLDERS = ("results/clean", "results/data")
 ADAPTERS = ("results/adapters/qlora/adapters.safetensors", "results/adapters/lora/adapters.safetensors")
@@ -61,6 +61,9 @@ EVENTS: dict[str, Callable[[Path], bool]] = {
     "convert_int4: int4 folder being written": _exists("results/models/base-int4.tmp"),
     "train_qlora: a checkpoint being written": _exists("results/checkpoints/qlora/last.tmp"),
     "train_lora: a checkpoint being written": _exists("results/checkpoints/lora/last.tmp"),
+    # a later checkpoint, while the one before is still in place: the swap of _save_checkpoint
+    "train_qlora: a checkpoint replacing the one before": lambda wf: all(
+        (wf / "results/checkpoints/qlora" / name).exists() for name in ("last", "last.tmp/optimizer.safetensors")),
     "train_lora: outputs just written": _exists("results/lineage/train_lora.json"),
     "evaluate_lora: evaluating": _exists("results/logs/evaluate_lora.log"),
     "lineage: the lineage being gathered": _exists("results/logs/lineage.log"),

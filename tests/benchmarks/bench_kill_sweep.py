@@ -66,7 +66,7 @@ def main() -> int:
         points += [(name, None, kill_sweep.EVENTS[name]) for name in events]
 
         tried = failed = missed = 0
-        print(f"{'kill point':48} {'killed at':>9}  {'job running':18} {'recovery':>8}  result")
+        print(f"{'kill point':52} {'killed at':>9}  {'job running':18} {'recovery':>8}  result")
         for number, (name, fraction, when) in enumerate(points):
             wf = copy_workflow(base / f"point{number:02d}")
             at_seconds = None if fraction is None else fraction * total
@@ -81,10 +81,10 @@ def main() -> int:
             if not kill.killed:
                 if kill.build_failed:  # the build stopped by itself before the moment came
                     failed += 1
-                    print(f"{name:48} {'-':>9}  {kill.running:18} {'-':>8}  FAILED before the kill: {kill.build_failed}")
+                    print(f"{name:52} {'-':>9}  {kill.running:18} {'-':>8}  FAILED before the kill: {kill.build_failed}")
                     continue
                 missed += 1
-                print(f"{name:48} {'-':>9}  {kill.running:18} {'-':>8}  missed: the build ended first")
+                print(f"{name:52} {'-':>9}  {kill.running:18} {'-':>8}  missed: the build ended first")
                 shutil.rmtree(wf, ignore_errors=True)
                 continue
             tried += 1
@@ -96,7 +96,7 @@ def main() -> int:
                 problems.insert(0, f"the killed run: {kill.build_failed}")
             failed += bool(problems)
             (base / f"point{number:02d}.recovery.log").write_text(recovery.stdout, encoding="utf-8")
-            print(f"{name:48} {kill.seconds:8.1f}s  {kill.running:18} {seconds:7.1f}s  {'ok' if not problems else 'FAILED: ' + ' | '.join(problems)}",
+            print(f"{name:52} {kill.seconds:8.1f}s  {kill.running:18} {seconds:7.1f}s  {'ok' if not problems else 'FAILED: ' + ' | '.join(problems)}",
                   flush=True)
             if not problems and not args.keep:
                 shutil.rmtree(wf, ignore_errors=True)
