@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -27,6 +28,15 @@ validate(config, schema=CONFIG_SCHEMA)
 problems = model_config_errors(config)
 if problems:
     raise WorkflowError("invalid configuration:\n  " + "\n  ".join(problems))
+
+# A run killed with SIGKILL leaves Snakemake's lock files behind, and the next run would stop until
+# `snakemake --unlock`; they are removed here when no other Snakemake of this workflow is alive in
+# this folder (farense.stale_locks), so that recovering from a kill is running the same command
+# again (with profiles/default, which reruns the jobs the kill interrupted).
+from farense.stale_locks import release_stale_locks
+
+if release_stale_locks():
+    logger.warning("removed the lock files of a Snakemake run that was killed (no Snakemake runs here now)")
 
 
 include: "rules/common.smk"

@@ -12,6 +12,7 @@ from mlx_lm import convert  # noqa: E402
 from mlx_lm.utils import hf_repo_to_path  # noqa: E402
 
 from farense.artifact_checks import check_model_dir, load_model  # noqa: E402
+from farense.diskspace import writing  # noqa: E402
 from farense.model_files import describe  # noqa: E402
 from farense.runlog import stage  # noqa: E402
 from farense.textio import write_json_atomic  # noqa: E402
@@ -24,17 +25,16 @@ with stage(smk) as log:
     shutil.rmtree(tmp, ignore_errors=True)
     check_model_dir(base)  # a damaged base: one line naming the file, before mlx-lm reads it
     log.info("converting %s to %d bits, group size %d", base, smk.params.bits, smk.params.group_size)
-    try:  # mlx-lm's convert makes the folder itself, so not textio.atomic_dir: the same, by hand
+    # A full disk is named after the output; stage() removes the partial tmp (on an error, a
+    # SIGTERM, or at the next run after a SIGKILL).
+    with writing(out):
         convert(base, mlx_path=str(tmp), quantize=True, q_bits=smk.params.bits, q_group_size=smk.params.group_size)
-        tokenizer_config = json.loads((tmp / "tokenizer_config.json").read_text(encoding="utf-8"))
-        if not (tmp / "chat_template.jinja").exists() and not tokenizer_config.get("chat_template"):
-            # Base models such as Mistral-7B-v0.1 ship no chat template; the chat data needs one: its family's.
-            model_type = json.loads((tmp / "config.json").read_text(encoding="utf-8"))["model_type"]
-            (tmp / "chat_template.jinja").write_text(template_for(model_type), encoding="utf-8")
-            log.info("the base has no chat template: added the %s one", family_name(model_type))
-    except BaseException:  # an error, or a scheduler's SIGTERM (farense.runlog): no half model left
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    tokenizer_config = json.loads((tmp / "tokenizer_config.json").read_text(encoding="utf-8"))
+    if not (tmp / "chat_template.jinja").exists() and not tokenizer_config.get("chat_template"):
+        # Base models such as Mistral-7B-v0.1 ship no chat template; the chat data needs one: its family's.
+        model_type = json.loads((tmp / "config.json").read_text(encoding="utf-8"))["model_type"]
+        (tmp / "chat_template.jinja").write_text(template_for(model_type), encoding="utf-8")
+        log.info("the base has no chat template: added the %s one", family_name(model_type))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)  # whole or not at all
     # A hub id was downloaded into the local cache by the conversion: measure that copy.

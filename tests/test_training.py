@@ -114,8 +114,7 @@ def test_resume_after_a_kill_ends_at_the_same_adapter(trained):
     killed_at = json.loads(state.read_text())["iteration"]
     assert killed_at >= 40
 
-    # What a user does after a kill: unlock the working directory, run the same target again.
-    snakemake(trained, "--unlock", *CONFIG)
+    # What a user does after a kill (README): run the same target again; no --unlock.
     snakemake(trained, "results/adapters/qlora", *CONFIG, *longer)
     summary = json.loads((trained / "results/adapters/qlora/training_summary.json").read_text())
     run = json.loads((trained / "results/runs/train_qlora.json").read_text())  # how the run went: resumed

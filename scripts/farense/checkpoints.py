@@ -27,6 +27,7 @@ import mlx.core as mx
 from mlx.utils import tree_flatten, tree_unflatten
 
 from .artifact_checks import check_safetensors, read_json
+from .diskspace import writing
 from .errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,16 @@ def save(checkpoint_dir: Path, model, optimizer, counters: dict) -> None:
     last, previous = checkpoint_dir / LAST, checkpoint_dir / PREVIOUS
     tmp = last.with_name(LAST + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    mx.save_safetensors(str(tmp / "adapters.safetensors"), dict(tree_flatten(model.trainable_parameters())))
-    mx.save_safetensors(str(tmp / "optimizer.safetensors"), dict(tree_flatten(optimizer.state)))
-    shutil.copyfile(checkpoint_dir / "best.safetensors", tmp / "best.safetensors")
-    (tmp / "state.json").write_text(json.dumps(counters, indent=1), encoding="utf-8")
+    try:
+        with writing(last):  # a full disk: one line naming the checkpoint, and the one before kept
+            tmp.mkdir(parents=True)
+            mx.save_safetensors(str(tmp / "adapters.safetensors"), dict(tree_flatten(model.trainable_parameters())))
+            mx.save_safetensors(str(tmp / "optimizer.safetensors"), dict(tree_flatten(optimizer.state)))
+            shutil.copyfile(checkpoint_dir / "best.safetensors", tmp / "best.safetensors")
+            (tmp / "state.json").write_text(json.dumps(counters, indent=1), encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if last.exists():
         shutil.rmtree(previous, ignore_errors=True)
         last.rename(previous)

@@ -364,11 +364,10 @@ def clean_corpus(raw_dir, corpus_path, stats_path, options: CleaningOptions, ded
     read: dict[str, str] = {}
     deduplicate = dedup.exact or dedup.near
     workers = workers_for(sum(p.stat().st_size for p in files), workers)
-    scratch = Path(corpus_path).parent
     with (
         atomic_path(corpus_path, ".parquet") as out,
-        scratch_dir(scratch) as parts_dir,
-        ParagraphIndex(scratch, dedup.threshold) as index,
+        scratch_dir(Path(corpus_path).parent, Path(corpus_path).name) as parts_dir,
+        ParagraphIndex(parts_dir, dedup.threshold) as index,
     ):
         work = partial(clean_files, raw_dir=raw_dir, parts_dir=parts_dir, options=options, dedup_min_chars=dedup.min_chars if deduplicate else None)
         documents, parts = 0, []

@@ -1,6 +1,6 @@
-"""Rule scripts' frame: logging to the rule's log file and stderr, one clear line for a
-PipelineError, a stop on SIGTERM that unwinds, and the job's provenance entry once its outputs
-are complete."""
+"""Rule scripts' frame: logging to the rule's log file and stderr, what a killed run left beside
+the outputs removed first, one clear line for a PipelineError or a full disk, a stop on SIGTERM
+that unwinds, and the job's provenance entry once its outputs are complete."""
 
 from __future__ import annotations
 
@@ -64,24 +64,54 @@ def stop_on_sigterm() -> None:
         pass
 
 
+def job_name(smk) -> str:
+    """The job as the lineage names it: the rule, and its wildcards' values (evaluate_lora)."""
+    return "_".join([smk.rule, *(str(v) for _, v in smk.wildcards.items())])
+
+
 @contextmanager
 def stage(smk):
-    """Run a rule script's body (`smk`: the snakemake object, or a log path). A PipelineError
-    becomes one clear line and exit status 1; on success the provenance entry is written."""
+    """Run a rule script's body (`smk`: the snakemake object, or a log path). First removes what a
+    killed run of the job left beside its outputs. A PipelineError becomes one clear line and
+    exit status 1, a full disk one line naming the job and the file; on success the provenance
+    entry is written."""
+    from .diskspace import DiskFullError, full_disk_message, out_of_space
     from .lineage import now
+    from .stale_locks import hold
+    from .textio import remove_leftovers
 
-    log_path = smk if isinstance(smk, (str, type(None))) else smk.log[0]
-    log = setup_logging(log_path)
+    is_job = not isinstance(smk, (str, type(None)))
+    if is_job:
+        hold()  # a job that outlives a killed Snakemake keeps the workflow's locks alive
+    log = setup_logging(smk.log[0] if is_job else smk)
     stop_on_sigterm()
+    job = job_name(smk) if is_job else "stage"
+    outputs = [str(v) for v in smk.output] if is_job else []
+    for path in outputs:
+        for left in remove_leftovers(path):
+            log.info("removed %s, left by an interrupted run", left)
     started = now()
     try:
         yield log
-    except PipelineError as err:
-        log.error("%s", err)
+        if is_job and "lineage" in smk.output.keys():
+            log.info("provenance: %s", record_provenance(smk, started))
+    except BaseException as err:
+        # a full disk met by a write that no atomic_path, atomic_dir or diskspace.writing guarded
+        # (judged before anything is removed: MLX's error is read against the space left)
+        unguarded = (isinstance(err, Exception) and not isinstance(err, PipelineError) and bool(outputs)
+                     and out_of_space(err, outputs[0]))
+        message = unguarded and full_disk_message(outputs[0], what="one of its outputs (" + ", ".join(outputs) + ")")
+        # Snakemake removes a failed job's outputs; what was being written beside them goes too
+        for path in outputs:
+            remove_leftovers(path)
+        if isinstance(err, DiskFullError):
+            log.error("%s: %s", job, err)
+        elif isinstance(err, PipelineError):
+            log.error("%s", err)
+        elif unguarded:
+            log.error("%s: %s", job, message)
+        else:
+            if isinstance(err, SystemExit) and err.code == 128 + signal.SIGTERM:
+                log.error("stopped by SIGTERM (a scheduler's cancel or time limit): the outputs are not written")
+            raise
         raise SystemExit(1) from None
-    except SystemExit as stop:
-        if stop.code == 128 + signal.SIGTERM:
-            log.error("stopped by SIGTERM (a scheduler's cancel or time limit): the outputs are not written")
-        raise
-    if not isinstance(smk, (str, type(None))) and "lineage" in smk.output.keys():
-        log.info("provenance: %s", record_provenance(smk, started))

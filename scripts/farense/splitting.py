@@ -31,12 +31,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .dedup import MinHasher, SignatureStore
+from .diskspace import writing
 from .errors import PipelineError
 from .parallel import ordered_map, workers_for
 from . import support
 from .records import continuation
 from .split_lines import validator as _validator
-from .textio import atomic_path, open_parquet, parquet_column_bytes, write_json_atomic
+from .textio import atomic_path, open_parquet, parquet_column_bytes, scratch_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -354,7 +355,7 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
 
     workers = workers_for(parquet_column_bytes(records_path, "text"), workers)
     # Pass 1: fingerprints of every text; signatures wait on disk for the near-duplicate search.
-    with SignatureStore(out_dir, options.near_duplicate_threshold) as store:
+    with scratch_dir(out_dir, f"{SPLITS[0]}.jsonl") as scratch, SignatureStore(scratch, options.near_duplicate_threshold) as store:
         parts = []
         fingerprint = functools.partial(fingerprint_row_group, records_path=str(records_path))
         for signatures, *per_record in ordered_map(fingerprint, _row_groups(parquet, keep), workers):
@@ -411,7 +412,8 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
         # Pass 3: shuffle each bucket, write each split atomically.
         with atomic_path(targets["train"]) as t_train, atomic_path(targets["valid"]) as t_valid, atomic_path(targets["test"]) as t_test:
             for split, tmp in enumerate((t_train, t_valid, t_test)):
-                with open(tmp, "wb") as handle:
+                # a full disk is named after the file being written, not after the innermost atomic_path
+                with writing(targets[SPLITS[split]]), open(tmp, "wb") as handle:
                     for lines in buckets.lines(split):
                         order = rng.permutation(len(lines))
                         if lines:
@@ -458,7 +460,8 @@ class _BucketFiles:
     def __init__(self, out_dir: Path, n_buckets: int):
         self.dir = out_dir
         self.n = n_buckets
-        self.paths = {(s, b): out_dir / f".{name}.bucket{b}.tmp" for s, name in enumerate(SPLITS) for b in range(n_buckets)}
+        # named after the split's output, so that split_jsonl finds them after a kill (textio.remove_leftovers)
+        self.paths = {(s, b): out_dir / f".{name}.jsonl.bucket{b}.tmp" for s, name in enumerate(SPLITS) for b in range(n_buckets)}
         self.handles = {}
 
     def __enter__(self):

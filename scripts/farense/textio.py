@@ -1,13 +1,17 @@
-"""Reading raw bytes as text, and writing outputs whole or not at all."""
+"""Reading raw bytes as text, and writing outputs whole or not at all (and, after a kill, finding
+what a write left behind)."""
 
 from __future__ import annotations
 
 import codecs
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+from .diskspace import writing
 
 # Tried in order after the BOM check. cp1252 before latin-1: the two only differ in
 # 0x80-0x9F, where cp1252 holds the curly quotes and dashes Portuguese text uses,
@@ -77,16 +81,30 @@ def parquet_column_bytes(path, column: str) -> int:
     return sum(meta.row_group(g).column(index).total_uncompressed_size for g in range(meta.num_row_groups))
 
 
+def _read_umask() -> int:
+    """The process's umask (read by setting it, so once, at import, before any thread starts)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ""):
-    """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
+    """Yield a temporary path beside `path` (named `.<name>.*.tmp`); move it into place only if
+    the block succeeds. A full disk becomes a DiskFullError naming `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
     os.close(fd)
     try:
-        yield Path(tmp)
-        os.replace(tmp, path)
+        with writing(path):
+            yield Path(tmp)
+            # mkstemp makes the file private (0600); an output gets the mode open() would give it
+            os.chmod(tmp, 0o666 & ~_UMASK)
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -94,16 +112,16 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
 
 @contextmanager
 def atomic_dir(path: str | os.PathLike):
-    """Yield an empty folder beside `path` (a folder output); it replaces `path` only if the block
-    succeeds, so a crash never leaves half a model or adapter in place."""
-    import shutil
-
+    """Yield an empty folder beside `path` (a folder output, named `<name>.tmp`); it replaces
+    `path` only if the block succeeds, so a crash never leaves half a model or adapter in place.
+    A full disk becomes a DiskFullError naming `path`."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)  # left by a crashed run
-    tmp.mkdir(parents=True)
     try:
-        yield tmp
+        with writing(path):
+            tmp.mkdir(parents=True)
+            yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -112,16 +130,38 @@ def atomic_dir(path: str | os.PathLike):
 
 
 @contextmanager
-def scratch_dir(directory: str | os.PathLike):
-    """A temporary folder in `directory` (same disk as the output), removed whatever happens."""
-    import shutil
-
+def scratch_dir(directory: str | os.PathLike, owner: str):
+    """A temporary folder in `directory` (same disk as the output), removed whatever happens;
+    named `.<owner>.scratch.*` after the output it serves, so that the job making that output
+    can find it after a crash (remove_leftovers)."""
     Path(directory).mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=".scratch.", dir=directory))
+    path = Path(tempfile.mkdtemp(prefix=f".{owner}.scratch.", dir=directory))
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def leftovers(path: str | os.PathLike) -> list[Path]:
+    """What a killed job left beside its output `path`: `.<name>.*` (atomic_path's temporary
+    files, scratch folders) and `<name>.tmp*` (atomic_dir's folder)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    return sorted(p for p in path.parent.iterdir()
+                  if p.name.startswith(f".{path.name}.") or p.name == f"{path.name}.tmp" or p.name.startswith(f"{path.name}.tmp."))
+
+
+def remove_leftovers(path: str | os.PathLike) -> list[Path]:
+    """Remove what a killed job left beside its output `path` (SIGKILL runs no cleanup); only
+    the job that makes `path` may call this, before it writes. Returns what was removed."""
+    found = leftovers(path)
+    for p in found:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    return found
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -40,6 +40,7 @@ from mlx.utils import tree_flatten, tree_map
 from mlx_lm.tuner.trainer import evaluate, grad_checkpoint, iterate_batches
 
 from . import checkpoints
+from .diskspace import writing
 from .errors import PipelineError
 from .loss import chunked_loss
 from .options import from_config
@@ -222,6 +223,14 @@ def fingerprint(options: TrainOptions, inputs: dict[str, str]) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
+def _save_best(model, path: Path) -> None:
+    """The adapters of the best validation so far. Written in place: a kill midway is mended on
+    resume, which copies the checkpoint's own copy over it (or, before the first checkpoint,
+    starts again from step 0)."""
+    with writing(path):
+        mx.save_safetensors(str(path), dict(tree_flatten(model.trainable_parameters())))
+
+
 # Low-memory training (training.grad_checkpoint, the 8gb memory preset) also lowers MLX's memory limit
 # to the memory in use when training starts (weights, adapters) plus this margin, for the time of
 # train(). The limit is a guideline, not a cap that fails: while active memory is over it, MLX's
@@ -335,7 +344,7 @@ def _train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, ch
         state.metrics.append(_row(0, 0.0, None, val, 0.0, None))
         state.best_val_loss, state.best_step = val, 0
         if main_rank:
-            mx.save_safetensors(str(best_file), dict(tree_flatten(model.trainable_parameters())))
+            _save_best(model, best_file)
         log.info("step 0: validation loss %.4f", val)
 
     model.train()
@@ -380,7 +389,7 @@ def _train(model, train_set, valid_set, options: TrainOptions, out_dir: Path, ch
                 if improved:
                     state.best_val_loss, state.best_step, state.evals_without_improvement = val, it, 0
                     if main_rank:
-                        mx.save_safetensors(str(best_file), dict(tree_flatten(model.trainable_parameters())))
+                        _save_best(model, best_file)
                 else:
                     state.evals_without_improvement += 1
             learning_rate = float(optimizer.learning_rate.item())
