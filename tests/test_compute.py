@@ -14,10 +14,13 @@ GB = 10**9
         ("auto", False, True, False, None, 0, "float32"),
         ("float32", True, False, True, 141 * GB, 14 * GB, "float32"),  # asked for
         ("auto", True, False, True, 141 * GB, 14 * GB, "dequantized"),  # an H200 and a 7B model
-        ("auto", True, False, True, 24 * GB, 14 * GB, "native"),  # a 24 GB GPU: int4 kernels
+        ("auto", True, False, True, 24 * GB, 14 * GB, "jit"),  # a 24 GB GPU: int4 dequantized just in time
         ("auto", False, False, True, 141 * GB, 14 * GB, "native"),  # LoRA on the bf16 base
         ("auto", True, False, False, None, 14 * GB, "native"),  # Metal keeps the int4 kernels
         ("native", True, False, True, 141 * GB, 14 * GB, "native"),
+        ("jit", True, False, True, 141 * GB, 14 * GB, "jit"),  # asked for
+        ("jit", True, False, False, None, 14 * GB, "jit"),  # on Metal too, when asked for
+        ("jit", False, False, True, 141 * GB, 14 * GB, "native"),  # nothing to dequantize: LoRA's bf16 base
     ],
 )
 def test_compute_route(setting, quantized, on_cpu, cuda, memory, size, route):
@@ -27,7 +30,7 @@ def test_compute_route(setting, quantized, on_cpu, cuda, memory, size, route):
 def test_the_memory_threshold_is_a_share_of_the_gpu():
     memory = 100 * GB
     assert compute_route("auto", True, False, True, memory, int(DEQUANTIZE_MAX_SHARE * memory)) == "dequantized"
-    assert compute_route("auto", True, False, True, memory, int(DEQUANTIZE_MAX_SHARE * memory) + 1) == "native"
+    assert compute_route("auto", True, False, True, memory, int(DEQUANTIZE_MAX_SHARE * memory) + 1) == "jit"
 
 
 def test_prepare_on_this_cpu_dequantizes_an_int4_model_to_the_values_it_holds():
@@ -49,7 +52,7 @@ def test_prepare_on_this_cpu_dequantizes_an_int4_model_to_the_values_it_holds():
     assert weight.dtype == mx.float32 and mx.array_equal(weight, expected.astype(mx.float32)).item()
 
 
-def test_a_model_too_large_for_float32_here_keeps_its_own_kernels(monkeypatch):
+def test_a_model_too_large_for_float32_here_keeps_its_own_kernels_or_trains_just_in_time(monkeypatch):
     import mlx.core as mx
     import mlx.nn as nn
     from mlx_lm.models import llama
@@ -65,3 +68,13 @@ def test_a_model_too_large_for_float32_here_keeps_its_own_kernels(monkeypatch):
     monkeypatch.setattr(compute, "_system_memory", lambda: 1000)  # a machine of 1000 bytes
     model, note = prepare(model, "auto", training=False)
     assert note == "int4 kernels" and isinstance(model.layers[0].self_attn.q_proj, nn.QuantizedLinear)
+
+    # Training the same model: int4 weights kept, products in float32 from weights dequantized just in time.
+    from farense.jit_dequant import JitDequantLinear
+
+    model = llama.Model(args)
+    nn.quantize(model, group_size=64, bits=4)
+    model, note = prepare(model, "auto", training=True)
+    q = model.layers[0].self_attn.q_proj
+    assert note == "int4 weights dequantized just in time, products in float32"
+    assert type(q) is JitDequantLinear and q.weight.dtype == mx.uint32 and q.scales.dtype == mx.float32

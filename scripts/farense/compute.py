@@ -7,7 +7,10 @@ evaluation.
 - On a CUDA GPU with memory to spare, "auto" trains QLoRA against the int4 weights dequantized
   once (see DEQUANTIZE_MAX_SHARE); evaluation keeps the int4 kernels there, to measure the model
   as it is deployed.
-- Otherwise (Metal, a smaller GPU, "native") the model's own kernels.
+- On a CUDA GPU where the dequantized copy does not fit, "auto" trains QLoRA against the int4
+  weights dequantized just in time, one layer's product at a time (farense.jit_dequant, "jit"):
+  the memory of the int4 model, near the speed of a bf16 one (BENCHMARKS.md section 1.7).
+- Otherwise (Metal, "native") the model's own kernels.
 """
 
 from __future__ import annotations
@@ -25,11 +28,14 @@ def compute_route(setting: str, quantized: bool, on_cpu: bool, cuda: bool, total
     """How a model is trained, for training.compute = `setting`:
     "float32" (on a CPU: MLX's int4 and float16 kernels are slow there; QLoRA dequantized first),
     "dequantized" (auto, CUDA, a quantized model whose dequantized weights take at most
-    DEQUANTIZE_MAX_SHARE of the GPU's memory) or "native" (int4 kernels, or the base's dtype)."""
+    DEQUANTIZE_MAX_SHARE of the GPU's memory), "jit" (a quantized model, asked for, or auto on
+    CUDA when the dequantized weights take more) or "native" (int4 kernels, or the base's dtype)."""
     if setting == "float32" or (setting == "auto" and on_cpu):
         return "float32"
-    if setting == "auto" and quantized and cuda and total_memory and dequantized_bytes <= DEQUANTIZE_MAX_SHARE * total_memory:
-        return "dequantized"
+    if setting == "jit" and quantized:
+        return "jit"
+    if setting == "auto" and quantized and cuda and total_memory:
+        return "dequantized" if dequantized_bytes <= DEQUANTIZE_MAX_SHARE * total_memory else "jit"
     return "native"
 
 
@@ -51,12 +57,15 @@ def is_quantized(model) -> bool:
 
 
 def prepare(model, setting: str, training: bool):
-    """(model, note): the model ready to compute as `setting` (auto | native | float32) asks;
-    the dequantized-on-GPU route is for training only."""
+    """(model, note): the model ready to compute as `setting` (auto | native | float32 | jit)
+    asks; the dequantized and jit routes are for training only (an evaluation asked for jit
+    computes as auto does: it measures the model as it is deployed)."""
     import mlx.core as mx
     from mlx.utils import tree_flatten
     from mlx_lm.utils import dequantize_model, get_total_parameters
 
+    if setting == "jit" and not training:
+        setting = "auto"
     quantized = is_quantized(model)
     on_cpu = mx.default_device() == mx.cpu
     cuda = training and getattr(getattr(mx, "cuda", None), "is_available", lambda: False)()
@@ -64,12 +73,22 @@ def prepare(model, setting: str, training: bool):
     # int4 conversions keep a 2-byte float dtype (bf16/fp16) for scales: the dequantized size
     route = compute_route(setting, quantized, on_cpu, cuda, total_memory, 2 * get_total_parameters(model) if cuda else 0)
     if route == "float32" and setting == "auto" and 4 * get_total_parameters(model) > CPU_FLOAT32_MAX_SHARE * _system_memory():
-        route = "native"  # a model too large to hold in float32 here (a 7B model on a CPU): its own kernels
+        # a model too large to hold in float32 here (a 7B model on a CPU): int4 weights
+        # dequantized just in time when training (float32 products), else its own kernels
+        route = "jit" if quantized and training else "native"
     if route == "float32":
         if quantized:
             model = dequantize_model(model)
         model.set_dtype(mx.float32)
         return model, ("dequantized int4 weights" if quantized else "base weights") + " in float32"
+    if route == "jit":
+        from .jit_dequant import use_jit_dequant
+
+        if on_cpu:  # float32 products: scales, biases and norms in float32, the weights stay int4
+            model.set_dtype(mx.float32)
+        use_jit_dequant(model)
+        dtype = next(v.dtype for _, v in tree_flatten(model.parameters()) if mx.issubdtype(v.dtype, mx.floating))
+        return model, f"int4 weights dequantized just in time, products in {str(dtype).split('.')[-1]}"
     if route == "dequantized":
         model = dequantize_model(model)
         dtype = next(v.dtype for _, v in tree_flatten(model.parameters()) if mx.issubdtype(v.dtype, mx.floating))

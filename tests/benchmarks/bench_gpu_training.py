@@ -18,12 +18,14 @@ Routes (--routes):
   int4       QLoRA with MLX's int4 kernels (quantized_matmul): the pipeline's choice on a GPU so far
   int4-bf16  QLoRA against the int4 weights dequantized once to bfloat16 (the very values the int4
              model holds, in a bf16 model: the memory of a bf16 model)
+  int4-jit   int4 weights kept, each layer's weight dequantized just in time for its product, in
+             the forward pass and again in the backward (farense.jit_dequant: training.compute jit)
   int4-otf   int4 weights kept, dequantized to bfloat16 inside each layer's forward and the product
-             done in bf16 (transient weights; with checkpointing only one layer's at a time)
+             done in bf16 with autodiff's own backward (an experiment: autodiff keeps the weights)
   bf16       LoRA on a bfloat16 base (no quantization)
   int4-f32   the int4 weights dequantized once to float32 (the pipeline's route on a CPU)
 
-With checkpointing, MLX's memory limit is lowered as train() does in low-memory training
+With checkpointing, and on route int4-jit, MLX's memory limit is lowered as train() does
 (farense.training.limit_queued_memory: the active memory plus 1 GB, so that eval waits for queued
 GPU work instead of holding its buffers); --limit off leaves it as it was (the figures before that
 change), --limit on off measures both. A config BATCHxLENGTHxN accumulates gradients over N batches
@@ -77,6 +79,7 @@ from mlx_lm.tuner.utils import linear_to_lora_layers  # noqa: E402
 from mlx_lm.utils import dequantize_model, get_total_parameters  # noqa: E402
 
 from farense.compute import compute_route  # noqa: E402
+from farense.jit_dequant import use_jit_dequant  # noqa: E402
 from farense.training import TrainOptions, limit_queued_memory, lora_config, make_step, schedule  # noqa: E402
 
 SHAPES = {
@@ -85,7 +88,7 @@ SHAPES = {
     "tiny": dict(hidden_size=256, num_hidden_layers=4, intermediate_size=512, num_attention_heads=8,
                  num_key_value_heads=2, vocab_size=1024),
 }
-ROUTES = ("int4", "int4-bf16", "int4-otf", "bf16", "int4-f32")
+ROUTES = ("int4", "int4-bf16", "int4-jit", "int4-otf", "bf16", "int4-f32")
 OPTIONS = TrainOptions()  # the pipeline's defaults: rank 8, alpha 16, q/k/v, lr 2e-4, warmup 100, cosine
 
 
@@ -121,6 +124,8 @@ def build(shape: str, route: str, seed: int = 0, lora: bool = True) -> nn.Module
             if route == "int4-f32":
                 model.set_dtype(mx.float32)
             mx.eval(model.parameters())
+        elif route == "int4-jit":
+            use_jit_dequant(model)
         elif route == "int4-otf":
             for _, module in model.named_modules():
                 if type(module) is nn.QuantizedLinear:
@@ -145,7 +150,7 @@ def batches(vocab: int, batch: int, length: int, n: int, seed: int):
 
 
 def time_config(model, vocab: int, batch: int, length: int, checkpoint: bool, warmup: int, steps: int,
-                limit: bool = True, accumulation: int = 1) -> dict:
+                limit: bool = True, accumulation: int = 1, jit: bool = False) -> dict:
     block = type(model.layers[0])
     original = block.__call__
     previous_limit = mx.get_memory_limit()
@@ -154,8 +159,8 @@ def time_config(model, vocab: int, batch: int, length: int, checkpoint: bool, wa
         optimizer.init(model.trainable_parameters())
         if checkpoint:  # what train() does with training.grad_checkpoint
             grad_checkpoint(model.layers[0])
-            if limit:
-                limit_queued_memory()
+        if limit and (checkpoint or jit):
+            limit_queued_memory()
         step, state = make_step(model, optimizer, accumulation)
         model.train()
         data, lengths = batches(vocab, batch, length, 4, seed=batch * 100_003 + length)
@@ -202,7 +207,7 @@ def agreement(shape: str, n_steps: int, batch: int, length: int) -> dict:
     vocab = SHAPES[shape]["vocab_size"]
     data, lengths = batches(vocab, batch, length, n_steps, seed=4242)
     found = {}
-    for route in ("int4", "int4-bf16", "int4-f32"):
+    for route in ("int4", "int4-bf16", "int4-jit", "int4-f32"):
         model = build(shape, route)
         initial = {k: np.array(v.astype(mx.float32)) for k, v in tree_flatten(model.trainable_parameters())}
         optimizer = optim.Adam(learning_rate=OPTIONS.learning_rate)  # constant: the adapters move from step 1
@@ -236,6 +241,8 @@ def agreement(shape: str, n_steps: int, batch: int, length: int) -> dict:
         "routes": {r: {k: found[r][k] for k in ("first_loss", "losses", "loss_after")} for r in found},
         "largest_update": max(float(np.max(np.abs(d))) for d in found["int4-f32"]["delta"].values()),
         "int4 vs int4-bf16": compare("int4", "int4-bf16"),
+        "int4 vs int4-jit": compare("int4", "int4-jit"),
+        "int4-jit vs int4-f32": compare("int4-jit", "int4-f32"),
         "int4 vs int4-f32": compare("int4", "int4-f32"),
         "int4-bf16 vs int4-f32": compare("int4-bf16", "int4-f32"),
     }
@@ -408,12 +415,13 @@ def main() -> None:
             batch, length, *rest = (int(x) for x in config.split("x"))
             accumulation = rest[0] if rest else 1
             for ckpt in args.checkpoint:
-                for limit in (args.limit if ckpt == "on" else ["off"]):
+                for limit in (args.limit if ckpt == "on" or route == "int4-jit" else ["off"]):
                     record = {"route": route, "batch": batch, "length": length, "accumulation": accumulation, "checkpoint": ckpt == "on",
                               "limit": limit == "on", "model_gb": model_gb, "build_s": built}
                     head = f"{route:<10} {batch:>5} {length:>5} {accumulation:>3} {ckpt:>4} {limit:>5}"
                     try:
-                        record.update(time_config(model, vocab, batch, length, ckpt == "on", args.warmup, args.steps, limit == "on", accumulation))
+                        record.update(time_config(model, vocab, batch, length, ckpt == "on", args.warmup, args.steps, limit == "on", accumulation,
+                                                      route == "int4-jit"))
                     except Exception as error:  # noqa: BLE001 (out of memory: reported, the next config runs)
                         record["error"] = repr(error)[:300]
                         print(f"{head} failed: {record['error']}", flush=True)

