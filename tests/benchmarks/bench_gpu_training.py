@@ -150,7 +150,7 @@ def batches(vocab: int, batch: int, length: int, n: int, seed: int):
 
 
 def time_config(model, vocab: int, batch: int, length: int, checkpoint: bool, warmup: int, steps: int,
-                limit: bool = True, accumulation: int = 1, jit: bool = False) -> dict:
+                limit: bool = True, accumulation: int = 1, jit: bool = False, margin_gb: float | None = None) -> dict:
     block = type(model.layers[0])
     original = block.__call__
     previous_limit = mx.get_memory_limit()
@@ -160,7 +160,7 @@ def time_config(model, vocab: int, batch: int, length: int, checkpoint: bool, wa
         if checkpoint:  # what train() does with training.grad_checkpoint
             grad_checkpoint(model.layers[0])
         if limit and (checkpoint or jit):
-            limit_queued_memory()
+            limit_queued_memory() if margin_gb is None else limit_queued_memory(int(margin_gb * 1e9))
         step, state = make_step(model, optimizer, accumulation)
         model.train()
         data, lengths = batches(vocab, batch, length, 4, seed=batch * 100_003 + length)
@@ -351,6 +351,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", nargs="+", choices=("off", "on"), default=["off", "on"])
     parser.add_argument("--limit", nargs="+", choices=("on", "off"), default=["on"],
                         help="with checkpointing: lower MLX's memory limit as train() does (farense.training.limit_queued_memory)")
+    parser.add_argument("--margins", nargs="+", type=float, default=[None],
+                        help="GB over the memory in use at the start that the lowered limit allows (default: train()'s)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--agreement", type=int, default=0, help="N: compare routes int4 and int4-bf16 over N steps")
@@ -415,13 +417,14 @@ def main() -> None:
             batch, length, *rest = (int(x) for x in config.split("x"))
             accumulation = rest[0] if rest else 1
             for ckpt in args.checkpoint:
-                for limit in (args.limit if ckpt == "on" or route == "int4-jit" else ["off"]):
+                for limit, margin in [(lim, m) for lim in (args.limit if ckpt == "on" or route == "int4-jit" else ["off"])
+                                      for m in (args.margins if lim == "on" else [None])]:
                     record = {"route": route, "batch": batch, "length": length, "accumulation": accumulation, "checkpoint": ckpt == "on",
-                              "limit": limit == "on", "model_gb": model_gb, "build_s": built}
+                              "limit": limit == "on", "margin_gb": margin, "model_gb": model_gb, "build_s": built}
                     head = f"{route:<10} {batch:>5} {length:>5} {accumulation:>3} {ckpt:>4} {limit:>5}"
                     try:
                         record.update(time_config(model, vocab, batch, length, ckpt == "on", args.warmup, args.steps, limit == "on", accumulation,
-                                                      route == "int4-jit"))
+                                                      route == "int4-jit", margin))
                     except Exception as error:  # noqa: BLE001 (out of memory: reported, the next config runs)
                         record["error"] = repr(error)[:300]
                         print(f"{head} failed: {record['error']}", flush=True)

