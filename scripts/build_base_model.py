@@ -1,19 +1,17 @@
 """Rule script for build_base_model: results/models/base/ in Hugging Face layout, either the tiny
 model built offline or a GGUF file (a path, or one a package carries) imported."""
 
-from farense.fastblas import use_fast_blas
+from farense.preload import blas  # first: loads the BLAS before mlx is imported
 
-blas = use_fast_blas()  # before mlx is imported
+import json
+import time
+from pathlib import Path
 
-import json  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from farense.base_model import packaged_gguf  # noqa: E402
-from farense.run_record import peak_memory_gb, write_run  # noqa: E402
-from farense.runlog import stage  # noqa: E402
-from farense.split_lines import read_split  # noqa: E402
-from farense.textio import atomic_dir  # noqa: E402
+from farense.base_model import packaged_gguf
+from farense.run_record import peak_memory_gb, write_run
+from farense.runlog import stage
+from farense.split_lines import read_split
+from farense.textio import atomic_dir
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 

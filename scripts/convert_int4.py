@@ -1,22 +1,20 @@
 """Rule script for convert_int4: the base model quantized by mlx-lm's own conversion."""
 
-from farense.fastblas import use_fast_blas
+from farense.preload import blas  # noqa: F401 (first: loads the BLAS before mlx is imported)
 
-blas = use_fast_blas()  # before mlx is imported
+import json
+import shutil
+from pathlib import Path
 
-import json  # noqa: E402
-import shutil  # noqa: E402
-from pathlib import Path  # noqa: E402
+from mlx_lm import convert
+from mlx_lm.utils import hf_repo_to_path
 
-from mlx_lm import convert  # noqa: E402
-from mlx_lm.utils import hf_repo_to_path  # noqa: E402
-
-from farense.artifact_checks import check_model_dir, load_model  # noqa: E402
-from farense.diskspace import writing  # noqa: E402
-from farense.model_files import describe  # noqa: E402
-from farense.runlog import stage  # noqa: E402
-from farense.textio import write_json_atomic  # noqa: E402
-from farense.chat_templates import family_name, template_for  # noqa: E402
+from farense.artifact_checks import check_model_dir, load_model
+from farense.diskspace import writing
+from farense.model_files import describe
+from farense.runlog import stage
+from farense.textio import write_json_atomic
+from farense.chat_templates import family_name, template_for
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with stage(smk) as log:

@@ -1,21 +1,19 @@
 """Rule script for evaluate: one model (base, lora or qlora) on the test split -> results/eval/{model}.json."""
 
-from farense.fastblas import use_fast_blas
+from farense.preload import blas  # first: loads the BLAS before mlx is imported
 
-blas = use_fast_blas()  # before mlx is imported
+import time
+from pathlib import Path
 
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import mlx.core as mx
 
-import mlx.core as mx  # noqa: E402
-
-from farense.artifact_checks import read_json  # noqa: E402
-from farense.compute import prepare  # noqa: E402
-from farense.evaluation import EvalOptions, answer_quality, directory_bytes, overfitting_from_metrics, split_losses, test_questions  # noqa: E402
-from farense.inference import load  # noqa: E402
-from farense.run_record import peak_memory_gb, write_run  # noqa: E402
-from farense.runlog import stage  # noqa: E402
-from farense.textio import write_json_atomic  # noqa: E402
+from farense.artifact_checks import read_json
+from farense.compute import prepare
+from farense.evaluation import EvalOptions, answer_quality, directory_bytes, overfitting_from_metrics, split_losses, test_questions
+from farense.inference import load
+from farense.run_record import peak_memory_gb, write_run
+from farense.runlog import stage
+from farense.textio import write_json_atomic
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
