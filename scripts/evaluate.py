@@ -9,8 +9,9 @@ import mlx.core as mx
 
 from farense.artifact_checks import read_json
 from farense.compute import prepare
-from farense.evaluation import EvalOptions, answer_quality, directory_bytes, overfitting_from_metrics, split_losses, test_questions
+from farense.evaluation import EvalOptions, answer_quality, overfitting_from_metrics, split_losses, test_questions
 from farense.inference import load
+from farense.model_files import weights_bytes
 from farense.run_record import peak_memory_gb, write_run
 from farense.runlog import stage
 from farense.textio import write_json_atomic
@@ -62,8 +63,8 @@ with stage(smk) as log:
         "answers": quality,
         "overfitting": overfitting,
         "cost": {
-            "model_bytes": directory_bytes(model_dir),
-            "adapter_bytes": directory_bytes(Path(adapter)) if adapter else 0,
+            "model_bytes": weights_bytes(model_dir),
+            "adapter_bytes": weights_bytes(Path(adapter)) if adapter else 0,
             "training_compute": training_summary.get("compute"),
         },
         "settings": {"evaluation": dict(smk.params.evaluation), "batch_size": training["batch_size"],

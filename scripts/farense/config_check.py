@@ -35,8 +35,17 @@ def fill_defaults(config: dict, schema: dict) -> dict:
 
 
 _TRUE, _FALSE = {"true", "yes", "on"}, {"false", "no", "off"}
-# Keys that were renamed: an old configuration gets the new name instead of a guess.
-RENAMED = {"training.profile": "training.memory"}
+# Keys that were renamed or moved: an old configuration gets the new name instead of a guess.
+RENAMED = {
+    "training.profile": "training.memory",
+    # the two near-duplicate thresholds had one name (cleaning 0.5, split 0.7)
+    "cleaning.near_duplicate_threshold": "cleaning.dedup_threshold",
+    # read by split_jsonl (and, for format, training and evaluation), never by build_records
+    "records.format": "split.format",
+    "records.system_prompt": "split.system_prompt",
+    "records.continuation_prompt": "split.continuation_prompt",
+    "records.keep_conflicts": "split.keep_conflicts",
+}
 
 
 def _coerce(value, schema: dict):
