@@ -52,7 +52,7 @@ def run(job: dict, log, blas: str | None) -> None:
     world = mx.distributed.init()  # one process unless mlx.launch started ranks
     main_rank = world.rank() == 0
     settings = dict(job["training"])
-    options = TrainOptions.from_config(settings)
+    options = TrainOptions.from_config(settings, ignore=("memory", "compute"))  # the preset's name; the compute route (below)
     model_path = job["model"]
     log.info("BLAS: %s; memory preset %s; model %s", blas, settings.get("memory"), model_path)
     model, tokenizer = load_model(model_path)  # a damaged model folder: one line naming the file
