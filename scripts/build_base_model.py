@@ -48,7 +48,7 @@ def build_tiny(tmp: Path, log) -> tuple[dict, dict]:
 
 def import_base(spec: dict, tmp: Path, log) -> tuple[dict, dict]:
     from farense.gguf_import import import_gguf
-    from farense.lineage import sha256_file
+    from farense.provenance import sha256_file
 
     if spec["kind"] == "package":
         # the package's parts joined into one file beside the output, removed once imported

@@ -16,7 +16,7 @@ import json
 import sys
 
 
-from farense.lineage import ancestry, find_artifact, load_store, producers, verify
+from farense.provenance import ancestry, find_artifact, load_store, producers, verify
 
 
 def main(argv=None) -> int:

@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .errors import PipelineError
-from .lineage import sha256_file as file_hash
+from .provenance import sha256_file as file_hash
 
 
 def model_identity(model_dir: Path) -> str:

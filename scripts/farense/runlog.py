@@ -76,7 +76,7 @@ def stage(smk):
     exit status 1, a full disk one line naming the job and the file; on success the provenance
     entry is written."""
     from .diskspace import DiskFullError, full_disk_message, out_of_space
-    from .lineage import now
+    from .provenance import now
     from .stale_locks import hold
     from .textio import remove_leftovers
 
