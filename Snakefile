@@ -5,7 +5,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -13,10 +13,10 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-# Stops on a wrong type or an unknown key with one line naming each, then lets Snakemake's
-# validation fill in the defaults.
+# Stops on a wrong type or an unknown key with one line naming each, then fills in the schema's
+# defaults (what snakemake.utils.validate does, without reading and checking the schema again).
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
-from farense.config_check import coerce_config, config_errors, load_schema, model_config_errors
+from farense.config_check import coerce_config, config_errors, fill_defaults, load_schema, model_config_errors
 
 CONFIG_SCHEMA = "config/schemas/config.schema.yaml"
 schema = load_schema(str(Path(workflow.basedir) / CONFIG_SCHEMA))
@@ -24,7 +24,7 @@ coerce_config(config, schema)
 problems = config_errors(config, schema)
 if problems:
     raise WorkflowError("invalid configuration:\n  " + "\n  ".join(problems))
-validate(config, schema=CONFIG_SCHEMA)
+fill_defaults(config, schema)
 problems = model_config_errors(config)
 if problems:
     raise WorkflowError("invalid configuration:\n  " + "\n  ".join(problems))

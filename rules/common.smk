@@ -62,13 +62,7 @@ def stage_options(section):
 
 
 def jsonl_schema():
-    return f"config/schemas/jsonl_{config['records']['format']}.schema.yaml"
-
-
-def record_params():
-    """The record options build_records uses (the JSONL rendering ones go to split_jsonl)."""
-    rendering = ("format", "system_prompt", "continuation_prompt", "keep_conflicts")
-    return {k: v for k, v in stage_options("records").items() if k not in rendering}
+    return f"config/schemas/jsonl_{config['split']['format']}.schema.yaml"
 
 
 def built_base():

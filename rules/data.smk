@@ -38,7 +38,7 @@ rule build_records:
         records="results/data/records.parquet",
         stats="results/data/records_stats.json",
     params:
-        records=record_params(),
+        records=stage_options("records"),
     log:
         "results/logs/build_records.log",
     benchmark:
@@ -66,10 +66,6 @@ rule split_jsonl:
         stats="results/data/split_stats.json",
     params:
         split=stage_options("split"),
-        format=config["records"]["format"],
-        system_prompt=config["records"]["system_prompt"],
-        continuation_prompt=config["records"]["continuation_prompt"],
-        keep_conflicts=config["records"]["keep_conflicts"],
     log:
         "results/logs/split_jsonl.log",
     benchmark:

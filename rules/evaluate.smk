@@ -21,7 +21,7 @@ rule evaluate:
         model=model_location("model"),
         evaluation=evaluation_params(),
         training=evaluation_training_params(),
-        data_format=config["records"]["format"],
+        data_format=config["split"]["format"],
     log:
         "results/logs/evaluate_{model}.log",
     benchmark:

@@ -73,7 +73,7 @@ rule train_qlora:
         model=model_location("model"),
         kind="int4",
         training=training_params(),
-        data_format=config["records"]["format"],
+        data_format=config["split"]["format"],
         checkpoints="results/checkpoints/qlora",
         processes=config["training"]["processes"],
     log:
@@ -105,7 +105,7 @@ rule train_lora:
         model=model_location("model"),
         kind="fp16",
         training=training_params(),
-        data_format=config["records"]["format"],
+        data_format=config["split"]["format"],
         checkpoints="results/checkpoints/lora",
         processes=config["training"]["processes"],
     log:

@@ -1,42 +1,28 @@
 """Rule script for convert_int4: the base model quantized by mlx-lm's own conversion."""
 
-from farense.fastblas import use_fast_blas
+from farense.preload import blas  # noqa: F401 (first: loads the BLAS before mlx is imported)
 
-blas = use_fast_blas()  # before mlx is imported
+from pathlib import Path
 
-import json  # noqa: E402
-import shutil  # noqa: E402
-from pathlib import Path  # noqa: E402
+from mlx_lm import convert
+from mlx_lm.utils import hf_repo_to_path
 
-from mlx_lm import convert  # noqa: E402
-from mlx_lm.utils import hf_repo_to_path  # noqa: E402
-
-from farense.artifact_checks import check_model_dir, load_model  # noqa: E402
-from farense.diskspace import writing  # noqa: E402
-from farense.model_files import describe  # noqa: E402
-from farense.runlog import stage  # noqa: E402
-from farense.textio import write_json_atomic  # noqa: E402
-from farense.chat_templates import family_name, template_for  # noqa: E402
+from farense.artifact_checks import check_model_dir, load_model
+from farense.model_files import describe
+from farense.runlog import stage
+from farense.chat_templates import ensure_folder_chat_template
+from farense.textio import atomic_dir, write_json_atomic
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with stage(smk) as log:
     base, out = smk.params.base, Path(smk.output.model)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     check_model_dir(base)  # a damaged base: one line naming the file, before mlx-lm reads it
     log.info("converting %s to %d bits, group size %d", base, smk.params.bits, smk.params.group_size)
-    # A full disk is named after the output; stage() removes the partial tmp (on an error, a
-    # SIGTERM, or at the next run after a SIGKILL).
-    with writing(out):
+    # whole or not at all; a full disk is named after the output (mlx-lm makes the folder itself)
+    with atomic_dir(out, create=False) as tmp:
         convert(base, mlx_path=str(tmp), quantize=True, q_bits=smk.params.bits, q_group_size=smk.params.group_size)
-    tokenizer_config = json.loads((tmp / "tokenizer_config.json").read_text(encoding="utf-8"))
-    if not (tmp / "chat_template.jinja").exists() and not tokenizer_config.get("chat_template"):
         # Base models such as Mistral-7B-v0.1 ship no chat template; the chat data needs one: its family's.
-        model_type = json.loads((tmp / "config.json").read_text(encoding="utf-8"))["model_type"]
-        (tmp / "chat_template.jinja").write_text(template_for(model_type), encoding="utf-8")
-        log.info("the base has no chat template: added the %s one", family_name(model_type))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)  # whole or not at all
+        ensure_folder_chat_template(tmp, log)
     # A hub id was downloaded into the local cache by the conversion: measure that copy.
     base_dir = Path(base) if Path(base).exists() else hf_repo_to_path(base)
     base_model, _ = load_model(str(base_dir))

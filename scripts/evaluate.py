@@ -1,78 +1,17 @@
-"""Rule script for evaluate: one model (base, lora or qlora) on the test split -> results/eval/{model}.json."""
+"""Rule script for evaluate: one model (base, base_full, lora or qlora) on the test split ->
+results/eval/{model}.json (farense.eval_job)."""
 
-from farense.fastblas import use_fast_blas
+from farense.preload import blas  # first: loads the BLAS before mlx is imported
 
-blas = use_fast_blas()  # before mlx is imported
-
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import mlx.core as mx  # noqa: E402
-
-from farense.artifact_checks import read_json  # noqa: E402
-from farense.compute import prepare  # noqa: E402
-from farense.evaluation import EvalOptions, answer_quality, directory_bytes, overfitting_from_metrics, split_losses, test_questions  # noqa: E402
-from farense.inference import load  # noqa: E402
-from farense.run_record import peak_memory_gb, write_run  # noqa: E402
-from farense.runlog import stage  # noqa: E402
-from farense.textio import write_json_atomic  # noqa: E402
+from farense.eval_job import run
+from farense.runlog import stage
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 
-
 with stage(smk) as log:
-    name = smk.wildcards.model
-    options = EvalOptions.from_config(dict(smk.params.evaluation))
-    training = dict(smk.params.training)
-    adapter = smk.input.get("adapter")
-    model_path = smk.params.model
-    log.info("evaluating %s: model %s, adapter %s", name, model_path, adapter or "none")
-    started = time.time()
-    loaded = load(model_path, adapter)
-    # as training computed: float32 on a CPU (int4 values dequantized), native kernels elsewhere
-    loaded.model, compute_note = prepare(loaded.model, training["compute"], training=False)
-    log.info("compute: %s (device %s)", compute_note, mx.default_device())
-    mx.reset_peak_memory()
-    splits = ("test", "valid", "train") if options.train_split_loss else ("test",)
-    losses, loss_seconds = split_losses(loaded.model, loaded.tokenizer, Path(smk.input.test).parent, smk.params.data_format, training["batch_size"],
-                          training["max_seq_length"], training["mask_prompt"], options.loss_batches, splits, options.seed, smk.input.schema)
-    log.info("test loss %.4f, perplexity %.3f", losses["test"]["loss"], losses["test"]["perplexity"])
-    questions = test_questions(Path(smk.input.test), smk.params.data_format, smk.input.schema)
-    quality, speed = answer_quality(loaded.model, loaded.tokenizer, questions, options)
-    log.info("%d questions: fact accuracy %s, exact match %s, F1 %s; %s generated tokens/s in batches of %d", quality["questions"],
-             quality["fact_accuracy"], quality["exact_match"], quality["f1"], speed["tokens_per_second"], options.batch_size)
-
-    training_summary, overfitting = {}, {}
-    if adapter:
-        training_summary = read_json(Path(adapter) / "training_summary.json", "training summary")
-        overfitting = overfitting_from_metrics(Path(adapter) / "metrics.csv")
-        overfitting["best_step"] = training_summary["best_step"]
-        at_best = [r for r in overfitting["per_step"] if r["step"] == training_summary["best_step"]]
-        overfitting["gap_at_best_step"] = at_best[0]["gap"] if at_best else None
-    if "train" in losses:
-        # the kept adapter (or the base) on whole splits: the gap the user will live with
-        overfitting["valid_minus_train_loss"] = round(losses["valid"]["loss"] - losses["train"]["loss"], 6)
-
-    model_dir = Path(model_path)
-    # What the model, data and settings decide (the same on every build); time and memory of this
-    # run, and the generation speed, go to the run record, where the report reads them.
-    summary = {
-        "model": name,
-        "base": model_path,
-        "adapter": adapter,
-        "loss": losses,
-        "answers": quality,
-        "overfitting": overfitting,
-        "cost": {
-            "model_bytes": directory_bytes(model_dir),
-            "adapter_bytes": directory_bytes(Path(adapter)) if adapter else 0,
-            "training_compute": training_summary.get("compute"),
-        },
-        "settings": {"evaluation": dict(smk.params.evaluation), "batch_size": training["batch_size"],
-                     "max_seq_length": training["max_seq_length"], "mask_prompt": training["mask_prompt"], "data_format": smk.params.data_format},
-        "compute": compute_note,
-        "device": str(mx.default_device()),
+    job = {
+        "name": smk.wildcards.model, "model": smk.params.model, "adapter": smk.input.get("adapter"),
+        "evaluation": dict(smk.params.evaluation), "training": dict(smk.params.training), "data_format": smk.params.data_format,
+        "test": smk.input.test, "schema": smk.input.schema, "summary": smk.output.summary, "run": smk.output.run,
     }
-    write_json_atomic(smk.output.summary, summary)
-    write_run(smk.output.run, {"job": f"evaluate_{name}", "seconds": round(time.time() - started, 2), "loss_seconds": loss_seconds,
-                               "generation": speed, "peak_memory_gb": peak_memory_gb()}, blas)
+    run(job, log, blas)

@@ -12,15 +12,12 @@ of the data and base it was made from.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-
-from farense.errors import PipelineError  # noqa: E402
-from farense.export import export  # noqa: E402
+import farense.quiet_transformers  # noqa: F401 (first: before transformers is imported)
+from farense.errors import PipelineError
+from farense.export import export
 
 
 def main(argv=None) -> int:

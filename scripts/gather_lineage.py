@@ -1,6 +1,6 @@
 """Rule script for lineage: the jobs' provenance entries -> results/lineage.json (one graph)."""
 
-from farense.lineage import load_entries, write_graph
+from farense.provenance import load_entries, write_graph
 from farense.runlog import stage
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)

@@ -16,21 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # keep its start-up notes off the output
-
-from farense.fastblas import use_fast_blas  # noqa: E402
-
-use_fast_blas()  # before mlx is imported
-
-from farense.errors import PipelineError  # noqa: E402
-from farense.inference import answer, load, resolve  # noqa: E402
-from farense.prompt_limits import printable, prompt_text, read_limited  # noqa: E402
+import farense.quiet_transformers  # noqa: F401 (first: before transformers is imported)
+from farense.preload import blas  # noqa: F401 (loads the BLAS before mlx is imported)
+from farense.errors import PipelineError
+from farense.inference import answer, load, resolve
+from farense.prompt_limits import printable, prompt_text, read_limited
 
 
 def main(argv=None) -> int:

@@ -14,11 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from farense.lineage import ancestry, find_artifact, load_store, producers, verify  # noqa: E402
+from farense.provenance import ancestry, find_artifact, load_store, producers, verify
 
 
 def main(argv=None) -> int:

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from farense.lineage import describe
+from farense.provenance import describe
 from farense.model_card import card
 from farense.runlog import stage
 from farense.textio import write_text_atomic

@@ -8,18 +8,10 @@ caps (413), prompts checked against the model's context (400), socket timeouts.
     python scripts/serve_qlora.py --model DIR --port 8080     # any model folder (mlx_lm.server's options)
 """
 
-import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # keep its start-up notes off the output
-
-from farense.fastblas import use_fast_blas  # noqa: E402
-
-use_fast_blas()  # before mlx is imported
-
-from farense.serving import main  # noqa: E402
+import farense.quiet_transformers  # noqa: F401 (first: before transformers is imported)
+from farense.preload import blas  # noqa: F401 (loads the BLAS before mlx is imported)
+from farense.serving import main
 
 if __name__ == "__main__":
     main()

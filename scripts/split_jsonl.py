@@ -7,13 +7,7 @@ from farense.splitting import SplitOptions, split_jsonl
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with stage(smk) as log:
-    options = SplitOptions(
-        **dict(smk.params.split),
-        keep_conflicts=smk.params.keep_conflicts,
-        format=smk.params.format,
-        system_prompt=smk.params.system_prompt,
-        continuation_prompt=smk.params.continuation_prompt,
-    )
+    options = SplitOptions.from_config(dict(smk.params.split))
     summary = split_jsonl(smk.input.records, Path(smk.output.train).parent, smk.output.stats, smk.input.schema, options, workers=smk.threads)
     log.info(
         "records per split: %s; leakage check passed: %s",

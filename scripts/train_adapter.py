@@ -1,15 +1,13 @@
 """Rule script for train_qlora and train_lora: LoRA adapters on the int4 or the fp16 base
 (farense.adapter_job), in this process or as training.processes data-parallel ranks."""
 
-from farense.fastblas import use_fast_blas
+from farense.preload import blas  # first: loads the BLAS before mlx is imported
 
-blas = use_fast_blas()  # before mlx is imported
+import mlx.core as mx
 
-import mlx.core as mx  # noqa: E402
-
-from farense.adapter_job import run  # noqa: E402
-from farense.distributed import launch  # noqa: E402
-from farense.runlog import stage  # noqa: E402
+from farense.adapter_job import run
+from farense.distributed import launch
+from farense.runlog import stage
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 

@@ -10,7 +10,7 @@ import json
 import re
 
 from conftest import ROOT, snakemake
-from farense.lineage import describe
+from farense.provenance import describe
 
 TINY = ("--configfile", "config/config.yaml", str(ROOT / "tests/config/tiny.yaml"))
 # Folders and files under results/ that record a run rather than its result.

@@ -139,7 +139,7 @@ def test_each_adapter_has_a_model_card(tiny_report):
         assert "LoRA minus QLoRA" in body
     entry = json.loads((tiny_report / "results/lineage/model_card_qlora.json").read_text())
     assert any(o["path"] == "results/cards/qlora.md" for o in entry["outputs"])
-    from farense.lineage import describe
+    from farense.provenance import describe
 
     int4 = describe(tiny_report / "results/models/base-int4")["sha256"]
     assert f"- `results/models/base-int4`: `{int4}`" in (tiny_report / "results/cards/qlora.md").read_text()

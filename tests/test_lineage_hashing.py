@@ -1,11 +1,11 @@
-"""Hashing and the chain check of farense.lineage on small hand-made stores."""
+"""Hashing and the chain check of farense.provenance on small hand-made stores."""
 
 import hashlib
 import os
 import shutil
 import time
 
-from farense.lineage import ancestry, describe, graph, make_entry, now, slurm_job, verify
+from farense.provenance import ancestry, describe, graph, make_entry, now, slurm_job, verify
 
 
 def test_file_hash_is_sha256(tmp_path):

@@ -9,7 +9,8 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from conftest import ROOT
-from farense.splitting import SplitOptions, split_jsonl
+from farense.split_options import SplitOptions
+from farense.splitting import split_jsonl
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}"

@@ -15,7 +15,9 @@ from conftest import ROOT
 from farense import records as records_module
 from farense import splitting as splitting_module
 from farense.records import RecordOptions, build_records, chunk_document, split_sentences
-from farense.splitting import SPLITS, SplitOptions, assign_splits, connected_components, group_records, split_jsonl
+from farense.split_groups import assign_splits, connected_components, group_records
+from farense.split_options import SPLITS, SplitOptions
+from farense.splitting import split_jsonl
 from test_splitting import _records_file
 
 SCHEMA = ROOT / "config" / "schemas" / "jsonl_chat.schema.yaml"

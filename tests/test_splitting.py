@@ -13,7 +13,9 @@ from farense.dedup import MinHasher, exact_key, similar_pairs
 from farense.errors import PipelineError
 from farense.records import RECORD_SCHEMA
 from farense.facts import states
-from farense.splitting import SPLITS, SplitOptions, fact_roles, leakage_check, split_jsonl
+from farense.split_groups import fact_roles, leakage_check
+from farense.split_options import SPLITS, SplitOptions
+from farense.splitting import split_jsonl
 from farense.support import SEEN, UNSEEN
 
 SCHEMAS = ROOT / "config" / "schemas"

@@ -11,14 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
 from .errors import PipelineError
-from .lineage import sha256_file as file_hash
+from .provenance import sha256_file as file_hash
 
 
 def model_identity(model_dir: Path) -> str:
@@ -46,13 +46,13 @@ def run(job: dict, log, blas: str | None) -> None:
     from .compute import prepare
     from .run_record import peak_memory_gb, write_run
     from .split_lines import mlx_dataset
-    from .textio import write_json_atomic
+    from .textio import atomic_dir, write_json_atomic
     from .training import TrainOptions, fingerprint, lora_config, train
 
     world = mx.distributed.init()  # one process unless mlx.launch started ranks
     main_rank = world.rank() == 0
     settings = dict(job["training"])
-    options = TrainOptions.from_config(settings)
+    options = TrainOptions.from_config(settings, ignore=("memory", "compute"))  # the preset's name; the compute route (below)
     model_path = job["model"]
     log.info("BLAS: %s; memory preset %s; model %s", blas, settings.get("memory"), model_path)
     model, tokenizer = load_model(model_path)  # a damaged model folder: one line naming the file
@@ -87,9 +87,6 @@ def run(job: dict, log, blas: str | None) -> None:
     }
     run_id = fingerprint(options, inputs)
     out = Path(job["adapter"])
-    tmp = out.with_name(out.name + ".tmp")
-    if main_rank:
-        shutil.rmtree(tmp, ignore_errors=True)
     bar = tqdm(total=None, desc=f"training {out.name}", unit="step", file=sys.stderr, mininterval=1.0, disable=not main_rank)
 
     def progress(it, total_steps, loss):
@@ -99,45 +96,42 @@ def run(job: dict, log, blas: str | None) -> None:
         bar.refresh()
 
     started = time.time()
-    try:
+    # Rank 0 writes the adapter folder whole or not at all (textio.atomic_dir: an error, or a
+    # scheduler's SIGTERM through farense.runlog, leaves no half adapter); the other ranks train
+    # beside it and write nothing.
+    with (atomic_dir(out) if main_rank else nullcontext(out.with_name(out.name + ".tmp"))) as tmp:
         state, measured = train(model, CacheDataset(train_set), CacheDataset(valid_set), options, tmp, Path(job["checkpoints"]), run_id, progress)
-    except BaseException:  # an error, or a scheduler's SIGTERM (farense.runlog): no half adapter left
-        if main_rank:
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    bar.close()
-    wall = time.time() - started
-    if not main_rank:  # rank 0 writes the adapter, the checkpoints and the run record
-        return
-    config = {**adapter_config, "model": model_path, "base_model_kind": job["kind"], "training": asdict(options), "run": run_id}
-    write_json_atomic(tmp / "adapter_config.json", config)
-    final = next((m for m in reversed(state.metrics) if m["train_loss"] is not None), {})
-    # What the inputs decide: the same on every build of the same inputs (an adapter folder is
-    # hashed by the lineage and by whoever receives it). How this run went (time, memory, a resume)
-    # goes to the run record.
-    summary = {
-        "adapter": out.name,
-        "run": run_id,
-        "inputs": inputs,
-        "model": model_path,
-        "preset": settings.get("memory"),  # the memory preset's name (config/memory/)
-        "compute": compute_note,
-        "device": str(mx.default_device()),
-        "iterations": state.iteration,
-        "best_step": state.best_step,
-        "best_val_loss": state.best_val_loss,
-        "initial_val_loss": state.metrics[0]["val_loss"],
-        "stopped_early": state.stopped_early,
-        "trained_tokens": state.trained_tokens,
-        "padding_share": round(state.padded_tokens / max(state.batch_tokens, 1), 4),
-        "examples_left_out": state.skipped_examples,
-        "final_train_loss": final.get("train_loss"),
-        "trainable_parameters": trainable,
-        "adapter_bytes": (tmp / "adapters.safetensors").stat().st_size,
-    }
-    write_json_atomic(tmp / "training_summary.json", summary)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)  # whole or not at all
+        bar.close()
+        wall = time.time() - started
+        if not main_rank:  # rank 0 writes the adapter, the checkpoints and the run record
+            return
+        config = {**adapter_config, "model": model_path, "base_model_kind": job["kind"], "training": asdict(options), "run": run_id}
+        write_json_atomic(tmp / "adapter_config.json", config)
+        final = next((m for m in reversed(state.metrics) if m["train_loss"] is not None), {})
+        # What the inputs decide: the same on every build of the same inputs (an adapter folder is
+        # hashed by the lineage and by whoever receives it). How this run went (time, memory, a resume)
+        # goes to the run record.
+        summary = {
+            "adapter": out.name,
+            "run": run_id,
+            "inputs": inputs,
+            "model": model_path,
+            "preset": settings.get("memory"),  # the memory preset's name (config/memory/)
+            "compute": compute_note,
+            "device": str(mx.default_device()),
+            "iterations": state.iteration,
+            "best_step": state.best_step,
+            "best_val_loss": state.best_val_loss,
+            "initial_val_loss": state.metrics[0]["val_loss"],
+            "stopped_early": state.stopped_early,
+            "trained_tokens": state.trained_tokens,
+            "padding_share": round(state.padded_tokens / max(state.batch_tokens, 1), 4),
+            "examples_left_out": state.skipped_examples,
+            "final_train_loss": final.get("train_loss"),
+            "trainable_parameters": trainable,
+            "adapter_bytes": (tmp / "adapters.safetensors").stat().st_size,
+        }
+        write_json_atomic(tmp / "training_summary.json", summary)
     record = write_run(job["run"], {
         "job": f"train_{out.name}",
         "resumed_from": measured.resumed_from,
@@ -159,10 +153,9 @@ def run(job: dict, log, blas: str | None) -> None:
 
 def main() -> None:
     """A rank's entry: `python -c "...; main()" JOB.json` (see farense.distributed)."""
-    from .fastblas import use_fast_blas
+    from .preload import blas  # first: the BLAS before mlx
     from .runlog import setup_logging
 
-    blas = use_fast_blas()  # before mlx is imported
     job = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
     import mlx.core as mx
 

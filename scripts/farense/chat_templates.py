@@ -66,6 +66,23 @@ def ensure_chat_template(tokenizer, model_type: str, log=None) -> bool:
     return True
 
 
+def ensure_folder_chat_template(model_dir, log=None) -> bool:
+    """Write its family's template into a saved model folder whose tokenizer has none (as
+    chat_template.jinja, where transformers looks); True when one was written."""
+    import json
+    from pathlib import Path
+
+    model_dir = Path(model_dir)
+    tokenizer_config = json.loads((model_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
+    if (model_dir / "chat_template.jinja").exists() or tokenizer_config.get("chat_template"):
+        return False
+    model_type = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))["model_type"]
+    (model_dir / "chat_template.jinja").write_text(template_for(model_type), encoding="utf-8")
+    if log is not None:
+        log.info("the base has no chat template: added the %s one", family_name(model_type))
+    return True
+
+
 def family_name(model_type: str) -> str:
     template = template_for(model_type)
     return {GEMMA: "Gemma", CHATML: "ChatML"}.get(template, "Mistral-instruct ([INST] ... [/INST])")

@@ -33,6 +33,23 @@ STEPS = (
     "whitespace",
     "unicode_nfc",
 )
+# What each step's count counts, for stats.json and the report.
+STEP_UNITS = {
+    "line_endings": "CR/CRLF/form-feed line breaks converted",
+    "mojibake": "lines repaired",
+    "html": "tags removed",
+    "markdown": "markup constructs removed",
+    "soft_hyphens": "soft hyphens removed",
+    "control_chars": "control or zero-width characters removed",
+    "page_numbers": "page-number lines removed",
+    "running_headers": "running header/footer lines removed",
+    "stray_bullets": "stray bullets removed",
+    "hyphenation": "line-break hyphenations joined",
+    "wrapped_lines": "line breaks joined into paragraphs",
+    "emoji": "emoji characters removed",
+    "whitespace": "spacing fixes (runs of spaces, tabs, odd spaces, line edges, blank runs)",
+    "unicode_nfc": "characters recomposed to NFC",
+}
 
 
 @dataclass(frozen=True)

@@ -2,20 +2,50 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 
 import jsonschema
 import yaml
 
+# libyaml's loader where PyYAML has it: the pure-Python one took 0.27 s of every Snakemake
+# command for the schema and the config files (cProfile of a no-op dry run).
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(path) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        return yaml.load(handle, Loader=YAML_LOADER)
+
 
 def load_schema(schema_path: str) -> dict:
-    with open(schema_path, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+    return load_yaml(schema_path)
+
+
+def fill_defaults(config: dict, schema: dict) -> dict:
+    """Set, in place, every key the schema gives a default and the config lacks, inside objects
+    too: what snakemake.utils.validate(set_default=True) does, without reading and checking the
+    schema a second time (config_errors has checked it)."""
+    for key, sub in schema.get("properties", {}).items():
+        if key not in config and "default" in sub:
+            config[key] = copy.deepcopy(sub["default"])
+        if isinstance(config.get(key), dict) and "properties" in sub:
+            fill_defaults(config[key], sub)
+    return config
 
 
 _TRUE, _FALSE = {"true", "yes", "on"}, {"false", "no", "off"}
-# Keys that were renamed: an old configuration gets the new name instead of a guess.
-RENAMED = {"training.profile": "training.memory"}
+# Keys that were renamed or moved: an old configuration gets the new name instead of a guess.
+RENAMED = {
+    "training.profile": "training.memory",
+    # the two near-duplicate thresholds had one name (cleaning 0.5, split 0.7)
+    "cleaning.near_duplicate_threshold": "cleaning.dedup_threshold",
+    # read by split_jsonl (and, for format, training and evaluation), never by build_records
+    "records.format": "split.format",
+    "records.system_prompt": "split.system_prompt",
+    "records.continuation_prompt": "split.continuation_prompt",
+    "records.keep_conflicts": "split.keep_conflicts",
+}
 
 
 def _coerce(value, schema: dict):

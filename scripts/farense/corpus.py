@@ -7,10 +7,7 @@ disk, so memory holds a few files in flight plus about 10 bytes per paragraph of
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -21,37 +18,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .cleaning import STEPS, CleaningOptions, clean_inline, clean_prose
+from .cleaning import STEP_UNITS, STEPS, CleaningOptions
 from .errors import PipelineError
+from .input_warnings import InputWarnings
+from .options import from_config
 from .paragraph_dedup import DocumentFingerprints, ParagraphIndex, fingerprint_paragraphs
 from .parallel import ordered_map, workers_for
 from .raw_files import scan
+from .raw_formats import FORMATS, KIND_OF_FORMAT, SkipFile, document_text
 from .textio import INTERMEDIATE_COMPRESSION, UndecodableError, atomic_path, decode_bytes, looks_binary, open_parquet, scratch_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
-
-FORMATS = {
-    ".txt": "txt", ".text": "txt",
-    ".md": "md", ".markdown": "md",
-    ".html": "html", ".htm": "html",
-    ".csv": "csv",
-    ".json": "json",
-    ".jsonl": "jsonl", ".ndjson": "jsonl",
-}
-KIND_OF_FORMAT = {"txt": "prose", "md": "prose", "html": "prose", "jsonl": "prose", "csv": "table", "json": "qa"}
-
-# Column names accepted for each field, in Portuguese and English (compared case- and accent-insensitively).
-TABLE_COLUMNS = {
-    "date": ("data", "date"),
-    "season": ("epoca", "season", "temporada"),
-    "competition": ("competicao", "competition", "prova"),
-    "home": ("casa", "home", "visitado", "equipa da casa"),
-    "away": ("fora", "away", "visitante"),
-    "score": ("resultado", "score", "result"),
-}
-QUESTION_KEYS = ("pergunta", "question", "q")
-ANSWER_KEYS = ("resposta", "answer", "a")
-PARAGRAPH_KEYS = ("texto", "text", "content", "paragrafo", "paragraph")
 
 SCHEMA = pa.schema(
     [
@@ -76,10 +53,6 @@ class CorpusError(PipelineError):
     """A problem that stops the stage: no raw directory, or nothing usable in it."""
 
 
-class SkipFile(Exception):
-    """This file cannot be used; the message is the reason recorded in the stats."""
-
-
 @dataclass
 class DedupOptions:
     exact: bool = True
@@ -87,20 +60,26 @@ class DedupOptions:
     threshold: float = 0.5
     min_chars: int = 40
 
+    from_config = classmethod(from_config)
+
+
+def clean_text_options(section: dict) -> tuple[CleaningOptions, DedupOptions, bool]:
+    """The `cleaning` config section (without threads) for its three users: the cleaning steps
+    (CleaningOptions), paragraph deduplication (the `dedup_*` keys, DedupOptions) and the raw
+    file scan (allow_outside_links)."""
+    dedup = {key.removeprefix("dedup_"): value for key, value in section.items() if key.startswith("dedup_")}
+    steps = {key: value for key, value in section.items() if not key.startswith("dedup_") and key != "allow_outside_links"}
+    return CleaningOptions.from_config(steps), DedupOptions.from_config(dedup), section["allow_outside_links"]
+
 
 @dataclass
 class CleanReport:
     steps: dict = field(default_factory=lambda: {s: 0 for s in STEPS})
     files: dict = field(default_factory=dict)
     skipped: list = field(default_factory=list)
-    warnings: list = field(default_factory=list)
+    warnings: InputWarnings = field(default_factory=lambda: InputWarnings(log))
     duplicates: list = field(default_factory=list)
     dropped_documents: list = field(default_factory=list)
-
-    def warn(self, path: str, message: str, line: int | None = None) -> None:
-        entry = {"path": path, "message": message} if line is None else {"path": path, "line": line, "message": message}
-        self.warnings.append(entry)
-        log.warning("%s%s: %s", path, "" if line is None else f":{line}", message)
 
 
 def make_doc_id(relative_path: str) -> str:
@@ -137,94 +116,7 @@ def check_unchanged(raw_dir: Path, read: dict[str, str]) -> None:
         raise CorpusError(f"raw file(s) changed while clean_text read them: {', '.join(changed[:10])}; nothing was written, run again")
 
 
-def _fold(name: str) -> str:
-    import unicodedata
-
-    decomposed = unicodedata.normalize("NFKD", name.strip().casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
-def _pick(obj: dict, keys: tuple[str, ...]):
-    folded = {_fold(str(k)): v for k, v in obj.items()}
-    for key in keys:
-        if key in folded:
-            return folded[key]
-    return None
-
-
-def _parse_table(text: str, path: str, options: CleaningOptions, counts: dict, warnings: FileWarnings):
-    lines = text.split("\n")
-    header = lines[0] if lines else ""
-    delimiter = ";" if header.count(";") > header.count(",") else ","
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    rows = list(reader)
-    if not rows:
-        raise SkipFile("CSV file has no header row")
-    columns = [_fold(clean_inline(c, options, counts)) for c in rows[0]]
-    index = {}
-    for field_name, aliases in TABLE_COLUMNS.items():
-        for i, column in enumerate(columns):
-            if column in aliases:
-                index[field_name] = i
-                break
-    missing = [f for f in TABLE_COLUMNS if f not in index]
-    if missing:
-        raise SkipFile(f"CSV header lacks column(s) {missing}; expected e.g. Data;Época;Competição;Casa;Fora;Resultado")
-    records = []
-    for line_no, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) < len(columns):
-            warnings.warn(path, f"row has {len(row)} cells, header has {len(columns)}: skipped", line_no)
-            continue
-        record = {f: clean_inline(row[i], options, counts) for f, i in index.items()}
-        record["line"] = line_no
-        records.append(record)
-    return records
-
-
-def _parse_qa(text: str, path: str, options: CleaningOptions, counts: dict, warnings: FileWarnings):
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise SkipFile(f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from err
-    if isinstance(data, dict):
-        lists = [v for v in data.values() if isinstance(v, list)]
-        if len(lists) != 1:
-            raise SkipFile("JSON object must hold exactly one list of question/answer objects")
-        data = lists[0]
-    if not isinstance(data, list):
-        raise SkipFile("JSON must be a list of question/answer objects, or an object holding one")
-    pairs = []
-    for i, item in enumerate(data):
-        question = _pick(item, QUESTION_KEYS) if isinstance(item, dict) else None
-        answer = _pick(item, ANSWER_KEYS) if isinstance(item, dict) else None
-        if not isinstance(question, str) or not isinstance(answer, str) or not question.strip() or not answer.strip():
-            warnings.warn(path, f"item {i} has no 'pergunta'/'question' and 'resposta'/'answer' strings: skipped")
-            continue
-        pairs.append({"question": clean_inline(question, options, counts), "answer": clean_inline(answer, options, counts), "item": i})
-    return pairs
-
-
-def _parse_jsonl(text: str, path: str, warnings: FileWarnings) -> list[str]:
-    paragraphs = []
-    for line_no, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            warnings.warn(path, f"invalid JSON ({err.msg}): line skipped", line_no)
-            continue
-        value = _pick(obj, PARAGRAPH_KEYS) if isinstance(obj, dict) else obj if isinstance(obj, str) else None
-        if not isinstance(value, str):
-            warnings.warn(path, "no 'texto'/'text' string in this line: skipped", line_no)
-            continue
-        paragraphs.append(value)
-    return paragraphs
-
-
-def read_document(path: Path, raw_dir: Path, options: CleaningOptions, warnings: FileWarnings) -> dict:
+def read_document(path: Path, raw_dir: Path, options: CleaningOptions, warnings: InputWarnings) -> dict:
     """Read and clean one raw file into a corpus row (before paragraph deduplication)."""
     relative = path.relative_to(raw_dir).as_posix()
     fmt = FORMATS.get(path.suffix.lower())
@@ -246,21 +138,7 @@ def read_document(path: Path, raw_dir: Path, options: CleaningOptions, warnings:
         raise SkipFile(str(err)) from err
     raw_text = raw_text.lstrip("\ufeff")
     counts = {step: 0 for step in STEPS}
-    payload = ""
-    if fmt == "csv":
-        rows = _parse_table(raw_text, relative, options, counts, warnings)
-        payload = json.dumps(rows, ensure_ascii=False)
-        names = TABLE_COLUMNS.keys()
-        text = "\n\n".join("; ".join(f"{n}: {r[n]}" for n in names if r[n]) + "." for r in rows)
-    elif fmt == "json":
-        pairs = _parse_qa(raw_text, relative, options, counts, warnings)
-        payload = json.dumps(pairs, ensure_ascii=False)
-        text = "\n\n".join(f"Pergunta: {p['question']} Resposta: {p['answer']}" for p in pairs)
-    elif fmt == "jsonl":
-        paragraphs = [clean_prose(p, "txt", options, counts) for p in _parse_jsonl(raw_text, relative, warnings)]
-        text = "\n\n".join(p for p in paragraphs if p)
-    else:
-        text = clean_prose(raw_text, fmt, options, counts)
+    text, payload = document_text(fmt, raw_text, relative, options, counts, warnings)
     if not text.strip():
         raise SkipFile("no text left after cleaning")
     return {
@@ -276,14 +154,6 @@ def read_document(path: Path, raw_dir: Path, options: CleaningOptions, warnings:
         "chars_in": len(raw_text),
         **{f"n_{step}": n for step, n in counts.items()},
     }
-
-
-class FileWarnings(list):
-    """Warnings about one file, collected where it is cleaned (a worker process) and logged by
-    the stage when the file's result comes back in order."""
-
-    def warn(self, path: str, message: str, line: int | None = None) -> None:
-        self.append({"path": path, "message": message} if line is None else {"path": path, "line": line, "message": message})
 
 
 @dataclass
@@ -329,7 +199,7 @@ def clean_files(task: tuple[int, list[Path]], raw_dir: Path, parts_dir: Path, op
     results, rows = [], []
     for path in paths:
         relative = path.relative_to(raw_dir).as_posix()
-        warnings = FileWarnings()
+        warnings = InputWarnings()
         try:
             row = read_document(path, raw_dir, options, warnings)
         except SkipFile as reason:
@@ -374,8 +244,7 @@ def clean_corpus(raw_dir, corpus_path, stats_path, options: CleaningOptions, ded
         tasks = _tasks(files)
         for (number, _), results in zip(tasks, ordered_map(work, tasks, workers)):
             for cleaned in results:
-                for warning in cleaned.warnings:
-                    report.warn(**warning)
+                report.warnings.extend_logged(cleaned.warnings)
                 if cleaned.stats is None:
                     report.skipped.append({"path": cleaned.relative, "reason": cleaned.skipped})
                     log.warning("skipped %s: %s", cleaned.relative, cleaned.skipped)
@@ -405,60 +274,69 @@ def _write_without_duplicates(parts: list[Path], out: Path, index: ParagraphInde
 
     Only the text and the paragraph counts change: they are rebuilt column by column, the
     other columns pass through as they are, and a document without drops is not split."""
-    first_paragraph = index.first_of_doc
     dropped = np.fromiter(drops, dtype=np.int64, count=len(drops))
     docs_with_drops = set(index.docs_of(dropped).tolist())
-    sources: list[str] = []
+    sources: list[str] = []  # every document's path so far, by document number
     written = 0
     with pq.ParquetWriter(out, SCHEMA, compression=INTERMEDIATE_COMPRESSION) as writer:
-        doc = 0
         for record_batch in (batch for part in parts for batch in open_parquet(part).iter_batches(batch_size=16)):
-            texts, n_paragraphs, n_exact, n_near, keep = [], [], [], [], []
+            columns: dict[str, list] = {"text": [], "n_paragraphs": [], "n_exact_duplicates": [], "n_near_duplicates": []}
             for path, text in zip(record_batch.column("source_path").to_pylist(), record_batch.column("text").to_pylist()):
+                doc = len(sources)
                 sources.append(path)
                 counts = {"exact": 0, "near": 0}
                 if doc in docs_with_drops:
-                    base, kept = first_paragraph[doc], []
-                    for offset, paragraph in enumerate(text.split("\n\n")):
-                        drop = drops.get(base + offset)
-                        if drop is None:
-                            kept.append(paragraph)
-                            continue
-                        counts[drop.kind] += 1
-                        if len(report.duplicates) < 200:  # a sample for the report; totals are counted
-                            report.duplicates.append(
-                                {
-                                    "kind": drop.kind,
-                                    "path": path,
-                                    "duplicate_of": sources[int(index.docs_of(np.array([drop.duplicate_of]))[0])],
-                                    "similarity": round(drop.similarity, 3),
-                                    "text_start": paragraph[:80],
-                                }
-                            )
-                    text = "\n\n".join(kept)
-                doc += 1
-                paragraphs = text.count("\n\n") + 1 if text else 0
-                report.files[path].update(
-                    chars_out=len(text),
-                    paragraphs_kept=paragraphs,
-                    exact_duplicates_dropped=counts["exact"],
-                    near_duplicates_dropped=counts["near"],
-                )
-                if not text:
-                    report.dropped_documents.append({"path": path, "reason": "every paragraph duplicates earlier files"})
-                texts.append(text)
-                n_paragraphs.append(paragraphs)
-                n_exact.append(counts["exact"])
-                n_near.append(counts["near"])
-                keep.append(bool(text))
+                    text = _without_dropped(text, index.first_of_doc[doc], drops, counts, path, sources, index, report)
+                _record_document(report, path, text, counts, columns)
             table = pa.Table.from_batches([record_batch])
-            for name, values in (("text", texts), ("n_paragraphs", n_paragraphs), ("n_exact_duplicates", n_exact), ("n_near_duplicates", n_near)):
+            for name, values in columns.items():
                 table = table.set_column(SCHEMA.get_field_index(name), SCHEMA.field(name), pa.array(values, type=SCHEMA.field(name).type))
-            table = table.filter(pa.array(keep))
+            table = table.filter(pa.array([bool(text) for text in columns["text"]]))
             if table.num_rows:
                 writer.write_table(table)
                 written += table.num_rows
     return written
+
+
+def _without_dropped(text: str, first: int, drops: dict, counts: dict, path: str, sources: list[str], index: ParagraphIndex,
+                     report: CleanReport) -> str:
+    """A document's text without its dropped paragraphs (`first`: the index number of its first
+    paragraph); counts them by kind, and keeps the first 200 as examples for the report."""
+    kept = []
+    for offset, paragraph in enumerate(text.split("\n\n")):
+        drop = drops.get(first + offset)
+        if drop is None:
+            kept.append(paragraph)
+            continue
+        counts[drop.kind] += 1
+        if len(report.duplicates) < 200:  # a sample for the report; totals are counted
+            report.duplicates.append(
+                {
+                    "kind": drop.kind,
+                    "path": path,
+                    "duplicate_of": sources[int(index.docs_of(np.array([drop.duplicate_of]))[0])],
+                    "similarity": round(drop.similarity, 3),
+                    "text_start": paragraph[:80],
+                }
+            )
+    return "\n\n".join(kept)
+
+
+def _record_document(report: CleanReport, path: str, text: str, counts: dict, columns: dict[str, list]) -> None:
+    """A document's figures after deduplication, in the report and in the columns to write."""
+    paragraphs = text.count("\n\n") + 1 if text else 0
+    report.files[path].update(
+        chars_out=len(text),
+        paragraphs_kept=paragraphs,
+        exact_duplicates_dropped=counts["exact"],
+        near_duplicates_dropped=counts["near"],
+    )
+    if not text:
+        report.dropped_documents.append({"path": path, "reason": "every paragraph duplicates earlier files"})
+    columns["text"].append(text)
+    columns["n_paragraphs"].append(paragraphs)
+    columns["n_exact_duplicates"].append(counts["exact"])
+    columns["n_near_duplicates"].append(counts["near"])
 
 
 def _file_stats(row: dict) -> dict:
@@ -487,22 +365,7 @@ def _stats_json(raw_dir, files_seen: int, written, report: CleanReport, options,
         "documents_dropped": report.dropped_documents,
         "warnings": report.warnings,
         "steps": report.steps,
-        "step_units": {
-            "line_endings": "CR/CRLF/form-feed line breaks converted",
-            "mojibake": "lines repaired",
-            "html": "tags removed",
-            "markdown": "markup constructs removed",
-            "soft_hyphens": "soft hyphens removed",
-            "control_chars": "control or zero-width characters removed",
-            "page_numbers": "page-number lines removed",
-            "running_headers": "running header/footer lines removed",
-            "stray_bullets": "stray bullets removed",
-            "hyphenation": "line-break hyphenations joined",
-            "wrapped_lines": "line breaks joined into paragraphs",
-            "emoji": "emoji characters removed",
-            "whitespace": "spacing fixes (runs of spaces, tabs, odd spaces, line edges, blank runs)",
-            "unicode_nfc": "characters recomposed to NFC",
-        },
+        "step_units": dict(STEP_UNITS),
         "dedup": {
             "exact_paragraphs_dropped": sum(f["exact_duplicates_dropped"] for f in report.files.values()),
             "near_paragraphs_dropped": sum(f["near_duplicates_dropped"] for f in report.files.values()),

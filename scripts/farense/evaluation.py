@@ -208,7 +208,3 @@ def overfitting_from_metrics(metrics_csv: Path) -> dict:
                 train, val = float(row["train_loss"]), float(row["val_loss"])
                 rows.append({"step": int(float(row["step"])), "train_loss": train, "val_loss": val, "gap": round(val - train, 6)})
     return {"per_step": rows}
-
-
-def directory_bytes(path: Path, pattern: str = "*.safetensors") -> int:
-    return sum(p.stat().st_size for p in Path(path).glob(pattern)) if Path(path).is_dir() else 0

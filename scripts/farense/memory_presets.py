@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
+from .config_check import load_yaml
 
 PRESET_KEYS = ("batch_size", "grad_accumulation", "max_seq_length", "grad_checkpoint")
 GIB = 1024**3
@@ -46,8 +46,7 @@ def resolve_training(training: dict, presets_dir: str | Path, memory_bytes: int 
     """Flat training options for TrainOptions: the preset's values, overridden by any
     non-null key of the config, plus the LoRA and early-stopping settings."""
     name = preset_name(training, memory_bytes)
-    with open(Path(presets_dir) / f"{name}.yaml", encoding="utf-8") as handle:
-        preset = yaml.safe_load(handle)
+    preset = load_yaml(Path(presets_dir) / f"{name}.yaml")
     resolved = {key: training[key] if training.get(key) is not None else preset[key] for key in PRESET_KEYS}
     lora = training["lora"]
     resolved.update(

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from . import facts as factlib
 from .errors import PipelineError
+from .input_warnings import InputWarnings
 from .options import from_config
 from .parallel import ordered_map, workers_for
 from .textio import INTERMEDIATE_COMPRESSION, atomic_path, open_parquet, parquet_column_bytes, write_json_atomic
@@ -81,14 +82,9 @@ class RecordOptions:
 @dataclass
 class RecordReport:
     counts: dict = field(default_factory=dict)
-    warnings: list = field(default_factory=list)
+    warnings: InputWarnings = field(default_factory=lambda: InputWarnings(log))  # logged by the worker that finds them
     conflicts: list = field(default_factory=list)
     duplicates_dropped: int = 0
-
-    def warn(self, path: str, message: str, line: int | None = None) -> None:
-        entry = {"path": path, "message": message} if line is None else {"path": path, "line": line, "message": message}
-        self.warnings.append(entry)
-        log.warning("%s%s: %s", path, "" if line is None else f":{line}", message)
 
 
 # ---------------------------------------------------------------- normalisation
@@ -150,6 +146,15 @@ def continuation(text: str) -> tuple[str, str]:
         words = text.split()
         head, tail = " ".join(words[: len(words) // 2]), " ".join(words[len(words) // 2 :])
     return head, tail
+
+
+def exchange(record: dict, continuation_prompt: str) -> tuple[str, str]:
+    """(question, answer) a record is trained as: a question record's own; for a prose chunk, a
+    continuation exercise: the prompt and the chunk's first sentence, then the rest to write."""
+    if record["question"]:
+        return record["question"], record["answer"]
+    head, tail = continuation(record["text"])
+    return f"{continuation_prompt} {head}".strip(), tail
 
 
 def split_sentences(paragraph: str) -> list[str]:
@@ -381,7 +386,7 @@ def records_for_document(doc: dict, options: RecordOptions, report: RecordReport
                 pairs = match_questions(row, options.club_name, options.table_templates)
                 statements = match_statements(row, options.club_name, options.table_statements)
             except ValueError as reason:
-                report.warn(path, f"row skipped: {reason}", row.get("line"))
+                report.warnings.warn(path, f"row skipped: {reason}", row.get("line"))
                 continue
             # Each question and wording is a group of its own: the split may hold one out for the
             # test while the others train (fact_key ties them to their match).

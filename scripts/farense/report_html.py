@@ -73,7 +73,7 @@ def histogram_svg(series: dict[str, dict], xlabel: str = "") -> str:
 
 def versions() -> list[list[str]]:
     """The package versions the lineage records, as table rows."""
-    from .lineage import versions as installed
+    from .provenance import versions as installed
 
     return [[package, version or "not installed"] for package, version in installed().items()]
 

@@ -28,7 +28,7 @@ def _paths(value) -> list[str]:
 
 def record_provenance(smk, started) -> str:
     """Write the job's entry to its `lineage` output (atomically); returns its path."""
-    from . import lineage
+    from . import provenance
     from .textio import write_json_atomic
 
     target = smk.output.lineage
@@ -40,7 +40,7 @@ def record_provenance(smk, started) -> str:
         value = params.get(name)
         if isinstance(value, str) and value not in known and Path(value).exists():
             inputs["external_" + name] = [value]
-    entry = lineage.make_entry(Path(target).stem, smk.rule, dict(smk.wildcards.items()), inputs, outputs, params, started, lineage.now())
+    entry = provenance.make_entry(Path(target).stem, smk.rule, dict(smk.wildcards.items()), inputs, outputs, params, started, provenance.now())
     write_json_atomic(target, entry)
     return target
 
@@ -76,7 +76,7 @@ def stage(smk):
     exit status 1, a full disk one line naming the job and the file; on success the provenance
     entry is written."""
     from .diskspace import DiskFullError, full_disk_message, out_of_space
-    from .lineage import now
+    from .provenance import now
     from .stale_locks import hold
     from .textio import remove_leftovers
 

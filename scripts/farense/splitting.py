@@ -18,11 +18,9 @@ The test split is built to measure knowledge (farense.support labels each test q
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,237 +28,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from . import support
 from .dedup import MinHasher, SignatureStore
 from .diskspace import writing
 from .errors import PipelineError
 from .parallel import ordered_map, workers_for
-from . import support
-from .records import continuation
-from .split_lines import validator as _validator
+from .split_groups import assign_splits, fact_roles, group_records, leakage_check
+from .split_lines import validator as line_validator
+from .split_options import FORMATS, SPLITS, SplitOptions
+from .split_render import read_kept, render_lines
 from .textio import atomic_path, open_parquet, parquet_column_bytes, scratch_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "valid", "test")
-FORMATS = ("text", "completions", "chat")
-
-
-@dataclass(frozen=True)
-class SplitOptions:
-    seed: int = 42
-    valid_fraction: float = 0.1
-    test_fraction: float = 0.1
-    near_duplicate_threshold: float = 0.7
-    probe_fraction: float = 0.5
-    unseen_fraction: float = 0.1
-    keep_conflicts: bool = False
-    format: str = "chat"
-    system_prompt: str = ""
-    continuation_prompt: str = "Continua este texto sobre o SC Farense:"
-
-    @property
-    def fractions(self) -> dict[str, float]:
-        return {"train": 1.0 - self.valid_fraction - self.test_fraction, "valid": self.valid_fraction, "test": self.test_fraction}
-
-
-# ---------------------------------------------------------------- grouping
-# Per-record data lives in numpy arrays (a million records are a few arrays of a few MB, not
-# millions of Python objects).
-
-
-def connected_components(n: int, links: np.ndarray) -> np.ndarray:
-    """Component of each of `n` items joined by `links` (pairs of item indices), named by the
-    smallest index in it.
-
-    Union-find on whole arrays: each round hooks the larger root of every link that joins two
-    components under the smaller one, then pointer jumping points every item at its root.
-    Roots only ever point at smaller indices, so a component's root is its smallest index."""
-    parent = np.arange(n)
-    a, b = links[:, 0], links[:, 1]
-    while True:
-        root_a, root_b = parent[a], parent[b]
-        apart = root_a != root_b
-        if not apart.any():
-            return parent
-        a, b, root_a, root_b = a[apart], b[apart], root_a[apart], root_b[apart]
-        np.minimum.at(parent, np.maximum(root_a, root_b), np.minimum(root_a, root_b))
-        while True:
-            grandparent = parent[parent]
-            if np.array_equal(grandparent, parent):
-                break
-            parent = grandparent
-
-
-def first_with_same_key(keys: np.ndarray) -> np.ndarray:
-    """For each item, the index of the first item with the same key."""
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    return first[inverse]
-
-
-def group_records(group_keys: np.ndarray, exact_keys: np.ndarray, near_pairs: np.ndarray) -> np.ndarray:
-    """Component id per record (the smallest record index in it): records are together when
-    they share a group key or a normalised text, or when their texts are near duplicates."""
-    n = len(group_keys)
-    index = np.arange(n)
-    links = np.concatenate(
-        [
-            np.stack([first_with_same_key(group_keys), index], axis=1),
-            np.stack([first_with_same_key(exact_keys), index], axis=1),
-            np.asarray(near_pairs, dtype=np.int64).reshape(-1, 2),
-        ]
-    )
-    return connected_components(n, links)
-
-
-FREE = -1
-
-
-def fact_roles(fact_keys: np.ndarray, probes: np.ndarray, options: SplitOptions) -> np.ndarray:
-    """The split each record is bound to by its fact (FREE, or an index into SPLITS): a seeded
-    `unseen_fraction` of the facts that have a probe go to test whole; the probes of the next
-    `probe_fraction` go to test and those facts' other records to training. `fact_keys` are
-    integer codes, -1 for a record of no fact."""
-    forced = np.full(len(fact_keys), FREE, dtype=np.int8)
-    probed_facts = np.unique(fact_keys[probes & (fact_keys >= 0)])
-    if not len(probed_facts):
-        return forced
-    order = probed_facts[np.random.default_rng(options.seed + 2).permutation(len(probed_facts))]
-    n_unseen = int(round(options.unseen_fraction * len(order)))
-    n_probe = int(round(options.probe_fraction * len(order)))
-    unseen, probed = order[:n_unseen], order[n_unseen : n_unseen + n_probe]
-    test, train = SPLITS.index("test"), SPLITS.index("train")
-    in_probed = np.isin(fact_keys, probed)
-    forced[in_probed] = train
-    forced[in_probed & probes] = test
-    forced[np.isin(fact_keys, unseen)] = test
-    return forced
-
-
-def assign_splits(components: np.ndarray, kinds: np.ndarray, options: SplitOptions, forced: np.ndarray | None = None) -> np.ndarray:
-    """Seeded assignment of whole components to splits, stratified by kind; returns each
-    record's split as an index into SPLITS. `kinds` are integer codes in the order of the
-    kinds' names; `forced` (fact_roles) binds records to a split: a component goes to test if
-    any of its records must, else to train if any must, else it is free.
-
-    Free components are shuffled, then each goes to the split furthest below its target share
-    of that kind's records, so every kind is spread over train, valid and test in proportion.
-    """
-    _, member_of, sizes = np.unique(components, return_inverse=True, return_counts=True)
-    bound = np.full(len(sizes), FREE, dtype=np.int8)
-    if forced is not None:
-        np.maximum.at(bound, member_of, forced)  # test (2) over train (0) over free (-1)
-    n_kinds = int(kinds.max()) + 1
-    kind_counts = np.bincount(member_of * n_kinds + kinds, minlength=len(sizes) * n_kinds).reshape(len(sizes), n_kinds)
-    dominant = kind_counts.argmax(axis=1)  # a tie goes to the kind first by name
-    rng = np.random.default_rng(options.seed)
-    shares = [options.fractions[s] for s in SPLITS]
-    split_of_component = np.zeros(len(sizes), dtype=np.int8)
-    for kind in np.unique(dominant):
-        stratum = np.flatnonzero((dominant == kind) & (bound == FREE))  # its free components, smallest id first
-        order = stratum[rng.permutation(len(stratum))]
-        order_sizes = sizes[order].tolist()
-        total = sum(order_sizes)
-        filled = [0] * len(SPLITS)
-        targets = []
-        for size in order_sizes:  # sequential: each choice depends on the ones before it
-            target = max(range(len(SPLITS)), key=lambda s: (shares[s] * total - filled[s]) if shares[s] > 0 else -math.inf)
-            filled[target] += size
-            targets.append(target)
-        split_of_component[order] = targets
-    split_of_component[bound != FREE] = bound[bound != FREE]
-    return split_of_component[member_of]
-
-
-def leakage_check(assignment, group_keys, exact_keys, near_pairs: np.ndarray, threshold: float, question_keys=None) -> dict:
-    """Count what crosses splits: group keys, exact duplicate texts, near-duplicate pairs, and
-    normalised questions (one question asked in two splits; "" is no question).
-
-    Checks the final assignment itself (split names or indices, one per record), independently
-    of how the groups were formed."""
-    split_of = np.unique(np.asarray(assignment), return_inverse=True)[1].ravel()
-
-    def crossing(keys):
-        key_of = np.unique(np.asarray(keys), return_inverse=True)[1].ravel()
-        seen = np.unique(key_of * len(SPLITS) + split_of)  # each (key, split) once
-        return int((np.bincount(seen // len(SPLITS)) > 1).sum())
-
-    across = near_pairs[split_of[near_pairs[:, 0]] != split_of[near_pairs[:, 1]]] if len(near_pairs) else near_pairs
-    questions_across = 0
-    if question_keys is not None:
-        asked = np.asarray(question_keys) != ""
-        # a record of no question gets a key of its own, which no folded question can equal
-        questions_across = crossing(np.where(asked, question_keys, np.char.add("\x00", np.arange(len(asked)).astype(str))))
-    result = {
-        "groups_across_splits": crossing(group_keys),
-        "questions_across_splits": questions_across,
-        "exact_duplicates_across_splits": crossing(exact_keys),
-        "near_duplicate_pairs_across_splits": int(len(across)),
-        "near_duplicate_pairs_checked": int(len(near_pairs)),
-        "near_duplicate_threshold": threshold,
-    }
-    result["passed"] = not any((result["groups_across_splits"], result["exact_duplicates_across_splits"], len(across), questions_across))
-    if len(across):
-        result["examples"] = across[:10].tolist()
-    return result
-
-
-# ---------------------------------------------------------------- rendering and validation
-
-
-def render(record: dict, options: SplitOptions, support_label: str = "") -> dict:
-    """One JSONL object in the chosen mlx-lm format, plus a `meta` object mlx-lm ignores: the
-    record's identity and, for a question, the facts its answer states and (in the test split)
-    its support label."""
-    question, answer, text = record["question"], record["answer"], record["text"]
-    if not question:  # a prose chunk: a continuation exercise in the dialogue formats
-        head, tail = continuation(text)
-        question, answer = f"{options.continuation_prompt} {head}".strip(), tail
-    if options.format == "text":
-        obj = {"text": text if not record["question"] else f"Pergunta: {question}\nResposta: {answer}"}
-    elif options.format == "completions":
-        obj = {"prompt": question, "completion": answer}
-    else:
-        messages = [{"role": "system", "content": options.system_prompt}] if options.system_prompt else []
-        messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
-        obj = {"messages": messages}
-    obj["meta"] = {"id": record["record_id"], "kind": record["kind"], "doc_id": record["doc_id"], "origin": record["origin"]}
-    if record["question"]:
-        obj["meta"]["facts"] = json.loads(record["facts"]).get("answer", []) if record.get("facts") else []
-    if support_label:
-        obj["meta"]["support"] = support_label
-    return obj
-
-
-_to_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(obj, ensure_ascii=False), without a new encoder per call
-
-
-def _read_kept(records_path: str, group: int, keep: np.ndarray, columns: list[str]) -> pa.Table:
-    """The kept rows of one row group, read where the work is done (a worker), so that texts
-    do not travel between processes."""
-    return open_parquet(records_path).read_row_group(group, columns=columns).filter(pa.array(keep))
-
-
-def render_lines(job, records_path: str, options: SplitOptions, schema_path: str, labels: list[str]) -> dict[tuple[int, int], bytes]:
-    """The JSONL lines of a row group's kept records, validated, as one block of bytes per
-    (split, bucket) that the records go to: the rendering work done in the workers. `job` is
-    (row group, kept-rows mask, split index, bucket and support code of each kept record: 0 none,
-    else 1 + an index into support.LABELS); `labels` name
-    each split's file in errors."""
-    group, keep, splits, buckets, labels_of = job
-    validator = _validator(schema_path)
-    lines: dict[tuple[int, int], list[str]] = {}
-    records = _read_kept(records_path, group, keep, list(_RECORD_COLUMNS)).to_pylist()
-    for record, split, bucket, label in zip(records, splits.tolist(), buckets.tolist(), labels_of.tolist()):
-        obj = render(record, options, support.LABELS[label - 1] if label else "")
-        validator.validate(obj, f"{labels[split]}: record {record['record_id']} ({record['origin']})")
-        lines.setdefault((split, bucket), []).append(_to_json(obj))
-    return {key: ("\n".join(block) + "\n").encode("utf-8") for key, block in lines.items()}
-
-
 def fingerprint_row_group(job, records_path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(MinHash signatures, exact keys, characters, words) of a row group's kept record texts:
     the grouping work done in the workers. `job` is (row group, kept-rows mask)."""
-    texts = _read_kept(records_path, *job, ["text"]).column("text").to_pylist()
+    texts = read_kept(records_path, *job, ["text"]).column("text").to_pylist()
     signatures, keys = MinHasher().fingerprints(texts)
     chars = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     words = np.fromiter((len(t.split()) for t in texts), dtype=np.int64, count=len(texts))
@@ -328,10 +112,10 @@ def _split_stats(in_split: np.ndarray, kinds: np.ndarray, kind_names: list[str],
 
 def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOptions, workers: int = 1) -> dict:
     if options.format not in FORMATS:
-        raise PipelineError(f"records.format: '{options.format}' is not one of {', '.join(FORMATS)}")
+        raise PipelineError(f"split.format: '{options.format}' is not one of {', '.join(FORMATS)}")
     if options.fractions["train"] <= 0:
         raise PipelineError("split.valid_fraction + split.test_fraction must be below 1")
-    _validator(str(schema_path))  # a bad schema fails before any work
+    line_validator(str(schema_path))  # a bad schema fails before any work
     out_dir = Path(out_dir)
     parquet = open_parquet(records_path)
     meta = parquet.read(columns=["group_key", "kind", "conflict", "fact_key", "probe", "question_key"])
@@ -449,9 +233,6 @@ def _count_pairs(kinds: np.ndarray, labels: list[str]) -> dict:
     for kind, label in zip(kinds.tolist(), labels):
         out[(kind, label)] = out.get((kind, label), 0) + 1
     return out
-
-
-_RECORD_COLUMNS = ("record_id", "doc_id", "origin", "kind", "question", "answer", "text", "facts")
 
 
 class _BucketFiles:

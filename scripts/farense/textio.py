@@ -111,16 +111,18 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
 
 
 @contextmanager
-def atomic_dir(path: str | os.PathLike):
+def atomic_dir(path: str | os.PathLike, create: bool = True):
     """Yield an empty folder beside `path` (a folder output, named `<name>.tmp`); it replaces
     `path` only if the block succeeds, so a crash never leaves half a model or adapter in place.
-    A full disk becomes a DiskFullError naming `path`."""
+    create=False yields the name only, for a writer that insists on making the folder itself
+    (mlx-lm's convert). A full disk becomes a DiskFullError naming `path`."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)  # left by a crashed run
     try:
         with writing(path):
-            tmp.mkdir(parents=True)
+            if create:
+                tmp.mkdir(parents=True)
             yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

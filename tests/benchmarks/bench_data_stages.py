@@ -144,7 +144,7 @@ STAGES = {
         "build_records({out!r} + '/corpus.parquet', {out!r} + '/records.parquet', {out!r} + '/records_stats.json', RecordOptions(), workers={workers})"
     ),
     "split_jsonl": (
-        "from farense.splitting import SplitOptions, split_jsonl\n"
+        "from farense.split_options import SplitOptions\nfrom farense.splitting import split_jsonl\n"
         "split_jsonl({out!r} + '/records.parquet', {out!r}, {out!r} + '/split_stats.json', {schema!r}, SplitOptions(), workers={workers})"
     ),
 }

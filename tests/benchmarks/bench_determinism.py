@@ -35,7 +35,7 @@ from conftest import copy_workflow  # noqa: E402  (the tests' copy of the workfl
 
 # Folders and files under results/ that record how a run went, not what it made.
 RUN_RECORDS = ("logs/", "benchmarks/", "runs/", "lineage/", "lineage.json")
-# Snakemake's marker in folder outputs (empty; only its time matters), as farense.lineage ignores it.
+# Snakemake's marker in folder outputs (empty; only its time matters), as farense.provenance ignores it.
 IGNORED_NAMES = frozenset({".snakemake_timestamp"})
 CONFIGS = {"tiny": ["--configfile", "config/config.yaml", str(ROOT / "tests/config/tiny.yaml")], "default": []}
 

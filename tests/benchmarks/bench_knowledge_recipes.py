@@ -106,7 +106,7 @@ def run(recipe: dict, route: str, defaults: dict, at: list[float], max_new_token
     data_dir = ROOT / recipe.get("data", "results/data")
     questions = (test_questions(data_dir / "test.jsonl", "chat") + training_questions(data_dir / "train.jsonl"))[:limit]
     settings = resolve_training(merged(defaults, recipe.get("training", {})), ROOT / "config/memory")
-    options = TrainOptions.from_config(settings)
+    options = TrainOptions.from_config(settings, ignore=("memory", "compute"))
     model_path = str(ROOT / "results/models" / ("base" if route == "lora" else "base-int4"))
     model, tokenizer = mlx_lm.load(model_path)
     ensure_chat_template(tokenizer, model.model_type)

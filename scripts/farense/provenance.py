@@ -1,4 +1,5 @@
-"""Lineage of the pipeline's artifacts: provenance entries, the graph they form, and their audit.
+"""Provenance of the pipeline's artifacts (what `scripts/lineage.py` and the lineage rule use): the
+entries, the graph they form, and their audit.
 
 Every rule writes one entry (results/lineage/<job>.json) after its outputs are complete: each
 output with its sha256 (a directory: the sha256 of its files' relative names and hashes), each
