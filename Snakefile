@@ -48,6 +48,6 @@ include: "rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         "results/report.html",
-    default_target: True

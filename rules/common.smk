@@ -75,7 +75,11 @@ def base_model_sources(wildcards):
     """What build_base_model reads: the corpus and training split (tiny), the GGUF file (a path);
     a packaged GGUF is recorded by package, version and sha256 in the params."""
     if BASE.kind == "tiny":
-        return {"corpus": rules.clean_text.output.corpus, "train": rules.split_jsonl.output.train, "schema": jsonl_schema()}
+        return {
+            "corpus": rules.clean_text.output.corpus,
+            "train": rules.split_jsonl.output.train,
+            "schema": jsonl_schema(),
+        }
     return {"gguf": BASE.path} if BASE.kind == "gguf" else {}
 
 
@@ -148,7 +152,9 @@ def card_inputs(wildcards):
 def run_records():
     """The run records (results/runs/<job>.json: time, memory, speed, machine) of the jobs whose cost
     the report shows: base model, training, evaluation."""
-    records = [rules.train_qlora.output.run] + ([rules.train_lora.output.run] if config["training"]["train_lora"] else [])
+    records = [rules.train_qlora.output.run] + (
+        [rules.train_lora.output.run] if config["training"]["train_lora"] else []
+    )
     records += expand("results/runs/evaluate_{model}.json", model=evaluated_models())
     return records + ([rules.build_base_model.output.run] if BASE.built else [])
 

@@ -12,19 +12,19 @@ rule clean_text:
         lineage="results/lineage/clean_text.json",
         corpus="results/clean/corpus.parquet",
         stats="results/clean/stats.json",
-    params:
-        raw_dir=lambda wildcards: config["raw_dir"],
-        cleaning=stage_options("cleaning"),
     log:
         "results/logs/clean_text.log",
     benchmark:
         "results/benchmarks/clean_text.tsv"
+    conda:
+        "../environment.yml"
     threads: config["cleaning"]["threads"]
     resources:
         mem_mb=data_stage_mem,
         runtime=data_stage_minutes(CORPUS_MB),
-    conda:
-        "../environment.yml"
+    params:
+        raw_dir=lambda wildcards: config["raw_dir"],
+        cleaning=stage_options("cleaning"),
     script:
         "../scripts/clean_text.py"
 
@@ -37,18 +37,18 @@ rule build_records:
         lineage="results/lineage/build_records.json",
         records="results/data/records.parquet",
         stats="results/data/records_stats.json",
-    params:
-        records=stage_options("records"),
     log:
         "results/logs/build_records.log",
     benchmark:
         "results/benchmarks/build_records.tsv"
+    conda:
+        "../environment.yml"
     threads: config["records"]["threads"]
     resources:
         mem_mb=data_stage_mem,
         runtime=data_stage_minutes(CORPUS_MB),
-    conda:
-        "../environment.yml"
+    params:
+        records=stage_options("records"),
     script:
         "../scripts/build_records.py"
 
@@ -64,17 +64,17 @@ rule split_jsonl:
         valid="results/data/valid.jsonl",
         test="results/data/test.jsonl",
         stats="results/data/split_stats.json",
-    params:
-        split=stage_options("split"),
     log:
         "results/logs/split_jsonl.log",
     benchmark:
         "results/benchmarks/split_jsonl.tsv"
+    conda:
+        "../environment.yml"
     threads: config["split"]["threads"]
     resources:
         mem_mb=data_stage_mem,
         runtime=data_stage_minutes(CORPUS_MB),
-    conda:
-        "../environment.yml"
+    params:
+        split=stage_options("split"),
     script:
         "../scripts/split_jsonl.py"

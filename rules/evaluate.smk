@@ -15,23 +15,23 @@ rule evaluate:
         lineage="results/lineage/evaluate_{model}.json",
         summary="results/eval/{model}.json",
         run="results/runs/evaluate_{model}.json",
+    log:
+        "results/logs/evaluate_{model}.log",
+    benchmark:
+        "results/benchmarks/evaluate_{model}.tsv"
     wildcard_constraints:
         model="base|base_full|lora|qlora",
+    conda:
+        "../environment.yml"
+    resources:
+        mem_mb=MODEL_MEM_MB["compute"],
+        runtime=config["evaluation"]["runtime"],
+        gpu=1,
     params:
         model=model_location("model"),
         evaluation=evaluation_params(),
         training=evaluation_training_params(),
         data_format=config["split"]["format"],
-    log:
-        "results/logs/evaluate_{model}.log",
-    benchmark:
-        "results/benchmarks/evaluate_{model}.tsv"
-    resources:
-        mem_mb=MODEL_MEM_MB["compute"],
-        runtime=config["evaluation"]["runtime"],
-        gpu=1,
-    conda:
-        "../environment.yml"
     script:
         "../scripts/evaluate.py"
 
@@ -43,15 +43,15 @@ rule compare_models:
     output:
         lineage="results/lineage/compare_models.json",
         comparison="results/eval/comparison.json",
-    params:
-        evaluation=evaluation_params(),
     log:
         "results/logs/compare_models.log",
+    conda:
+        "../environment.yml"
     resources:
         mem_mb=SMALL_JOB_MB,
         runtime=SMALL_JOB_MINUTES,
-    conda:
-        "../environment.yml"
+    params:
+        evaluation=evaluation_params(),
     script:
         "../scripts/compare_models.py"
 
@@ -68,17 +68,17 @@ rule model_card:
     output:
         lineage="results/lineage/model_card_{adapter}.json",
         card="results/cards/{adapter}.md",
-    wildcard_constraints:
-        adapter="lora|qlora",
-    params:
-        model=model_location("model"),
-        base_name=BASE.name,
     log:
         "results/logs/model_card_{adapter}.log",
+    wildcard_constraints:
+        adapter="lora|qlora",
+    conda:
+        "../environment.yml"
     resources:
         mem_mb=SMALL_JOB_MB,
         runtime=SMALL_JOB_MINUTES,
-    conda:
-        "../environment.yml"
+    params:
+        model=model_location("model"),
+        base_name=BASE.name,
     script:
         "../scripts/model_card.py"

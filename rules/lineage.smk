@@ -10,10 +10,10 @@ rule lineage:
         lineage="results/lineage/lineage.json",
     log:
         "results/logs/lineage.log",
+    conda:
+        "../environment.yml"
     resources:
         mem_mb=SMALL_JOB_MB,
         runtime=SMALL_JOB_MINUTES,
-    conda:
-        "../environment.yml"
     script:
         "../scripts/gather_lineage.py"

@@ -15,19 +15,19 @@ rule build_base_model:
         lineage="results/lineage/build_base_model.json",
         model=directory("results/models/base"),
         run="results/runs/build_base_model.json",
-    params:
-        base=BASE.params(),
-        tiny=config["model"]["tiny"] if BASE.kind == "tiny" else {},
     log:
         "results/logs/build_base_model.log",
     benchmark:
         "results/benchmarks/build_base_model.tsv"
+    conda:
+        "../environment.yml"
     resources:
         mem_mb=MODEL_MEM_MB["build"],
         runtime=MODEL_BUILD_MINUTES,
         gpu=1,
-    conda:
-        "../environment.yml"
+    params:
+        base=BASE.params(),
+        tiny=config["model"]["tiny"] if BASE.kind == "tiny" else {},
     script:
         "../scripts/build_base_model.py"
 
@@ -40,20 +40,20 @@ rule convert_int4:
         lineage="results/lineage/convert_int4.json",
         model=directory("results/models/base-int4"),
         summary="results/models/conversion.json",
-    params:
-        base=model_location("base"),
-        bits=config["quantization"]["bits"],
-        group_size=config["quantization"]["group_size"],
     log:
         "results/logs/convert_int4.log",
     benchmark:
         "results/benchmarks/convert_int4.tsv"
+    conda:
+        "../environment.yml"
     resources:
         mem_mb=MODEL_MEM_MB["convert"],
         runtime=MODEL_BUILD_MINUTES,
         gpu=1,
-    conda:
-        "../environment.yml"
+    params:
+        base=model_location("base"),
+        bits=config["quantization"]["bits"],
+        group_size=config["quantization"]["group_size"],
     script:
         "../scripts/convert_int4.py"
 
@@ -69,6 +69,16 @@ rule train_qlora:
         lineage="results/lineage/train_qlora.json",
         adapter=directory("results/adapters/qlora"),
         run="results/runs/train_qlora.json",
+    log:
+        "results/logs/train_qlora.log",
+    benchmark:
+        "results/benchmarks/train_qlora.tsv"
+    conda:
+        "../environment.yml"
+    resources:
+        mem_mb=MODEL_MEM_MB["compute"],
+        runtime=config["training"]["runtime"],
+        gpu=1,
     params:
         model=model_location("model"),
         kind="int4",
@@ -76,16 +86,6 @@ rule train_qlora:
         data_format=config["split"]["format"],
         checkpoints="results/checkpoints/qlora",
         processes=config["training"]["processes"],
-    log:
-        "results/logs/train_qlora.log",
-    benchmark:
-        "results/benchmarks/train_qlora.tsv"
-    resources:
-        mem_mb=MODEL_MEM_MB["compute"],
-        runtime=config["training"]["runtime"],
-        gpu=1,
-    conda:
-        "../environment.yml"
     script:
         "../scripts/train_adapter.py"
 
@@ -101,6 +101,16 @@ rule train_lora:
         lineage="results/lineage/train_lora.json",
         adapter=directory("results/adapters/lora"),
         run="results/runs/train_lora.json",
+    log:
+        "results/logs/train_lora.log",
+    benchmark:
+        "results/benchmarks/train_lora.tsv"
+    conda:
+        "../environment.yml"
+    resources:
+        mem_mb=MODEL_MEM_MB["compute"],
+        runtime=config["training"]["runtime"],
+        gpu=1,
     params:
         model=model_location("model"),
         kind="fp16",
@@ -108,15 +118,5 @@ rule train_lora:
         data_format=config["split"]["format"],
         checkpoints="results/checkpoints/lora",
         processes=config["training"]["processes"],
-    log:
-        "results/logs/train_lora.log",
-    benchmark:
-        "results/benchmarks/train_lora.tsv"
-    resources:
-        mem_mb=MODEL_MEM_MB["compute"],
-        runtime=config["training"]["runtime"],
-        gpu=1,
-    conda:
-        "../environment.yml"
     script:
         "../scripts/train_adapter.py"

@@ -18,14 +18,14 @@ rule report:
     output:
         lineage="results/lineage/report.json",
         html="results/report.html",
-    params:
-        config=config,
     log:
         "results/logs/report.log",
+    conda:
+        "../environment.yml"
     resources:
         mem_mb=SMALL_JOB_MB,
         runtime=SMALL_JOB_MINUTES,
-    conda:
-        "../environment.yml"
+    params:
+        config=config,
     script:
         "../scripts/report.py"

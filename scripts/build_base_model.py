@@ -10,7 +10,12 @@ smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 with stage(smk) as log:
     job = {
-        "base": dict(smk.params.base), "tiny": dict(smk.params.tiny), "corpus": smk.input.get("corpus"),
-        "train": smk.input.get("train"), "schema": smk.input.get("schema"), "model": smk.output.model, "run": smk.output.run,
+        "base": dict(smk.params.base),
+        "tiny": dict(smk.params.tiny),
+        "corpus": smk.input.get("corpus"),
+        "train": smk.input.get("train"),
+        "schema": smk.input.get("schema"),
+        "model": smk.output.model,
+        "run": smk.output.run,
     }
     run(job, log, blas)

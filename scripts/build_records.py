@@ -5,5 +5,16 @@ from farense.runlog import stage
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with stage(smk) as log:
-    report = build_records(smk.input.corpus, smk.output.records, smk.output.stats, RecordOptions.from_config(dict(smk.params.records)), workers=smk.threads)
-    log.info("records by kind: %s; %d conflicting question(s); %d warning(s)", report.counts, len(report.conflicts), len(report.warnings))
+    report = build_records(
+        smk.input.corpus,
+        smk.output.records,
+        smk.output.stats,
+        RecordOptions.from_config(dict(smk.params.records)),
+        workers=smk.threads,
+    )
+    log.info(
+        "records by kind: %s; %d conflicting question(s); %d warning(s)",
+        report.counts,
+        len(report.conflicts),
+        len(report.warnings),
+    )

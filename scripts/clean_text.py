@@ -15,4 +15,6 @@ with stage(smk) as log:
         workers=smk.threads,
         allow_outside_links=allow_outside_links,
     )
-    log.info("cleaned %d file(s), skipped %d, %d warning(s)", len(report.files), len(report.skipped), len(report.warnings))
+    log.info(
+        "cleaned %d file(s), skipped %d, %d warning(s)", len(report.files), len(report.skipped), len(report.warnings)
+    )

@@ -15,5 +15,12 @@ with stage(smk) as log:
     result = compare(evals, seed=options["seed"], samples=options["bootstrap_samples"])
     for name, pair in result.items():
         seen = pair["seen_fact"]["fact_correct"]
-        log.info("%s, seen facts: fact accuracy difference %s, 95%% interval %s", pair["label"], seen and seen["difference"], seen and seen["ci"])
-    write_json_atomic(smk.output.comparison, {"pairs": result, "seed": options["seed"], "samples": options["bootstrap_samples"]})
+        log.info(
+            "%s, seen facts: fact accuracy difference %s, 95%% interval %s",
+            pair["label"],
+            seen and seen["difference"],
+            seen and seen["ci"],
+        )
+    write_json_atomic(
+        smk.output.comparison, {"pairs": result, "seed": options["seed"], "samples": options["bootstrap_samples"]}
+    )

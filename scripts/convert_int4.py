@@ -27,9 +27,19 @@ with stage(smk) as log:
     base_dir = Path(base) if Path(base).exists() else hf_repo_to_path(base)
     base_model, _ = load_model(str(base_dir))
     int4_model, _ = load_model(str(out))
-    summary = {"base": describe(base_dir, base_model), "int4": describe(out, int4_model), "bits": smk.params.bits, "group_size": smk.params.group_size}
+    summary = {
+        "base": describe(base_dir, base_model),
+        "int4": describe(out, int4_model),
+        "bits": smk.params.bits,
+        "group_size": smk.params.group_size,
+    }
     if "snapshots" in base_dir.parts:  # a hub id: the commit the cache resolved it to, not only the name
         summary["base"]["revision"] = base_dir.name
     summary["compression"] = round(summary["base"]["weights_bytes"] / summary["int4"]["weights_bytes"], 2)
     write_json_atomic(smk.output.summary, summary)
-    log.info("fp16 %s bytes -> int4 %s bytes, %.2f bits per weight", summary["base"]["weights_bytes"], summary["int4"]["weights_bytes"], summary["int4"]["bits_per_weight"])
+    log.info(
+        "fp16 %s bytes -> int4 %s bytes, %.2f bits per weight",
+        summary["base"]["weights_bytes"],
+        summary["int4"]["weights_bytes"],
+        summary["int4"]["bits_per_weight"],
+    )

@@ -10,8 +10,15 @@ smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 with stage(smk) as log:
     job = {
-        "name": smk.wildcards.model, "model": smk.params.model, "adapter": smk.input.get("adapter"),
-        "evaluation": dict(smk.params.evaluation), "training": dict(smk.params.training), "data_format": smk.params.data_format,
-        "test": smk.input.test, "schema": smk.input.schema, "summary": smk.output.summary, "run": smk.output.run,
+        "name": smk.wildcards.model,
+        "model": smk.params.model,
+        "adapter": smk.input.get("adapter"),
+        "evaluation": dict(smk.params.evaluation),
+        "training": dict(smk.params.training),
+        "data_format": smk.params.data_format,
+        "test": smk.input.test,
+        "schema": smk.input.schema,
+        "summary": smk.output.summary,
+        "run": smk.output.run,
     }
     run(job, log, blas)

@@ -29,8 +29,13 @@ from farense.prompt_limits import printable, prompt_text, read_limited
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("prompt", help="the question, in Portuguese; - reads it from standard input (a command-line argument holds at most 128 KiB)")
-    parser.add_argument("--adapter", choices=["qlora", "lora", "none"], default="qlora", help="which adapter (default qlora)")
+    parser.add_argument(
+        "prompt",
+        help="the question, in Portuguese; - reads it from standard input (a command-line argument holds at most 128 KiB)",
+    )
+    parser.add_argument(
+        "--adapter", choices=["qlora", "lora", "none"], default="qlora", help="which adapter (default qlora)"
+    )
     parser.add_argument("--fused", metavar="DIR", help="a fused model directory instead of base + adapter")
     parser.add_argument("--max-tokens", type=int, default=200, help="most tokens to generate (default 200)")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 for greedy decoding (default)")
@@ -39,7 +44,15 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    out = {"prompt": None, "response": None, "model": None, "adapter": None, "tokens": 0, "seconds": None, "status": "ok"}
+    out = {
+        "prompt": None,
+        "response": None,
+        "model": None,
+        "adapter": None,
+        "tokens": 0,
+        "seconds": None,
+        "status": "ok",
+    }
     raw = None
     try:
         raw = read_limited(sys.stdin.buffer) if args.prompt == "-" else args.prompt

@@ -21,7 +21,9 @@ from farense.provenance import ancestry, find_artifact, load_store, producers, v
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", default="results/lineage", help="folder of provenance entries (default: results/lineage)")
+    parser.add_argument(
+        "--store", default="results/lineage", help="folder of provenance entries (default: results/lineage)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("verify", help="recompute hashes and check the chain")
     check.add_argument("--json", action="store_true", help="print the problems as one JSON object")
@@ -33,19 +35,29 @@ def main(argv=None) -> int:
 
     entries = load_store(args.store)
     if not entries:
-        print(f"no provenance entries in {args.store}: run `snakemake --cores 1 results/report.html` first", file=sys.stderr)
+        print(
+            f"no provenance entries in {args.store}: run `snakemake --cores 1 results/report.html` first",
+            file=sys.stderr,
+        )
         return 2
     if args.command == "verify":
         problems = verify(entries)
         artifacts = {o["path"] for e in entries for o in e["outputs"]}
         if args.json:
-            print(json.dumps({"ok": not problems, "artifacts": len(artifacts), "jobs": len(entries), "problems": problems}, indent=2))
+            print(
+                json.dumps(
+                    {"ok": not problems, "artifacts": len(artifacts), "jobs": len(entries), "problems": problems},
+                    indent=2,
+                )
+            )
         elif problems:
             for p in problems:
                 print(f"{p['path']}: {p['problem']}")
             print(f"{len(problems)} of {len(artifacts)} artifacts fail the check", file=sys.stderr)
         else:
-            print(f"ok: {len(artifacts)} artifacts from {len(entries)} jobs; every hash and every link of the chain holds")
+            print(
+                f"ok: {len(artifacts)} artifacts from {len(entries)} jobs; every hash and every link of the chain holds"
+            )
         return 1 if problems else 0
     path = find_artifact(entries, args.path)
     if path is None:

@@ -25,7 +25,14 @@ with stage(smk) as log:
     if base.get("gguf_sha256"):
         hashes[f"{base['gguf']} (the GGUF file the base was imported from)"] = base["gguf_sha256"]
     base_model = base.get("gguf") or smk.params.base_name
-    text = card(smk.wildcards.adapter, base_model, load(smk.input.evaluation), load(smk.input.comparison),
-                load(adapter / "training_summary.json"), load(adapter / "adapter_config.json"), hashes)
+    text = card(
+        smk.wildcards.adapter,
+        base_model,
+        load(smk.input.evaluation),
+        load(smk.input.comparison),
+        load(adapter / "training_summary.json"),
+        load(adapter / "adapter_config.json"),
+        hashes,
+    )
     write_text_atomic(smk.output.card, text)
     log.info("wrote %s", smk.output.card)

@@ -20,20 +20,26 @@ def load(path):
 
 def metrics(path):
     with open(path, encoding="utf-8") as handle:
-        return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(handle)]
+        return [
+            {k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(handle)
+        ]
 
 
 def trained_sentence(base: dict, conversion: dict, trainings: dict, config: dict) -> str:
     """What was trained on what, in one sentence."""
     lora = config["training"]["lora"]
-    what = {"tiny": "the tiny Mistral-architecture base built by the pipeline", "gguf": f"{base.get('name')} imported from {base.get('gguf')}"}.get(
-        base.get("kind"), f"the base model {conversion['base']['path']}")
+    what = {
+        "tiny": "the tiny Mistral-architecture base built by the pipeline",
+        "gguf": f"{base.get('name')} imported from {base.get('gguf')}",
+    }.get(base.get("kind"), f"the base model {conversion['base']['path']}")
     adapters = " and ".join(
         f"{'QLoRA on the int4 model' if name == 'qlora' else 'LoRA on the unquantized model'} ({s['iterations']} iterations, best step {s['best_step']})"
         for name, (s, _) in sorted(trainings.items(), key=lambda kv: kv[0] != "qlora")
     )
-    return (f"On {esc(what)}, converted to int{conversion['bits']} (group size {conversion['group_size']}), the pipeline trained "
-            f"adapters of rank {lora['rank']} and alpha {lora['alpha']} on {', '.join(lora['target_modules'])}: {adapters}.")
+    return (
+        f"On {esc(what)}, converted to int{conversion['bits']} (group size {conversion['group_size']}), the pipeline trained "
+        f"adapters of rank {lora['rank']} and alpha {lora['alpha']} on {', '.join(lora['target_modules'])}: {adapters}."
+    )
 
 
 with stage(smk) as log:
@@ -45,13 +51,18 @@ with stage(smk) as log:
     evals = {Path(p).stem: load(p) for p in smk.input.evaluations}
     runs = {Path(p).stem: load(p) for p in smk.input.runs}  # {job: run record}: the cost figures
     costs = measured_costs(runs)
-    base_dir = smk.input.get("base")  # the folder the pipeline made (tiny, GGUF import); absent for a model named in the config
+    base_dir = smk.input.get(
+        "base"
+    )  # the folder the pipeline made (tiny, GGUF import); absent for a model named in the config
     base_info = Path(base_dir) / "farense_base.json" if isinstance(base_dir, str) and base_dir else None
     base = load(base_info) if base_info and base_info.exists() else {}
     conversion = load(smk.input.conversion)
     samples = config["evaluation"]["samples_in_report"]
     page = build_report(
-        load(smk.input.clean_stats), load(smk.input.records_stats), load(smk.input.split_stats), config,
+        load(smk.input.clean_stats),
+        load(smk.input.records_stats),
+        load(smk.input.split_stats),
+        config,
         model=model_section(conversion, base, trainings, runs),
         evaluation=evaluation_section(evals, costs) + samples_section(evals, samples),
         lineage=lineage_section(load(smk.input.lineage_graph)),

@@ -8,7 +8,6 @@ caps (413), prompts checked against the model's context (400), socket timeouts.
     python scripts/serve_qlora.py --model DIR --port 8080     # any model folder (mlx_lm.server's options)
 """
 
-
 import farense.quiet_transformers  # noqa: F401 (first: before transformers is imported)
 from farense.preload import blas  # noqa: F401 (loads the BLAS before mlx is imported)
 from farense.serving import main

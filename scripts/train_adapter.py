@@ -13,9 +13,17 @@ smk = snakemake  # noqa: F821 (injected by Snakemake)
 
 with stage(smk) as log:
     job = {
-        "model": smk.params.model, "kind": smk.params.kind, "train": smk.input.train, "valid": smk.input.valid,
-        "schema": smk.input.schema, "data_format": smk.params.data_format, "training": dict(smk.params.training), "adapter": smk.output.adapter,
-        "checkpoints": smk.params.checkpoints, "run": smk.output.run, "log": smk.log[0],
+        "model": smk.params.model,
+        "kind": smk.params.kind,
+        "train": smk.input.train,
+        "valid": smk.input.valid,
+        "schema": smk.input.schema,
+        "data_format": smk.params.data_format,
+        "training": dict(smk.params.training),
+        "adapter": smk.output.adapter,
+        "checkpoints": smk.params.checkpoints,
+        "run": smk.output.run,
+        "log": smk.log[0],
     }
     processes = smk.params.processes
     if processes == 1:

@@ -11,7 +11,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW = ROOT / "resources" / "raw"
-WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "config", "resources", "profiles", "environment.yml", "requirements.txt")
+WORKFLOW_PARTS = (
+    "Snakefile",
+    "rules",
+    "scripts",
+    "config",
+    "resources",
+    "profiles",
+    "environment.yml",
+    "requirements.txt",
+)
 
 
 def copy_workflow(dest: Path) -> Path:
@@ -59,7 +68,9 @@ def tiny_report(tmp_path_factory) -> Path:
     read it or work on a copy. Two cores: jobs run side by side where the workflow profile lets
     them (one GPU job at a time), and the data stages in two processes (the same bytes as one)."""
     wf = copy_workflow(tmp_path_factory.mktemp("report") / "wf")
-    proc = snakemake(wf, "results/report.html", "--configfile", "config/config.yaml", str(ROOT / "tests/config/tiny.yaml"), cores=2)
+    proc = snakemake(
+        wf, "results/report.html", "--configfile", "config/config.yaml", str(ROOT / "tests/config/tiny.yaml"), cores=2
+    )
     (wf.parent / BUILD_LOG).write_text(proc.stdout, encoding="utf-8")
     return wf
 

@@ -63,7 +63,8 @@ EVENTS: dict[str, Callable[[Path], bool]] = {
     "train_lora: a checkpoint being written": _exists("results/checkpoints/lora/last.tmp"),
     # a later checkpoint, while the one before is still in place: the swap of farense.checkpoints.save
     "train_qlora: a checkpoint replacing the one before": lambda wf: all(
-        (wf / "results/checkpoints/qlora" / name).exists() for name in ("last", "last.tmp/optimizer.safetensors")),
+        (wf / "results/checkpoints/qlora" / name).exists() for name in ("last", "last.tmp/optimizer.safetensors")
+    ),
     "train_lora: outputs just written": _exists("results/lineage/train_lora.json"),
     "evaluate_lora: evaluating": _exists("results/logs/evaluate_lora.log"),
     "lineage: the lineage being gathered": _exists("results/logs/lineage.log"),
@@ -89,7 +90,9 @@ def start(wf: Path, args: tuple[str, ...], log: Path) -> subprocess.Popen:
     """The build, in its own process group (what the kill is sent to)."""
     handle = open(log, "w", encoding="utf-8")
     try:
-        return subprocess.Popen(build_command(*args), cwd=wf, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            build_command(*args), cwd=wf, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
     finally:
         handle.close()
 
@@ -136,8 +139,15 @@ def kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def run_and_kill(wf: Path, args: tuple[str, ...], name: str, at_seconds: float | None = None,
-                 when: Callable[[Path], bool] | None = None, log: Path | None = None, timeout: float = 900) -> Kill:
+def run_and_kill(
+    wf: Path,
+    args: tuple[str, ...],
+    name: str,
+    at_seconds: float | None = None,
+    when: Callable[[Path], bool] | None = None,
+    log: Path | None = None,
+    timeout: float = 900,
+) -> Kill:
     """Start the build and SIGKILL its process group after `at_seconds` or as soon as `when(wf)`."""
     log = log or wf.parent / f"{wf.name}.killed.log"
     kill = Kill(name)
@@ -167,7 +177,9 @@ def run_and_kill(wf: Path, args: tuple[str, ...], name: str, at_seconds: float |
 
 def recover(wf: Path, args: tuple[str, ...], timeout: float = 900) -> subprocess.CompletedProcess:
     """What the README says to do after a kill."""
-    return subprocess.run(build_command(*args), cwd=wf, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    return subprocess.run(
+        build_command(*args), cwd=wf, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout
+    )
 
 
 def load_adapter(path: Path) -> dict:
@@ -188,7 +200,13 @@ def check(wf: Path, reference: Path, recovery: subprocess.CompletedProcess) -> l
         tail = "\n".join(recovery.stdout.splitlines()[-15:])
         return [f"the recovery stopped with exit status {recovery.returncode}:\n{tail}"]
     problems = []
-    verify = subprocess.run([sys.executable, "scripts/lineage.py", "verify"], cwd=wf, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    verify = subprocess.run(
+        [sys.executable, "scripts/lineage.py", "verify"],
+        cwd=wf,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     if verify.returncode != 0:
         problems.append("lineage.py verify: " + verify.stdout.strip().replace("\n", "; ")[:800])
     for folder in DATA_FOLDERS:
@@ -207,7 +225,9 @@ def check(wf: Path, reference: Path, recovery: subprocess.CompletedProcess) -> l
             continue
         diff = max(float(np.abs(ours[k] - theirs[k]).max()) for k in ours)
         if not diff <= ADAPTER_TOLERANCE:
-            problems.append(f"{path}: differs by {diff:.3g} from the uninterrupted build's (tolerance {ADAPTER_TOLERANCE})")
+            problems.append(
+                f"{path}: differs by {diff:.3g} from the uninterrupted build's (tolerance {ADAPTER_TOLERANCE})"
+            )
     left = temporary_files(wf)
     if left:
         problems.append(f"temporary files left: {left}")

@@ -16,8 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-QUESTIONS = ("Onde joga o Farense?", "Quem foi Hassan Nader?", "Qual foi a melhor classificação do Farense?",
-             "Em que ano foi fundado o Farense?", "Quem treinou o Farense em 1990?")
+QUESTIONS = (
+    "Onde joga o Farense?",
+    "Quem foi Hassan Nader?",
+    "Qual foi a melhor classificação do Farense?",
+    "Em que ano foi fundado o Farense?",
+    "Quem treinou o Farense em 1990?",
+)
 
 
 def free_port() -> int:
@@ -150,8 +155,15 @@ class Burst:
         ]
 
 
-def burst(port: int, pid: int, requests: int = 200, clients: int = 32, max_tokens: int = 16, timeout: float = 30.0,
-          extra: list[tuple[int, dict | bytes]] = ()) -> Burst:
+def burst(
+    port: int,
+    pid: int,
+    requests: int = 200,
+    clients: int = 32,
+    max_tokens: int = 16,
+    timeout: float = 30.0,
+    extra: list[tuple[int, dict | bytes]] = (),
+) -> Burst:
     """`requests` chat completions sent by `clients` threads at once, each with a client timeout;
     `extra`: (index, body) pairs sent in place of the ordinary request at that index (oversized
     or malformed bodies mixed into the burst)."""
@@ -161,7 +173,11 @@ def burst(port: int, pid: int, requests: int = 200, clients: int = 32, max_token
     watch.start()
 
     def one(i: int):
-        body = odd.get(i) or {"messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}], "max_tokens": max_tokens, "temperature": 0}
+        body = odd.get(i) or {
+            "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}],
+            "max_tokens": max_tokens,
+            "temperature": 0,
+        }
         tic = time.perf_counter()
         status, data = post(port, body, timeout)
         ok_body = True

@@ -37,7 +37,12 @@ DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "squeue", "scancel", "sinfo", "scontrol", "srun")
 NODE_CPUS = 16  # declared: what the jobs may ask for (cleaning.threads is 4), not the machine's
 NODE_MEMORY_MB = 65536  # declared as well: the model stages ask for about 2 GB each
-FAKE_GPU_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/urandom")  # the tiny build runs up to 3 GPU jobs at once
+FAKE_GPU_DEVICES = (
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/urandom",
+)  # the tiny build runs up to 3 GPU jobs at once
 NODE_GPUS = len(FAKE_GPU_DEVICES)
 PARTITION = "debug"
 SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
@@ -92,14 +97,14 @@ SlurmdPort={_free_port()}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket={r / 'munge.socket'}
+AuthInfo=socket={r / "munge.socket"}
 CredType=cred/munge
-StateSaveLocation={r / 'state'}
-SlurmdSpoolDir={r / 'spool'}
-SlurmctldPidFile={r / 'slurmctld.pid'}
-SlurmdPidFile={r / 'slurmd.pid'}
-SlurmctldLogFile={r / 'log' / 'slurmctld.log'}
-SlurmdLogFile={r / 'log' / 'slurmd.log'}
+StateSaveLocation={r / "state"}
+SlurmdSpoolDir={r / "spool"}
+SlurmctldPidFile={r / "slurmctld.pid"}
+SlurmdPidFile={r / "slurmd.pid"}
+SlurmctldLogFile={r / "log" / "slurmctld.log"}
+SlurmdLogFile={r / "log" / "slurmd.log"}
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -120,11 +125,15 @@ PartitionName={PARTITION} Nodes={self.node} Default=YES MaxTime=INFINITE State=U
 """)
         # Slurm drops a GPU without a device file, and wants a character device: /dev/null and
         # others stand in (task/none: no job is confined to them).
-        (r / "gres.conf").write_text("AutoDetect=off\n" + "".join(f"NodeName={self.node} Name=gpu File={dev}\n" for dev in FAKE_GPU_DEVICES))
+        (r / "gres.conf").write_text(
+            "AutoDetect=off\n" + "".join(f"NodeName={self.node} Name=gpu File={dev}\n" for dev in FAKE_GPU_DEVICES)
+        )
 
     def _daemon(self, name: str, *args: str) -> None:
         log = open(self.root / "log" / f"{name}.out", "wb")
-        self.processes[name] = subprocess.Popen([_which(name), *args], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.processes[name] = subprocess.Popen(
+            [_which(name), *args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
 
     def start(self, timeout: float = 60) -> "Cluster":
         self._write_config()
@@ -133,8 +142,16 @@ PartitionName={PARTITION} Nodes={self.node} Default=YES MaxTime=INFINITE State=U
         SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
         SYSTEM_CONF.symlink_to(self.conf)
         r = self.root
-        self._daemon("munged", "-F", "--force", f"--socket={r / 'munge.socket'}", f"--key-file={r / 'munge.key'}",
-                     f"--pid-file={r / 'munged.pid'}", f"--log-file={r / 'log' / 'munged.log'}", f"--seed-file={r / 'munged.seed'}")
+        self._daemon(
+            "munged",
+            "-F",
+            "--force",
+            f"--socket={r / 'munge.socket'}",
+            f"--key-file={r / 'munge.key'}",
+            f"--pid-file={r / 'munged.pid'}",
+            f"--log-file={r / 'log' / 'munged.log'}",
+            f"--seed-file={r / 'munged.seed'}",
+        )
         self._wait(lambda: (r / "munge.socket").exists(), timeout, "munged")
         self._daemon("slurmctld", "-D", "-i")
         self._wait(lambda: self.run("scontrol", "ping", check=False).stdout.count("UP") > 0, timeout, "slurmctld")
@@ -154,12 +171,18 @@ PartitionName={PARTITION} Nodes={self.node} Default=YES MaxTime=INFINITE State=U
         raise RuntimeError(f"{what} not ready after {timeout} s:\n{self.logs()}")
 
     def run(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([_which(cmd[0]), *cmd[1:]], env=self.env, capture_output=True, text=True, check=check, timeout=60)
+        return subprocess.run(
+            [_which(cmd[0]), *cmd[1:]], env=self.env, capture_output=True, text=True, check=check, timeout=60
+        )
 
     def jobs(self) -> list[dict]:
         """Every job Slurm still knows of (MinJobAge): id, name, state, comment (Snakemake's rule)."""
         out = self.run("squeue", "--states=all", "--noheader", "--format=%i|%j|%T|%k").stdout
-        return [dict(zip(("id", "name", "state", "comment"), line.split("|", 3))) for line in out.splitlines() if line.strip()]
+        return [
+            dict(zip(("id", "name", "state", "comment"), line.split("|", 3)))
+            for line in out.splitlines()
+            if line.strip()
+        ]
 
     def logs(self) -> str:
         parts = []
@@ -172,7 +195,9 @@ PartitionName={PARTITION} Nodes={self.node} Default=YES MaxTime=INFINITE State=U
         if "slurmctld" in self.processes and self.processes["slurmctld"].poll() is None:
             self.run("scancel", "--full", "--user", getpass.getuser(), check=False)
             deadline = time.time() + KILL_WAIT + 10
-            while time.time() < deadline and any(j["state"] in ("RUNNING", "COMPLETING", "PENDING") for j in self.jobs()):
+            while time.time() < deadline and any(
+                j["state"] in ("RUNNING", "COMPLETING", "PENDING") for j in self.jobs()
+            ):
                 time.sleep(0.5)
         for name in reversed(DAEMONS):
             proc = self.processes.get(name)

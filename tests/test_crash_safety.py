@@ -16,8 +16,11 @@ TINY = ("--configfile", "config/config.yaml", str(ROOT / "tests/config/tiny.yaml
 # this test: 4 questions of 4 tokens keep the stages running while the test stays short (CI's
 # budget). The data and adapters do not depend on these keys, so tiny_report's are the
 # uninterrupted reference.
-LIGHT_EVALUATION = ("--config", 'evaluation={"max_questions": 4, "max_new_tokens": 4, "loss_batches": 1, '
-                                '"train_split_loss": false, "bootstrap_samples": 100}')
+LIGHT_EVALUATION = (
+    "--config",
+    'evaluation={"max_questions": 4, "max_new_tokens": 4, "loss_batches": 1, '
+    '"train_split_loss": false, "bootstrap_samples": 100}',
+)
 # One kill in each kind of moment the issue names, in the order a build meets them: each run is
 # the recovery of the kill before, killed in turn; the last one runs to the end.
 CHAIN = (
@@ -31,7 +34,9 @@ def test_kills_during_a_build_and_the_same_command_recovers(tiny_report, tmp_pat
     wf = copy_workflow(tmp_path / "wf")
     args = (*TINY, *LIGHT_EVALUATION)
     for name in CHAIN:
-        kill = kill_sweep.run_and_kill(wf, args, name, when=kill_sweep.EVENTS[name], log=tmp_path / f"{len(os.listdir(tmp_path))}.log")
+        kill = kill_sweep.run_and_kill(
+            wf, args, name, when=kill_sweep.EVENTS[name], log=tmp_path / f"{len(os.listdir(tmp_path))}.log"
+        )
         assert kill.killed and not kill.build_failed, f"{name}: {kill}"
     recovery = kill_sweep.recover(wf, args)
     assert "removed the lock files of a Snakemake run that was killed" in recovery.stdout
@@ -46,22 +51,39 @@ def test_stale_locks_go_only_when_no_snakemake_of_the_workflow_is_alive(tmp_path
     # A live Snakemake (a process that took its hold the way the Snakefile does, then locked), or a
     # job's process that outlived its Snakemake (runlog.stage takes the hold), keeps them.
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"import sys, time; from farense.stale_locks import {take}; "
-                               f"{take}(sys.argv[1]); print('held', flush=True); time.sleep(60)", str(tmp_path)],
-        cwd=ROOT / "scripts", stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            f"import sys, time; from farense.stale_locks import {take}; "
+            f"{take}(sys.argv[1]); print('held', flush=True); time.sleep(60)",
+            str(tmp_path),
+        ],
+        cwd=ROOT / "scripts",
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"
         locks.mkdir(parents=True)
         (locks / "0.input.lock").write_text("results/data/train.jsonl\n")
-        code = "import sys; from farense.stale_locks import release_stale_locks; print(release_stale_locks(sys.argv[1]))"
-        other = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT / "scripts", capture_output=True, text=True, check=True)
+        code = (
+            "import sys; from farense.stale_locks import release_stale_locks; print(release_stale_locks(sys.argv[1]))"
+        )
+        other = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path)],
+            cwd=ROOT / "scripts",
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         assert other.stdout.strip() == "[]" and (locks / "0.input.lock").exists()
     finally:
         holder.kill()
         holder.wait()
     # Once it is dead (killed: nothing of it ran to clean up), the next start removes them.
-    after = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT / "scripts", capture_output=True, text=True, check=True)
+    after = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], cwd=ROOT / "scripts", capture_output=True, text=True, check=True
+    )
     assert after.stdout.strip() == "['0.input.lock']" and not locks.exists()
 
 
@@ -81,7 +103,9 @@ def test_a_kill_between_the_renames_of_a_checkpoint_leaves_one_to_resume_from(tm
         checkpoints.save(tmp_path, model, optimizer, {"run": "run", **asdict(training.RunState(iteration=iteration))})
 
     def resumed():
-        return checkpoints.resume(tmp_path, model, optimizer, "run", lambda c: training.RunState(**c)).counters["iteration"]
+        return checkpoints.resume(tmp_path, model, optimizer, "run", lambda c: training.RunState(**c)).counters[
+            "iteration"
+        ]
 
     training._save_best(model, tmp_path / "best.safetensors")
     save(10)

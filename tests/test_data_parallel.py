@@ -31,11 +31,25 @@ def test_two_ranks_train_the_adapter_one_process_trains(tiny_report, tmp_path):
 
     wf = copy_built(tiny_report, tmp_path / "wf")
     shutil.rmtree(wf / "results/checkpoints/qlora")  # else the ranks resume the one-process run's last checkpoint
-    snakemake(wf, "results/adapters/qlora", *TINY, "--config", 'training={"processes": 2}', "--forcerun", "train_qlora", cores=2)
-    one, two = mx.load(str(tiny_report / "results/adapters/qlora/adapters.safetensors")), mx.load(str(wf / "results/adapters/qlora/adapters.safetensors"))
+    snakemake(
+        wf,
+        "results/adapters/qlora",
+        *TINY,
+        "--config",
+        'training={"processes": 2}',
+        "--forcerun",
+        "train_qlora",
+        cores=2,
+    )
+    one, two = (
+        mx.load(str(tiny_report / "results/adapters/qlora/adapters.safetensors")),
+        mx.load(str(wf / "results/adapters/qlora/adapters.safetensors")),
+    )
     assert one.keys() == two.keys()
     assert max(float(mx.abs(one[k] - two[k]).max()) for k in one) <= 1e-5
-    assert val_losses(wf / "results/adapters/qlora") == pytest.approx(val_losses(tiny_report / "results/adapters/qlora"), abs=1e-5)
+    assert val_losses(wf / "results/adapters/qlora") == pytest.approx(
+        val_losses(tiny_report / "results/adapters/qlora"), abs=1e-5
+    )
     run = json.loads((wf / "results/runs/train_qlora.json").read_text())
     assert run["processes"] == 2 and run["resumed_from"] is None
     summary = lambda wf: json.loads((wf / "results/adapters/qlora/training_summary.json").read_text())  # noqa: E731
@@ -52,7 +66,11 @@ def rank_pids(rank: int) -> list[int]:
     pids = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and b"farense.adapter_job" in (proc / "cmdline").read_bytes() and f"MLX_RANK={rank}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+            if (
+                proc.name.isdigit()
+                and b"farense.adapter_job" in (proc / "cmdline").read_bytes()
+                and f"MLX_RANK={rank}".encode() in (proc / "environ").read_bytes().split(b"\0")
+            ):
                 pids.append(int(proc.name))
         except OSError:
             continue
@@ -61,8 +79,19 @@ def rank_pids(rank: int) -> list[int]:
 
 def test_a_rank_that_dies_stops_the_job_with_a_clear_error(tiny_report, tmp_path):
     wf = copy_built(tiny_report, tmp_path / "wf")
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "results/adapters/qlora", *TINY, "--forcerun", "train_qlora",
-           "--config", 'training={"processes": 2, "epochs": 20}']
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        "2",
+        "results/adapters/qlora",
+        *TINY,
+        "--forcerun",
+        "train_qlora",
+        "--config",
+        'training={"processes": 2, "epochs": 20}',
+    ]
     proc = subprocess.Popen(cmd, cwd=wf, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120

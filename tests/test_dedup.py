@@ -11,7 +11,12 @@ from farense.word_hashes import text_keys, word_bytes, word_hashes
 
 
 def _texts():
-    paragraphs = [p for path in sorted(RAW.rglob("*.txt")) for p in path.read_text(errors="ignore").split("\n\n") if len(p.split()) > 8]
+    paragraphs = [
+        p
+        for path in sorted(RAW.rglob("*.txt"))
+        for p in path.read_text(errors="ignore").split("\n\n")
+        if len(p.split()) > 8
+    ]
     # near copies: one word changed
     return paragraphs + [p.replace(" o ", " um ", 1) for p in paragraphs[::5]]
 
@@ -33,7 +38,15 @@ def test_store_finds_the_same_pairs_as_memory(tmp_path):
     assert list(tmp_path.iterdir()) == []  # the store's files are gone
 
 
-TRICKY = ["«Leões de Faro» — 1994/95: 4-1, o_Farense…", "ÉPOCA Nº 1 ª 2.º × 3 ÷ 4", "tab\there\x1fsep", "", "— «»", "straße ǅ ﬁm", "São Luís"]
+TRICKY = [
+    "«Leões de Faro» — 1994/95: 4-1, o_Farense…",
+    "ÉPOCA Nº 1 ª 2.º × 3 ÷ 4",
+    "tab\there\x1fsep",
+    "",
+    "— «»",
+    "straße ǅ ﬁm",
+    "São Luís",
+]
 
 
 def test_word_bytes_hold_the_regex_words():

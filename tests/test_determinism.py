@@ -16,19 +16,37 @@ TINY = ("--configfile", "config/config.yaml", str(ROOT / "tests/config/tiny.yaml
 # Folders and files under results/ that record a run rather than its result.
 RUN_RECORDS = ("logs/", "benchmarks/", "runs/", "lineage/", "lineage.json")
 # Key words that name a measurement of the run or the machine, or how the run went.
-MEASURED = re.compile(r"(^|_)(seconds|per_second|peak|memory|wall|time|started|ended|elapsed|platform|blas|hostname|resumed)(_|$)")
+MEASURED = re.compile(
+    r"(^|_)(seconds|per_second|peak|memory|wall|time|started|ended|elapsed|platform|blas|hostname|resumed)(_|$)"
+)
 # What a model's or adapter's folder and the data hold: the same bytes on every build of the same inputs.
-DETERMINISTIC = ("results/clean/corpus.parquet", "results/clean/stats.json", "results/data/records.parquet", "results/data/records_stats.json",
-                 "results/data/train.jsonl", "results/data/valid.jsonl", "results/data/test.jsonl", "results/data/split_stats.json",
-                 "results/models/base", "results/models/base-int4", "results/models/conversion.json",
-                 "results/adapters/qlora", "results/adapters/lora")
+DETERMINISTIC = (
+    "results/clean/corpus.parquet",
+    "results/clean/stats.json",
+    "results/data/records.parquet",
+    "results/data/records_stats.json",
+    "results/data/train.jsonl",
+    "results/data/valid.jsonl",
+    "results/data/test.jsonl",
+    "results/data/split_stats.json",
+    "results/models/base",
+    "results/models/base-int4",
+    "results/models/conversion.json",
+    "results/adapters/qlora",
+    "results/adapters/lora",
+)
 
 
 def artifacts(wf):
     """Every file under results/ that is an artifact (not a run record), by relative path."""
     results = wf / "results"
-    return {p.relative_to(results).as_posix(): p for p in sorted(results.rglob("*"))
-            if p.is_file() and p.name != ".snakemake_timestamp" and not p.relative_to(results).as_posix().startswith(RUN_RECORDS)}
+    return {
+        p.relative_to(results).as_posix(): p
+        for p in sorted(results.rglob("*"))
+        if p.is_file()
+        and p.name != ".snakemake_timestamp"
+        and not p.relative_to(results).as_posix().startswith(RUN_RECORDS)
+    }
 
 
 def keys(value):
@@ -43,7 +61,11 @@ def keys(value):
 
 def test_artifacts_hold_no_timings_paths_or_machine(tiny_report):
     found = artifacts(tiny_report)
-    assert "models/base/farense_base.json" in found and "adapters/qlora/training_summary.json" in found and "eval/qlora.json" in found
+    assert (
+        "models/base/farense_base.json" in found
+        and "adapters/qlora/training_summary.json" in found
+        and "eval/qlora.json" in found
+    )
     for rel, path in found.items():
         if rel == "report.html":
             continue  # the page that shows the run's cost (from the run records) and when it was built
@@ -68,9 +90,13 @@ def test_run_records_hold_the_cost_and_the_lineage_covers_them(tiny_report):
         assert runs[name]["generation"]["tokens_per_second"] > 0 and runs[name]["peak_memory_gb"] > 0
     for job in runs:
         entry = json.loads((tiny_report / f"results/lineage/{job}.json").read_text())
-        assert {"path": f"results/runs/{job}.json", "name": "run"}.items() <= next(o for o in entry["outputs"] if o["name"] == "run").items()
+        assert {"path": f"results/runs/{job}.json", "name": "run"}.items() <= next(
+            o for o in entry["outputs"] if o["name"] == "run"
+        ).items()
     report = json.loads((tiny_report / "results/lineage/report.json").read_text())
-    assert {f"results/runs/{job}.json" for job in runs} <= {i["path"] for i in report["inputs"]}  # the report reads its cost there
+    assert {f"results/runs/{job}.json" for job in runs} <= {
+        i["path"] for i in report["inputs"]
+    }  # the report reads its cost there
 
 
 def test_a_second_build_in_another_folder_gives_the_same_bytes(tiny_report, built_data):
@@ -82,5 +108,7 @@ def test_a_second_build_in_another_folder_gives_the_same_bytes(tiny_report, buil
         first, second = tiny_report / artifact, built_data / artifact
         if describe(first)["sha256"] != describe(second)["sha256"]:
             files = [p.relative_to(first) for p in first.rglob("*") if p.is_file()] if first.is_dir() else [""]
-            differ += [f"{artifact}/{f}".rstrip("/") for f in files if (first / f).read_bytes() != (second / f).read_bytes()]
+            differ += [
+                f"{artifact}/{f}".rstrip("/") for f in files if (first / f).read_bytes() != (second / f).read_bytes()
+            ]
     assert not differ, f"differ between two builds: {differ}"

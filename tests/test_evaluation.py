@@ -18,12 +18,16 @@ def load(wf, name):
 
 def test_each_model_is_evaluated_with_measured_figures(tiny_report):
     n_test = sum(1 for _ in open(tiny_report / "results/data/test.jsonl"))
-    questions = sum(1 for line in open(tiny_report / "results/data/test.jsonl") if json.loads(line)["meta"]["kind"].startswith("qa"))
+    questions = sum(
+        1 for line in open(tiny_report / "results/data/test.jsonl") if json.loads(line)["meta"]["kind"].startswith("qa")
+    )
     for name in ("base", "lora", "qlora"):
         e = load(tiny_report, name)
         test = e["loss"]["test"]
         assert 0 < test["loss"] < 20 and test["perplexity"] == pytest.approx(2.718281828 ** test["loss"], rel=1e-4)
-        assert test["examples"] == min(10, n_test // 2) * 2 and test["batches"] == 10  # tiny.yaml: 10 batches of 2, as --test-batches 10
+        assert (
+            test["examples"] == min(10, n_test // 2) * 2 and test["batches"] == 10
+        )  # tiny.yaml: 10 batches of 2, as --test-batches 10
         answers = e["answers"]
         assert answers["questions"] == questions > 0 and len(answers["per_question"]) == questions
         assert 0 <= answers["f1"] <= 1 and 0 <= answers["exact_match"] <= 1
@@ -53,10 +57,31 @@ def test_test_loss_agrees_with_mlx_lm_lora_test(tiny_report):
     e = load(tiny_report, "qlora")
     settings = e["settings"]
     proc = subprocess.run(
-        [sys.executable, "-m", "mlx_lm", "lora", "--model", "results/models/base-int4", "--adapter-path", "results/adapters/qlora",
-         "--data", "results/data", "--test", "--batch-size", str(settings["batch_size"]), "--max-seq-length", str(settings["max_seq_length"]),
-         "--mask-prompt", "--test-batches", str(settings["evaluation"]["loss_batches"])],
-        cwd=tiny_report, check=True, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "mlx_lm",
+            "lora",
+            "--model",
+            "results/models/base-int4",
+            "--adapter-path",
+            "results/adapters/qlora",
+            "--data",
+            "results/data",
+            "--test",
+            "--batch-size",
+            str(settings["batch_size"]),
+            "--max-seq-length",
+            str(settings["max_seq_length"]),
+            "--mask-prompt",
+            "--test-batches",
+            str(settings["evaluation"]["loss_batches"]),
+        ],
+        cwd=tiny_report,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     found = re.search(r"Test loss (\d+\.\d+), Test ppl (\d+\.\d+)", proc.stdout + proc.stderr)
     assert found, proc.stdout[-2000:]
@@ -69,8 +94,11 @@ def test_test_loss_agrees_with_mlx_lm_lora_test(tiny_report):
 def test_answers_are_scored_by_their_facts_per_support_label_with_intervals(tiny_report):
     from farense.facts import check
 
-    labels = {json.loads(line)["meta"]["id"]: json.loads(line)["meta"]["support"] for line in open(tiny_report / "results/data/test.jsonl")
-              if json.loads(line)["meta"]["kind"].startswith("qa")}
+    labels = {
+        json.loads(line)["meta"]["id"]: json.loads(line)["meta"]["support"]
+        for line in open(tiny_report / "results/data/test.jsonl")
+        if json.loads(line)["meta"]["kind"].startswith("qa")
+    }
     for name in ("base", "base_full", "lora", "qlora"):
         answers = load(tiny_report, name)["answers"]
         rows = answers["per_question"]
@@ -79,7 +107,10 @@ def test_answers_are_scored_by_their_facts_per_support_label_with_intervals(tiny
             assert r["facts"] == check([{"kind": f["kind"], "value": f["value"]} for f in r["facts"]], r["response"])
             assert r["fact_correct"] == (all(f["stated"] for f in r["facts"]) if r["facts"] else None)
         by = answers["by_support"]
-        assert by["seen_fact"]["questions"] >= 40 and by["seen_fact"]["questions"] + by["unseen_fact"]["questions"] == answers["questions"] >= 60
+        assert (
+            by["seen_fact"]["questions"] >= 40
+            and by["seen_fact"]["questions"] + by["unseen_fact"]["questions"] == answers["questions"] >= 60
+        )
         for label, scores in by.items():
             mine = [r for r in rows if r["support"] == label]
             checked = [float(r["fact_correct"]) for r in mine if r["fact_correct"] is not None]
@@ -87,12 +118,17 @@ def test_answers_are_scored_by_their_facts_per_support_label_with_intervals(tiny
             assert scores["fact_accuracy"] == pytest.approx(sum(checked) / len(checked), abs=1e-4)
             assert scores["f1"] == pytest.approx(sum(r["f1"] for r in mine) / len(mine), abs=1e-3)
             shares = [sum(f["stated"] for f in r["facts"]) / len(r["facts"]) for r in mine if r["facts"]]
-            assert scores["facts_right"] == pytest.approx(sum(shares) / len(shares), abs=1e-4) and scores["facts_right"] >= scores["fact_accuracy"]
+            assert (
+                scores["facts_right"] == pytest.approx(sum(shares) / len(shares), abs=1e-4)
+                and scores["facts_right"] >= scores["fact_accuracy"]
+            )
             for measure in ("fact_accuracy", "facts_right", "f1", "exact_match"):
                 low, high = scores[f"{measure}_ci"]
                 assert 0 <= low <= scores[measure] + 1e-9 and scores[measure] - 1e-9 <= high <= 1
         unseen = [r for r in rows if r["support"] == "unseen_fact"]
-        assert by["unseen_fact"]["hallucination_rate"] == pytest.approx(sum(r["asserts_specific"] for r in unseen) / len(unseen), abs=1e-4)
+        assert by["unseen_fact"]["hallucination_rate"] == pytest.approx(
+            sum(r["asserts_specific"] for r in unseen) / len(unseen), abs=1e-4
+        )
         assert "hallucination_rate" not in by["seen_fact"]
     base_full = load(tiny_report, "base_full")
     assert base_full["adapter"] is None and base_full["base"] == "results/models/base"
@@ -133,7 +169,10 @@ def test_each_adapter_has_a_model_card(tiny_report):
         seen = load(tiny_report, name)["answers"]["by_support"]["seen_fact"]
         metric = next(m for m in meta["model-index"][0]["results"][0]["metrics"] if m["type"] == "fact_accuracy")
         assert metric["value"] == seen["fact_accuracy"]
-        assert f"| seen_fact | {seen['questions']} | {seen['fact_accuracy']:.3f} | [{seen['fact_accuracy_ci'][0]:.3f}, {seen['fact_accuracy_ci'][1]:.3f}]" in body
+        assert (
+            f"| seen_fact | {seen['questions']} | {seen['fact_accuracy']:.3f} | [{seen['fact_accuracy_ci'][0]:.3f}, {seen['fact_accuracy_ci'][1]:.3f}]"
+            in body
+        )
         train = hashlib.sha256((tiny_report / "results/data/train.jsonl").read_bytes()).hexdigest()
         assert f"- `results/data/train.jsonl`: `{train}`" in body
         assert "LoRA minus QLoRA" in body
@@ -153,11 +192,15 @@ def test_answers_in_batches_are_the_answers_one_at_a_time(tiny_report):
 
     from farense.evaluation import generate_answers, test_questions
 
-    model, tokenizer = mlx_lm.load(str(tiny_report / "results/models/base-int4"), adapter_path=str(tiny_report / "results/adapters/qlora"))
+    model, tokenizer = mlx_lm.load(
+        str(tiny_report / "results/models/base-int4"), adapter_path=str(tiny_report / "results/adapters/qlora")
+    )
     prompts = [q["prompt"] for q in test_questions(tiny_report / "results/data/test.jsonl", "chat")[:12]]
     lengths = {len(tokenizer.apply_chat_template(p["messages"], add_generation_prompt=True)) for p in prompts}
     assert len(lengths) > 1  # the batches mix prompt lengths
     one, _ = generate_answers(model, tokenizer, prompts, 24, batch_size=1)
     batched, _ = generate_answers(model, tokenizer, prompts, 24, batch_size=5)
     assert [a["response"] for a in batched] == [a["response"] for a in one]
-    assert [a["generated_tokens"] for a in batched] == [a["generated_tokens"] for a in one] and all(a["generated_tokens"] > 0 for a in one)
+    assert [a["generated_tokens"] for a in batched] == [a["generated_tokens"] for a in one] and all(
+        a["generated_tokens"] > 0 for a in one
+    )

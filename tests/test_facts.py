@@ -5,8 +5,16 @@ import pytest
 from farense.facts import asserts_specific, check, fact, names, question_facts, read, states, text_facts
 from farense.records import match_questions
 
-ROW = {"date": "18/08/2019", "season": "2019/20", "competition": "Segunda Liga", "home": "Farense", "away": "Académica", "score": "2-0", "line": 2}
-(_, QUESTION, REFERENCE, FACTS), = match_questions(ROW, "Farense", ("result",))
+ROW = {
+    "date": "18/08/2019",
+    "season": "2019/20",
+    "competition": "Segunda Liga",
+    "home": "Farense",
+    "away": "Académica",
+    "score": "2-0",
+    "line": 2,
+}
+((_, QUESTION, REFERENCE, FACTS),) = match_questions(ROW, "Farense", ("result",))
 
 
 def all_right(facts, answer):
@@ -23,18 +31,42 @@ def test_the_reference_states_its_own_facts_and_token_overlap_does_not_pass():
 @pytest.mark.parametrize(
     "answer, wrong_kind",
     [
-        ("O Farense perdeu com o Académica por 2-0, em casa, a 18 de agosto de 2019 (Segunda Liga, época 2019/20).", "outcome"),
-        ("O Farense empatou o Académica por 2-0, em casa, a 18 de agosto de 2019 (Segunda Liga, época 2019/20).", "outcome"),
-        ("O Farense venceu o Académica por 3-0, em casa, a 18 de agosto de 2019 (Segunda Liga, época 2019/20).", "score"),
-        ("O Farense venceu o Académica por 0-2, em casa, a 18 de agosto de 2019 (Segunda Liga, época 2019/20).", "score"),
+        (
+            "O Farense perdeu com o Académica por 2-0, em casa, a 18 de agosto de 2019 (Segunda Liga, época 2019/20).",
+            "outcome",
+        ),
+        (
+            "O Farense empatou o Académica por 2-0, em casa, a 18 de agosto de 2019 (Segunda Liga, época 2019/20).",
+            "outcome",
+        ),
+        (
+            "O Farense venceu o Académica por 3-0, em casa, a 18 de agosto de 2019 (Segunda Liga, época 2019/20).",
+            "score",
+        ),
+        (
+            "O Farense venceu o Académica por 0-2, em casa, a 18 de agosto de 2019 (Segunda Liga, época 2019/20).",
+            "score",
+        ),
         ("O Farense venceu o Académica por 2-0, fora, a 18 de agosto de 2019 (Segunda Liga, época 2019/20).", "venue"),
-        ("O Farense venceu o Académica por 2-0, em casa, a 19 de agosto de 2019 (Segunda Liga, época 2019/20).", "date"),
-        ("O Farense venceu o Académica por 2-0, em casa, a 18 de agosto de 2018 (Segunda Liga, época 2019/20).", "date"),
-        ("O Farense venceu o Académica por 2-0, em casa, a 18 de agosto de 2019 (Primeira Liga, época 2019/20).", "competition"),
+        (
+            "O Farense venceu o Académica por 2-0, em casa, a 19 de agosto de 2019 (Segunda Liga, época 2019/20).",
+            "date",
+        ),
+        (
+            "O Farense venceu o Académica por 2-0, em casa, a 18 de agosto de 2018 (Segunda Liga, época 2019/20).",
+            "date",
+        ),
+        (
+            "O Farense venceu o Académica por 2-0, em casa, a 18 de agosto de 2019 (Primeira Liga, época 2019/20).",
+            "competition",
+        ),
         ("O Farense venceu o Académica por 2-0, em casa, a 18 de agosto de 2019.", "competition"),
         # the right value beside a wrong one is not the right value
         ("O Farense venceu o Académica por 2-0, ou 2-1, em casa, a 18 de agosto de 2019 (Segunda Liga).", "score"),
-        ("O Farense venceu e perdeu com o Académica por 2-0, em casa, a 18 de agosto de 2019 (Segunda Liga).", "outcome"),
+        (
+            "O Farense venceu e perdeu com o Académica por 2-0, em casa, a 18 de agosto de 2019 (Segunda Liga).",
+            "outcome",
+        ),
     ],
 )
 def test_one_fact_changed_fails_exactly_that_fact(answer, wrong_kind):
@@ -74,7 +106,10 @@ def test_dates_seasons_and_scores_are_told_apart():
 
 
 def test_names_leave_out_sentence_openers_question_words_and_the_club():
-    assert names("Foi Hassan Nader, avançado do Farense, que ganhou a Bola de Prata.") == ["Hassan Nader", "Bola de Prata"]
+    assert names("Foi Hassan Nader, avançado do Farense, que ganhou a Bola de Prata.") == [
+        "Hassan Nader",
+        "Bola de Prata",
+    ]
     assert names("Quantos golos marcou Jean-Luc Sassus pelo Sporting Clube Farense?") == ["Jean-Luc Sassus"]
     assert names("Venceu o Estrela da Amadora no São Luís.") == ["Estrela da Amadora", "São Luís"]
     assert states(fact("name", "Jean-Luc Sassus"), "o golo de Jean-Luc Sassus")
@@ -83,8 +118,10 @@ def test_names_leave_out_sentence_openers_question_words_and_the_club():
 
 
 def test_curated_facts_are_what_the_answer_adds_to_the_question():
-    facts = question_facts("Quem foi o melhor marcador do campeonato em 1994-95?",
-                           "Foi Hassan Nader, avançado marroquino do Farense, que marcou 21 golos e ganhou a Bola de Prata.")
+    facts = question_facts(
+        "Quem foi o melhor marcador do campeonato em 1994-95?",
+        "Foi Hassan Nader, avançado marroquino do Farense, que marcou 21 golos e ganhou a Bola de Prata.",
+    )
     assert facts["subject"] == [fact("season", "1994/95")]
     assert facts["answer"] == [fact("number", "21"), fact("name", "Hassan Nader"), fact("name", "Bola de Prata")]
     assert all_right(facts["answer"], "Hassan Nader, com vinte e um golos; levou a Bola de Prata.")

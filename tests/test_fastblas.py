@@ -51,7 +51,9 @@ def probe(blas: str | None) -> dict:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "scripts"), env.get("PYTHONPATH", "")])
     if blas is not None:
         env["FARENSE_BLAS"] = blas
-    proc = subprocess.run([sys.executable, "-c", PROBE], check=False, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE], check=False, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["matmul_err"] < 1e-5 and result["inv_err"] < 1e-3, result
@@ -69,7 +71,10 @@ def optimised_libraries() -> list[str]:
 
 def prefixed_library() -> str | None:
     """An OpenBLAS with scipy_-prefixed names: numpy's own copy, or the scipy-openblas32 wheel."""
-    for name, pattern in (("numpy", "../numpy.libs/libscipy_openblas*.so"), ("scipy_openblas32", "lib/libscipy_openblas*.so")):
+    for name, pattern in (
+        ("numpy", "../numpy.libs/libscipy_openblas*.so"),
+        ("scipy_openblas32", "lib/libscipy_openblas*.so"),
+    ):
         spec = importlib.util.find_spec(name)
         if spec and spec.submodule_search_locations:
             found = glob.glob(os.path.join(next(iter(spec.submodule_search_locations)), pattern))
@@ -82,7 +87,9 @@ def test_reference_blas_is_right():
     assert probe("reference")["desc"].startswith(fastblas.REFERENCE)
 
 
-@pytest.mark.parametrize("path", optimised_libraries() or [pytest.param(None, marks=pytest.mark.skip("no optimised BLAS here"))])
+@pytest.mark.parametrize(
+    "path", optimised_libraries() or [pytest.param(None, marks=pytest.mark.skip("no optimised BLAS here"))]
+)
 def test_optimised_blas_is_used_and_right(path):
     result = probe(path)
     assert result["desc"].startswith(("OpenBLAS", "Intel MKL")) and path in result["desc"], result

@@ -19,7 +19,9 @@ DATA = ("results/clean", "results/data")
 @contextmanager
 def small_filesystem(path: Path, size: str = "20m"):
     path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a size-limited tmpfs here (root and mount(8) needed): {mounted.stderr.strip()}")
     try:
@@ -54,7 +56,7 @@ def test_each_writer_s_words_for_a_full_disk_are_recognised(tmp_path):
     assert out_of_space(Exception("No space left on device (os error 28)"), tmp_path)
     # MLX says only how much it could not write: a full disk if less than that is free
     assert not out_of_space(RuntimeError("[write] Unable to write 64 bytes to file."), tmp_path)
-    assert out_of_space(RuntimeError(f"[write] Unable to write {10 ** 18} bytes to file."), tmp_path)
+    assert out_of_space(RuntimeError(f"[write] Unable to write {10**18} bytes to file."), tmp_path)
     wrapped = RuntimeError("stage failed")
     wrapped.__cause__ = OSError(errno.ENOSPC, "No space left on device")
     assert out_of_space(wrapped, tmp_path)

@@ -184,28 +184,66 @@ class Case:
         self.permuted = self.gguf_arch == "llama"
 
 
-_COMMON = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-           "intermediate_size": 256}
+_COMMON = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "intermediate_size": 256,
+}
 CASES = {
     "llama": Case(
-        "llama", "llama", "llama", "Tiny Llama", "gpt2", "llama-bpe",
-        dict(_COMMON, model_type="llama", rms_norm_eps=1e-5, rope_theta=500000.0, max_position_embeddings=2048,
-             tie_word_embeddings=False),
+        "llama",
+        "llama",
+        "llama",
+        "Tiny Llama",
+        "gpt2",
+        "llama-bpe",
+        dict(
+            _COMMON,
+            model_type="llama",
+            rms_norm_eps=1e-5,
+            rope_theta=500000.0,
+            max_position_embeddings=2048,
+            tie_word_embeddings=False,
+        ),
         {"embed_tokens": Q.Q8_0, "q_proj": Q.Q8_0, "v_proj": Q.F16, "down_proj": Q.Q4_K, "lm_head": Q.Q8_0},
         chat_template=OWN_TEMPLATE,
         expected_chat="<|im_start|>user|hello<|im_end|><|im_start|>assistant|",
     ),
     "mistral": Case(
-        "llama", "mistral", "llama", "Mistral Tiny v0.1", "mistral", None,
-        dict(_COMMON, model_type="mistral", rms_norm_eps=1e-5, rope_theta=1000000.0, max_position_embeddings=4096,
-             tie_word_embeddings=False),
+        "llama",
+        "mistral",
+        "llama",
+        "Mistral Tiny v0.1",
+        "mistral",
+        None,
+        dict(
+            _COMMON,
+            model_type="mistral",
+            rms_norm_eps=1e-5,
+            rope_theta=1000000.0,
+            max_position_embeddings=4096,
+            tie_word_embeddings=False,
+        ),
         {"k_proj": Q.Q8_0, "up_proj": Q.Q4_1, "o_proj": Q.Q5_1},
         expected_chat="<s>[INST] hello [/INST]",
     ),
     "qwen2": Case(
-        "qwen2", "qwen2", "qwen2", "Qwen2 Tiny", "gpt2", "qwen2",
-        dict(_COMMON, model_type="qwen2", rms_norm_eps=1e-6, rope_theta=1000000.0, max_position_embeddings=4096,
-             tie_word_embeddings=True),
+        "qwen2",
+        "qwen2",
+        "qwen2",
+        "Qwen2 Tiny",
+        "gpt2",
+        "qwen2",
+        dict(
+            _COMMON,
+            model_type="qwen2",
+            rms_norm_eps=1e-6,
+            rope_theta=1000000.0,
+            max_position_embeddings=4096,
+            tie_word_embeddings=True,
+        ),
         {"embed_tokens": Q.Q8_0, "k_proj": Q.Q8_0, "down_proj": Q.Q5_0, "gate_proj": Q.Q4_0},
         expected_chat="<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n",
     ),
@@ -213,11 +251,28 @@ CASES = {
     # layers give the tiny model a global layer; a window of 4 under 12-token inputs makes the local
     # layers' mask matter, head_dim 32 != hidden / heads makes attention.key_length matter.
     "gemma3": Case(
-        "gemma3", "gemma3_text", "gemma3_text", "Gemma 3 Tiny", "gemma", "default",
-        {"hidden_size": 64, "num_hidden_layers": 6, "num_attention_heads": 4, "num_key_value_heads": 1,
-         "head_dim": 32, "intermediate_size": 256, "model_type": "gemma3_text", "rms_norm_eps": 1e-6,
-         "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "query_pre_attn_scalar": 32,
-         "sliding_window": 4, "sliding_window_pattern": 6, "max_position_embeddings": 32768},
+        "gemma3",
+        "gemma3_text",
+        "gemma3_text",
+        "Gemma 3 Tiny",
+        "gemma",
+        "default",
+        {
+            "hidden_size": 64,
+            "num_hidden_layers": 6,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 1,
+            "head_dim": 32,
+            "intermediate_size": 256,
+            "model_type": "gemma3_text",
+            "rms_norm_eps": 1e-6,
+            "rope_theta": 1000000.0,
+            "rope_local_base_freq": 10000.0,
+            "query_pre_attn_scalar": 32,
+            "sliding_window": 4,
+            "sliding_window_pattern": 6,
+            "max_position_embeddings": 32768,
+        },
         {"embed_tokens": Q.Q8_0, "q_proj": Q.Q5_0, "down_proj": Q.Q6_K, "up_proj": Q.BF16},
         expected_chat="<bos><start_of_turn>user\nhello<end_of_turn>\n<start_of_turn>model\n",
     ),
@@ -262,9 +317,17 @@ def _kind(hf_name: str) -> str:
     return hf_name.rsplit(".", 2)[-2] if hf_name.count(".") >= 2 else hf_name.split(".")[0]
 
 
-def write_gguf(path: Path, case: Case, config: dict, weights: dict[str, np.ndarray], vocab: dict, rng,
-               file_type: int = gguf.LlamaFileType.MOSTLY_Q8_0, tokenizer: bool = True,
-               overrides: dict | None = None) -> tuple[dict[str, np.ndarray], Counter]:
+def write_gguf(
+    path: Path,
+    case: Case,
+    config: dict,
+    weights: dict[str, np.ndarray],
+    vocab: dict,
+    rng,
+    file_type: int = gguf.LlamaFileType.MOSTLY_Q8_0,
+    tokenizer: bool = True,
+    overrides: dict | None = None,
+) -> tuple[dict[str, np.ndarray], Counter]:
     """Write `weights` (HF names and layout) as convert_hf_to_gguf.py would; returns the weights the
     file really holds, back in HF layout (quantized ones dequantized), and its tensor type counts."""
     writer = gguf.GGUFWriter(path, case.gguf_arch)
@@ -389,8 +452,18 @@ def round_trip(tmp_path_factory):
             held, types = write_gguf(path, case, config, original, vocab, rng)
             summary = gi.import_gguf(path, folder / "hf", dtype="float32")
             tokens = mx.array(rng.integers(len(vocab["tokens"]) // 4, len(vocab["tokens"]), size=(3, 12)))
-            cache[arch] = RoundTrip(case, config, vocab, path, folder / "hf", summary,
-                                    build_model(case.module, config, held), original, types, tokens)
+            cache[arch] = RoundTrip(
+                case,
+                config,
+                vocab,
+                path,
+                folder / "hf",
+                summary,
+                build_model(case.module, config, held),
+                original,
+                types,
+                tokens,
+            )
         return cache[arch]
 
     return get
@@ -423,8 +496,18 @@ def test_round_trip_config(round_trip, arch):
     rt = round_trip(arch)
     config = json.loads((rt.out / "config.json").read_text())
     want = rt.config
-    for key in ("model_type", "hidden_size", "num_hidden_layers", "intermediate_size", "num_attention_heads",
-                "num_key_value_heads", "rms_norm_eps", "rope_theta", "max_position_embeddings", "vocab_size"):
+    for key in (
+        "model_type",
+        "hidden_size",
+        "num_hidden_layers",
+        "intermediate_size",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "rms_norm_eps",
+        "rope_theta",
+        "max_position_embeddings",
+        "vocab_size",
+    ):
         assert config[key] == want[key], key
     tied = arch in ("qwen2", "gemma3")
     assert config["tie_word_embeddings"] is tied
@@ -455,16 +538,20 @@ def test_round_trip_tokenizer(round_trip, arch):
     assert (encoded[0] == ids["bos"]) is rt.vocab["add_bos"]
     assert len(encoded) < len(SAMPLE_TEXT.encode()) - 5  # merges applied, not bytes or characters only
     assert tokenizer.eos_token_id == ids["eos"]
-    rendered = tokenizer.apply_chat_template([{"role": "user", "content": "hello"}], add_generation_prompt=True,
-                                             tokenize=False)
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hello"}], add_generation_prompt=True, tokenize=False
+    )
     assert rendered == rt.case.expected_chat
     if arch == "llama":
         assert rt.summary["chat_template"] == "the GGUF file"
     else:
         assert "(the file has none)" in rt.summary["chat_template"]
     # the turn markers are single tokens, the ones of the file's vocabulary
-    markers = {"gemma3": ("<start_of_turn>", "<end_of_turn>"), "qwen2": ("<|im_start|>", "<|im_end|>"),
-               "llama": ("<|im_start|>", "<|im_end|>")}.get(arch, ())
+    markers = {
+        "gemma3": ("<start_of_turn>", "<end_of_turn>"),
+        "qwen2": ("<|im_start|>", "<|im_end|>"),
+        "llama": ("<|im_start|>", "<|im_end|>"),
+    }.get(arch, ())
     for marker in markers:
         assert tokenizer.encode(marker, add_special_tokens=False) == [tokens.index(marker)]
     if arch in ("gemma3", "qwen2"):  # generation stops at the end of a turn
@@ -532,7 +619,7 @@ def _one_line_error(path: Path, out: Path, *reasons: str) -> str:
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith(f"{path}: ")
-    reason = message[len(f"{path}: "):]  # the tmp path holds the test's name: look past it
+    reason = message[len(f"{path}: ") :]  # the tmp path holds the test's name: look past it
     for part in reasons:
         assert part in reason, message
     assert not out.exists()
@@ -586,8 +673,9 @@ def test_error_tensor_type_gguf_cannot_dequantize(round_trip, tmp_path):
     """Q8_K (llama.cpp's intermediate type for k-quant dot products) has no dequantizer in gguf."""
     rt = round_trip("llama")
     path = tmp_path / "q8k.gguf"
-    write_gguf(path, rt.case, rt.config, rt.original, rt.vocab, np.random.default_rng(1),
-               overrides={"down_proj": Q.Q8_K})
+    write_gguf(
+        path, rt.case, rt.config, rt.original, rt.vocab, np.random.default_rng(1), overrides={"down_proj": Q.Q8_K}
+    )
     message = _one_line_error(path, tmp_path / "hf", "Q8_K", "cannot dequantize")
     assert "blk.0.ffn_down.weight" in message
 
@@ -687,8 +775,9 @@ def test_gemma_real_file_summary_and_tokenizer(gemma_loaded):
     assert summary["tied_embeddings"] is True
     assert summary["vocab_size"] == 262144
     assert "Gemma" in summary["chat_template"]
-    rendered = tokenizer.apply_chat_template([{"role": "user", "content": "Olá"}], add_generation_prompt=True,
-                                             tokenize=False)
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Olá"}], add_generation_prompt=True, tokenize=False
+    )
     assert rendered == "<bos><start_of_turn>user\nOlá<end_of_turn>\n<start_of_turn>model\n"
     end_of_turn = tokenizer.convert_tokens_to_ids("<end_of_turn>")
     assert end_of_turn == 106
@@ -697,16 +786,49 @@ def test_gemma_real_file_summary_and_tokenizer(gemma_loaded):
     assert tokenizer.encode("Faro")[0] == 2  # <bos> first, as llama.cpp does for this file
 
 
-PORTUGUESE_WORDS = {"de", "do", "da", "dos", "das", "o", "a", "os", "as", "e", "é", "em", "no", "na", "um", "uma",
-                    "que", "com", "para", "por", "se", "foi", "clube", "futebol", "cidade", "ao", "pelo", "pela"}
+PORTUGUESE_WORDS = {
+    "de",
+    "do",
+    "da",
+    "dos",
+    "das",
+    "o",
+    "a",
+    "os",
+    "as",
+    "e",
+    "é",
+    "em",
+    "no",
+    "na",
+    "um",
+    "uma",
+    "que",
+    "com",
+    "para",
+    "por",
+    "se",
+    "foi",
+    "clube",
+    "futebol",
+    "cidade",
+    "ao",
+    "pelo",
+    "pela",
+}
 
 
 def test_gemma_real_file_continues_in_portuguese(gemma_loaded):
     from mlx_lm import generate
 
     model, tokenizer, _ = gemma_loaded
-    text = generate(model, tokenizer, "O Sporting Clube Farense é um clube de futebol da cidade de Faro, que",
-                    max_tokens=20, verbose=False)
+    text = generate(
+        model,
+        tokenizer,
+        "O Sporting Clube Farense é um clube de futebol da cidade de Faro, que",
+        max_tokens=20,
+        verbose=False,
+    )
     words = re.findall(r"\w+", text.lower())
     assert len(words) >= 8, text
     assert sum(w in PORTUGUESE_WORDS for w in words) >= 3, text
@@ -714,10 +836,14 @@ def test_gemma_real_file_continues_in_portuguese(gemma_loaded):
 
 # SmolLM2-135M-Instruct Q4_1 (llama architecture, byte-level BPE, ChatML template of its own).
 ENGLISH = [
-    ("One, two, three, four, five, six, seven, eight, nine, ten, eleven, twelve, thirteen, fourteen, fifteen, "
-     "sixteen, seventeen, eighteen, nineteen, twenty."),
-    ("Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday. January, February, March, April, May, June, "
-     "July, August, September, October, November, December."),
+    (
+        "One, two, three, four, five, six, seven, eight, nine, ten, eleven, twelve, thirteen, fourteen, fifteen, "
+        "sixteen, seventeen, eighteen, nineteen, twenty."
+    ),
+    (
+        "Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday. January, February, March, April, May, June, "
+        "July, August, September, October, November, December."
+    ),
 ]
 # Measured on these two sentences (76 predicted tokens, float32): correct import 2.56; q/k left in
 # llama.cpp's permuted row order (no un-permutation) 13.7. Permuting q and k alike keeps their dot
@@ -755,8 +881,9 @@ def test_smollm2_real_file(smollm2):
     assert summary["tensor_types"] == {"F32": 61, "Q4_1": 210, "Q8_0": 1}
     assert summary["tied_embeddings"] is True
     assert summary["chat_template"] == "the GGUF file"
-    rendered = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True,
-                                             tokenize=False)
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hi"}], add_generation_prompt=True, tokenize=False
+    )
     assert rendered.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
     assert "[INST]" not in rendered
     assert tokenizer.encode("<|im_start|>", add_special_tokens=False) == [1]
@@ -792,5 +919,6 @@ def test_real_files_output_layer(which, request):
     model, tokenizer = request.getfixturevalue("gemma_loaded" if which == "gemma" else "smollm2")[:2]
     ids = tokenizer.encode("Faro, 1910.")[:4]
     hidden = np.array(model.model(mx.array(ids)[None]).astype(mx.float32))[0]
-    np.testing.assert_allclose(hidden @ _output_matrix(model).T, np.array(model(mx.array(ids)[None]))[0],
-                               atol=2e-3, rtol=1e-4)
+    np.testing.assert_allclose(
+        hidden @ _output_matrix(model).T, np.array(model(mx.array(ids)[None]))[0], atol=2e-3, rtol=1e-4
+    )

@@ -12,8 +12,14 @@ SCRIPT = str(ROOT / "scripts/inference_qlora.py")
 
 
 def ask(cwd, *args, stdin=None):
-    proc = subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, capture_output=True, text=True, timeout=120,
-                          **({"input": stdin} if stdin is not None else {}))
+    proc = subprocess.run(
+        [sys.executable, SCRIPT, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **({"input": stdin} if stdin is not None else {}),
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -31,7 +37,17 @@ def test_plain_output_and_the_other_choices(tiny_adapters):
     assert code == 0 and not out.startswith("{")
     code, out, _ = ask(tiny_adapters, "--json", "--adapter", "lora", "--max-tokens", "5", "Onde joga o Farense?")
     assert code == 0 and json.loads(out)["model"] == "results/models/base"
-    code, out, _ = ask(tiny_adapters, "--json", "--adapter", "none", "--temperature", "0.7", "--max-tokens", "5", "Onde joga o Farense?")
+    code, out, _ = ask(
+        tiny_adapters,
+        "--json",
+        "--adapter",
+        "none",
+        "--temperature",
+        "0.7",
+        "--max-tokens",
+        "5",
+        "Onde joga o Farense?",
+    )
     assert code == 0 and json.loads(out)["adapter"] is None
     # greedy decoding is deterministic
     first = json.loads(ask(tiny_adapters, "--json", "--max-tokens", "8", "Quem foi Paco Fortes?")[1])["response"]
@@ -42,9 +58,19 @@ def test_plain_output_and_the_other_choices(tiny_adapters):
 def test_errors_are_clear_and_non_zero(tiny_adapters, tmp_path):
     code, out, _ = ask(tiny_adapters, "--json", "   ")
     result = json.loads(out)
-    assert code == 1 and result["status"] == "error" and result["error"] == "the prompt is empty" and result["response"] is None
+    assert (
+        code == 1
+        and result["status"] == "error"
+        and result["error"] == "the prompt is empty"
+        and result["response"] is None
+    )
     code, out, err = ask(tmp_path, "Olá")
-    assert code == 1 and out == "" and "no trained qlora adapter in results/adapters/qlora yet" in err and "snakemake --cores 1 results/adapters/qlora" in err
+    assert (
+        code == 1
+        and out == ""
+        and "no trained qlora adapter in results/adapters/qlora yet" in err
+        and "snakemake --cores 1 results/adapters/qlora" in err
+    )
     code, out, _ = ask(tmp_path, "--json", "Olá")
     assert code == 1 and json.loads(out)["status"] == "error"
     code, out, _ = ask(tiny_adapters, "--json", "--fused", str(tmp_path / "nada"), "Olá")
@@ -53,7 +79,9 @@ def test_errors_are_clear_and_non_zero(tiny_adapters, tmp_path):
 
 def ask_bytes(cwd, *args, stdin=b""):
     """The script given raw bytes (arguments, standard input), its JSON answer."""
-    proc = subprocess.run([sys.executable, SCRIPT, "--json", *args], cwd=cwd, input=stdin, capture_output=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, SCRIPT, "--json", *args], cwd=cwd, input=stdin, capture_output=True, timeout=120
+    )
     return proc.returncode, json.loads(proc.stdout.decode("utf-8"))
 
 
@@ -67,12 +95,18 @@ def test_prompts_too_large_not_utf8_or_empty_get_a_clear_error(tiny_adapters):
         (["-"], b" \n\t ", "the prompt is empty"),
         ([""], b"", "the prompt is empty"),
         # 100 kB fits the size cap; its tokens do not fit the tiny model's context
-        (["--max-tokens", "5", "Onde joga o Farense? " * 5000], b"", "tokens; with 5 to generate that is more than the model's context of 2,048 tokens"),
+        (
+            ["--max-tokens", "5", "Onde joga o Farense? " * 5000],
+            b"",
+            "tokens; with 5 to generate that is more than the model's context of 2,048 tokens",
+        ),
     ]
     for args, stdin, message in cases:
         started = time.perf_counter()
         code, result = ask_bytes(tiny_adapters, *args, stdin=stdin)
-        assert code == 1 and result["status"] == "error" and message in result["error"] and result["response"] is None, result
+        assert (
+            code == 1 and result["status"] == "error" and message in result["error"] and result["response"] is None
+        ), result
         assert len(json.dumps(result)) < 2_000 and time.perf_counter() - started < 60  # the error echoes no megabytes
     code, result = ask_bytes(tiny_adapters, "-", stdin=b"Ol\xe1")
     assert result["prompt"] == "Ol\ufffd"  # what was refused, printable
@@ -85,32 +119,66 @@ def test_prompts_too_large_not_utf8_or_empty_get_a_clear_error(tiny_adapters):
 def test_a_fused_model_loads_and_answers(tiny_adapters, tmp_path):
     fused = tmp_path / "fused-qlora"
     subprocess.run(
-        [sys.executable, "-m", "mlx_lm", "fuse", "--model", "results/models/base-int4", "--adapter-path", "results/adapters/qlora", "--save-path", str(fused)],
-        cwd=tiny_adapters, check=True, capture_output=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "mlx_lm",
+            "fuse",
+            "--model",
+            "results/models/base-int4",
+            "--adapter-path",
+            "results/adapters/qlora",
+            "--save-path",
+            str(fused),
+        ],
+        cwd=tiny_adapters,
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     # mlx-lm folds the adapter into the weights and quantizes again: still an int4 model, whose
     # answers can differ slightly from base + adapter (on the near-random test model they do).
     assert json.loads((fused / "config.json").read_text())["quantization"]["bits"] == 4
     code, out, _ = ask(tiny_adapters, "--json", "--fused", str(fused), "--max-tokens", "8", "Quem foi Hassan Nader?")
     result = json.loads(out)
-    assert code == 0 and result["status"] == "ok" and result["adapter"] is None and result["model"] == str(fused) and result["tokens"] > 0
+    assert (
+        code == 0
+        and result["status"] == "ok"
+        and result["adapter"] is None
+        and result["model"] == str(fused)
+        and result["tokens"] > 0
+    )
 
 
 def test_export_and_fuse_carry_the_model_card(tiny_report, tmp_path):
     script = str(ROOT / "scripts" / "export_adapter.py")
     card = (tiny_report / "results/cards/qlora.md").read_text()
-    run = lambda *args: subprocess.run([sys.executable, script, *args], cwd=tiny_report, capture_output=True, text=True, timeout=300)  # noqa: E731
+
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, script, *args], cwd=tiny_report, capture_output=True, text=True, timeout=300
+        )
+
     exported = run(str(tmp_path / "adapter"))
     assert exported.returncode == 0, exported.stderr
-    assert sorted(p.name for p in (tmp_path / "adapter").iterdir()) == ["README.md", "adapter_config.json", "adapters.safetensors", "metrics.csv",
-                                                                        "training_summary.json"]
+    assert sorted(p.name for p in (tmp_path / "adapter").iterdir()) == [
+        "README.md",
+        "adapter_config.json",
+        "adapters.safetensors",
+        "metrics.csv",
+        "training_summary.json",
+    ]
     assert (tmp_path / "adapter/README.md").read_text() == card
     again = run(str(tmp_path / "adapter"))
     assert again.returncode == 1 and "exists already" in again.stderr
     fused = run(str(tmp_path / "fused"), "--fuse")
     assert fused.returncode == 0, fused.stderr
     assert (tmp_path / "fused/README.md").read_text() == card and (tmp_path / "fused/config.json").exists()
-    code, out, _ = ask(tiny_report, "--json", "--fused", str(tmp_path / "fused"), "--max-tokens", "4", "Quem foi Hassan Nader?")
+    code, out, _ = ask(
+        tiny_report, "--json", "--fused", str(tmp_path / "fused"), "--max-tokens", "4", "Quem foi Hassan Nader?"
+    )
     assert code == 0 and json.loads(out)["status"] == "ok"
     missing = run(str(tmp_path / "other"), "--results", str(tmp_path / "nothing"))
-    assert missing.returncode == 1 and "no trained qlora adapter" in missing.stderr and not (tmp_path / "other").exists()
+    assert (
+        missing.returncode == 1 and "no trained qlora adapter" in missing.stderr and not (tmp_path / "other").exists()
+    )

@@ -11,7 +11,6 @@ import mlx.nn as nn  # noqa: E402
 import mlx.optimizers as optim  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 from mlx_lm.models import llama  # noqa: E402
-from mlx_lm.tuner.trainer import default_loss  # noqa: E402
 from mlx_lm.tuner.utils import linear_to_lora_layers  # noqa: E402
 from mlx_lm.utils import dequantize_model  # noqa: E402
 
@@ -23,8 +22,17 @@ LORA = {"rank": 8, "scale": 2.0, "dropout": 0.0, "keys": ["self_attn.q_proj", "s
 
 def model_for(route: str):
     """A small llama in int4 (the same random weights every call), its LoRA layers on q/k/v."""
-    args = llama.ModelArgs(model_type="llama", hidden_size=128, num_hidden_layers=2, intermediate_size=256, num_attention_heads=4,
-                           num_key_value_heads=2, rms_norm_eps=1e-5, vocab_size=256, tie_word_embeddings=False)
+    args = llama.ModelArgs(
+        model_type="llama",
+        hidden_size=128,
+        num_hidden_layers=2,
+        intermediate_size=256,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        rms_norm_eps=1e-5,
+        vocab_size=256,
+        tie_word_embeddings=False,
+    )
     mx.random.seed(0)
     model = llama.Model(args)
     nn.quantize(model, group_size=64, bits=4)
@@ -79,8 +87,10 @@ class Stack(nn.Module):
     def __call__(self, x):
         x = x * self.gain
         for up, down in self.blocks:
+
             def block(x, up=up, down=down):
                 return x + mx.tanh(down(mx.tanh(up(x))))
+
             x = mx.checkpoint(block)(x) if self.checkpoint else block(x)
         return x
 
@@ -96,8 +106,10 @@ def peak_of_a_gradient(route: str, n: int, checkpoint: bool = False) -> tuple[in
     if route == "jit":
         use_jit_dequant(model)
     else:  # autodiff's own backward through a weight dequantized in the forward pass
+
         def plain(self, x):
             return x @ mx.dequantize(self.weight, self.scales, self.biases, self.group_size, self.bits).T
+
         for _, module in model.named_modules():
             if isinstance(module, nn.QuantizedLinear):
                 module.__class__ = type("Plain", (nn.QuantizedLinear,), {"__call__": plain})

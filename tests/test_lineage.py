@@ -9,9 +9,24 @@ import pytest
 from conftest import ROOT, copy_built, snakemake
 
 CLI = str(ROOT / "scripts" / "lineage.py")
-JOBS = {"clean_text", "build_records", "split_jsonl", "build_base_model", "convert_int4", "train_qlora", "train_lora",
-        "evaluate_base", "evaluate_base_full", "evaluate_lora", "evaluate_qlora", "compare_models", "model_card_lora", "model_card_qlora",
-        "lineage", "report"}
+JOBS = {
+    "clean_text",
+    "build_records",
+    "split_jsonl",
+    "build_base_model",
+    "convert_int4",
+    "train_qlora",
+    "train_lora",
+    "evaluate_base",
+    "evaluate_base_full",
+    "evaluate_lora",
+    "evaluate_qlora",
+    "compare_models",
+    "model_card_lora",
+    "model_card_qlora",
+    "lineage",
+    "report",
+}
 
 
 def lineage(wf, *args):
@@ -28,7 +43,11 @@ def test_every_job_records_what_made_its_outputs(tiny_report):
     entries = {p.stem: json.loads(p.read_text()) for p in (tiny_report / "results/lineage").glob("*.json")}
     assert set(entries) == JOBS
     train = entries["train_qlora"]
-    assert train["rule"] == "train_qlora" and train["outputs"][0]["path"] == "results/adapters/qlora" and train["outputs"][0]["kind"] == "dir"
+    assert (
+        train["rule"] == "train_qlora"
+        and train["outputs"][0]["path"] == "results/adapters/qlora"
+        and train["outputs"][0]["kind"] == "dir"
+    )
     roles = {i["path"]: i["role"] for i in train["inputs"]}
     assert roles["results/data/train.jsonl"] == "data" and roles["results/models/base-int4"] == "data"
     assert roles["scripts/train_adapter.py"] == "code" and roles["scripts/farense/training.py"] == "code"
@@ -41,7 +60,12 @@ def test_every_job_records_what_made_its_outputs(tiny_report):
     graph = json.loads((tiny_report / "results/lineage.json").read_text())
     assert graph["artifacts"]["results/data/train.jsonl"]["made_by"] == "split_jsonl"
     assert graph["artifacts"]["resources/raw/estadios.txt"]["role"] == "source"
-    assert {"from": "results/data/train.jsonl", "to": "results/adapters/qlora", "job": "train_qlora", "role": "data"} in graph["edges"]
+    assert {
+        "from": "results/data/train.jsonl",
+        "to": "results/adapters/qlora",
+        "job": "train_qlora",
+        "role": "data",
+    } in graph["edges"]
 
 
 def test_verify_passes_on_a_fresh_run(tiny_report):
@@ -60,13 +84,29 @@ def test_one_flipped_byte_names_the_file_and_everything_made_from_it(tampered):
     code, out, err = lineage(tampered, "verify")
     assert code == 1
     named = {line.split(": ", 1)[0] for line in out.splitlines()}
-    downstream = {"results/data/train.jsonl", "results/models/base", "results/models/base-int4", "results/models/conversion.json",
-                  "results/adapters/qlora", "results/adapters/lora", "results/eval/base.json", "results/eval/lora.json",
-                  "results/eval/qlora.json", "results/eval/base_full.json", "results/eval/comparison.json", "results/cards/qlora.md",
-                  "results/cards/lora.md", "results/report.html"}
+    downstream = {
+        "results/data/train.jsonl",
+        "results/models/base",
+        "results/models/base-int4",
+        "results/models/conversion.json",
+        "results/adapters/qlora",
+        "results/adapters/lora",
+        "results/eval/base.json",
+        "results/eval/lora.json",
+        "results/eval/qlora.json",
+        "results/eval/base_full.json",
+        "results/eval/comparison.json",
+        "results/cards/qlora.md",
+        "results/cards/lora.md",
+        "results/report.html",
+    }
     assert downstream <= named, named
     # lineage.json is a record of hashes, not made from the data: it stays true
-    assert "results/data/valid.jsonl" not in named and "results/lineage.json" not in named and "results/clean/corpus.parquet" not in named
+    assert (
+        "results/data/valid.jsonl" not in named
+        and "results/lineage.json" not in named
+        and "results/clean/corpus.parquet" not in named
+    )
     assert "results/data/train.jsonl: changed since split_jsonl made it" in out
     code, out, _ = lineage(tampered, "verify", "--json")
     report = json.loads(out)
@@ -83,10 +123,23 @@ def test_an_edited_raw_file_is_reported_through_the_chain(tampered):
     raw = tampered / "resources/raw/estadios.txt"
     raw.write_text(raw.read_text() + "\nmais uma linha\n")
     code, out, _ = lineage(tampered, "verify")
-    assert code == 1 and "results/clean/corpus.parquet: made from resources/raw/estadios.txt, which has changed since" in out
+    assert (
+        code == 1
+        and "results/clean/corpus.parquet: made from resources/raw/estadios.txt, which has changed since" in out
+    )
     assert "results/adapters/qlora" in out
     # and Snakemake agrees that cleaning onwards must run again
-    assert "clean_text" in snakemake(tampered, "-n", "results/report.html", "--configfile", "config/config.yaml", str(ROOT / "tests/config/tiny.yaml")).stdout
+    assert (
+        "clean_text"
+        in snakemake(
+            tampered,
+            "-n",
+            "results/report.html",
+            "--configfile",
+            "config/config.yaml",
+            str(ROOT / "tests/config/tiny.yaml"),
+        ).stdout
+    )
 
 
 def test_show_prints_the_ancestry_down_to_the_raw_files(tiny_report):
@@ -94,7 +147,13 @@ def test_show_prints_the_ancestry_down_to_the_raw_files(tiny_report):
     assert code == 0
     lines = out.splitlines()
     assert lines[0].startswith("results/adapters/qlora  [sha256 ") and "made by train_qlora" in lines[0]
-    for ancestor in ("results/models/base-int4", "results/models/base", "results/data/train.jsonl", "results/data/records.parquet", "results/clean/corpus.parquet"):
+    for ancestor in (
+        "results/models/base-int4",
+        "results/models/base",
+        "results/data/train.jsonl",
+        "results/data/records.parquet",
+        "results/clean/corpus.parquet",
+    ):
         assert any(ancestor + "  [" in line for line in lines), ancestor
     assert any("resources/raw/estadios.txt" in line and "source" in line for line in lines)
     assert any(line.lstrip("│├└─ ").startswith("code: ") for line in lines)
@@ -111,5 +170,7 @@ def test_errors_are_clear(tiny_report, tmp_path):
 
 
 def test_snakemakes_own_views_still_work(tiny_report):
-    out = snakemake(tiny_report, "--summary", "--configfile", "config/config.yaml", str(ROOT / "tests/config/tiny.yaml")).stdout
+    out = snakemake(
+        tiny_report, "--summary", "--configfile", "config/config.yaml", str(ROOT / "tests/config/tiny.yaml")
+    ).stdout
     assert "results/lineage.json" in out and "results/report.html" in out

@@ -34,7 +34,12 @@ def test_directory_hash_covers_names_and_contents_not_times(tmp_path):
 def chain(tmp_path, monkeypatch):
     """raw.txt -> clean.txt (job a) -> model.bin (job b) -> report.txt (job c); code/x.py is code."""
     monkeypatch.chdir(tmp_path)
-    for name, text in (("raw.txt", "bruto"), ("clean.txt", "limpo"), ("model.bin", "pesos"), ("report.txt", "relatório")):
+    for name, text in (
+        ("raw.txt", "bruto"),
+        ("clean.txt", "limpo"),
+        ("model.bin", "pesos"),
+        ("report.txt", "relatório"),
+    ):
         (tmp_path / name).write_text(text)
     (tmp_path / "scripts").mkdir(exist_ok=True)
     (tmp_path / "scripts" / "x.py").write_text("print(1)")

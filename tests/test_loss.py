@@ -21,10 +21,33 @@ BODY = dict(hidden_size=64, num_hidden_layers=2, intermediate_size=128, num_atte
 SHAPES = {
     "llama": (llama, dict(BODY, model_type="llama", rms_norm_eps=1e-5, vocab_size=512, tie_word_embeddings=False)),
     "qwen2": (qwen2, dict(BODY, model_type="qwen2", rms_norm_eps=1e-6, vocab_size=512, tie_word_embeddings=True)),
-    "qwen3": (qwen3, dict(BODY, model_type="qwen3", rms_norm_eps=1e-6, vocab_size=512, head_dim=16, max_position_embeddings=512,
-                          rope_theta=10000.0, tie_word_embeddings=False)),
-    "gemma3": (gemma3_text, dict(BODY, model_type="gemma3_text", num_attention_heads=2, num_key_value_heads=1, head_dim=32,
-                                 vocab_size=4096, sliding_window=8, sliding_window_pattern=2, query_pre_attn_scalar=32)),
+    "qwen3": (
+        qwen3,
+        dict(
+            BODY,
+            model_type="qwen3",
+            rms_norm_eps=1e-6,
+            vocab_size=512,
+            head_dim=16,
+            max_position_embeddings=512,
+            rope_theta=10000.0,
+            tie_word_embeddings=False,
+        ),
+    ),
+    "gemma3": (
+        gemma3_text,
+        dict(
+            BODY,
+            model_type="gemma3_text",
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=32,
+            vocab_size=4096,
+            sliding_window=8,
+            sliding_window_pattern=2,
+            query_pre_attn_scalar=32,
+        ),
+    ),
 }
 ROWS = 3 * 23  # positions in batch_and_lengths()
 
@@ -39,9 +62,13 @@ def make(arch: str, lora: bool = True, quantize: bool = False, **changes):
         nn.quantize(model, group_size=32, bits=4)
     if lora:
         model.freeze()
-        linear_to_lora_layers(model, 2, {"rank": 4, "scale": 2.0, "dropout": 0.0, "keys": ["self_attn.q_proj", "self_attn.v_proj"]})
+        linear_to_lora_layers(
+            model, 2, {"rank": 4, "scale": 2.0, "dropout": 0.0, "keys": ["self_attn.q_proj", "self_attn.v_proj"]}
+        )
         # non-zero B (mlx-lm starts it at zero), so that the adapters change the output and every gradient is real
-        model.apply_to_modules(lambda _, m: setattr(m, "lora_b", mx.random.normal(m.lora_b.shape) * 0.05) if hasattr(m, "lora_b") else None)
+        model.apply_to_modules(
+            lambda _, m: setattr(m, "lora_b", mx.random.normal(m.lora_b.shape) * 0.05) if hasattr(m, "lora_b") else None
+        )
     mx.eval(model.parameters())
     return model
 
@@ -147,8 +174,19 @@ def test_falls_back_to_default_loss():
             return self.inner(x)
 
     # gemma2 has a .model body, but soft-caps its logits after the output layer
-    capped = gemma2.Model(gemma2.ModelArgs(model_type="gemma2", hidden_size=64, num_hidden_layers=2, intermediate_size=128,
-                                           num_attention_heads=2, head_dim=32, rms_norm_eps=1e-6, vocab_size=512, num_key_value_heads=1))
+    capped = gemma2.Model(
+        gemma2.ModelArgs(
+            model_type="gemma2",
+            hidden_size=64,
+            num_hidden_layers=2,
+            intermediate_size=128,
+            num_attention_heads=2,
+            head_dim=32,
+            rms_norm_eps=1e-6,
+            vocab_size=512,
+            num_key_value_heads=1,
+        )
+    )
     for model in (Wrapped(small), capped):
         assert output_layer(model) is None
         assert_identical(chunked_loss(model, batch, lengths, rows=16), default_loss(model, batch, lengths))

@@ -61,24 +61,52 @@ def test_perplexity_is_exp_of_the_mean_token_loss():
 
 
 def test_test_questions_are_read_from_each_format(tmp_path):
-    meta = {"id": "q1", "kind": "qa_curated", "doc_id": "d", "origin": "x.json", "support": "seen_fact", "facts": [{"kind": "name", "value": "São Luís"}]}
+    meta = {
+        "id": "q1",
+        "kind": "qa_curated",
+        "doc_id": "d",
+        "origin": "x.json",
+        "support": "seen_fact",
+        "facts": [{"kind": "name", "value": "São Luís"}],
+    }
     chunk = {"id": "c1", "kind": "chunk", "doc_id": "d", "origin": "x.txt"}
     lines = {
-        "chat": [{"messages": [{"role": "system", "content": "Sê breve."}, {"role": "user", "content": "Onde joga o Farense?"}, {"role": "assistant", "content": "No São Luís."}], "meta": meta},
-                 {"messages": [{"role": "user", "content": "Continua"}, {"role": "assistant", "content": "texto"}], "meta": chunk}],
+        "chat": [
+            {
+                "messages": [
+                    {"role": "system", "content": "Sê breve."},
+                    {"role": "user", "content": "Onde joga o Farense?"},
+                    {"role": "assistant", "content": "No São Luís."},
+                ],
+                "meta": meta,
+            },
+            {
+                "messages": [{"role": "user", "content": "Continua"}, {"role": "assistant", "content": "texto"}],
+                "meta": chunk,
+            },
+        ],
         "completions": [{"prompt": "Onde joga o Farense?", "completion": "No São Luís.", "meta": meta}],
-        "text": [{"text": "Pergunta: Onde joga o Farense?\nResposta: No São Luís.", "meta": meta}, {"text": "Um texto corrido.", "meta": chunk}],
+        "text": [
+            {"text": "Pergunta: Onde joga o Farense?\nResposta: No São Luís.", "meta": meta},
+            {"text": "Um texto corrido.", "meta": chunk},
+        ],
     }
     for fmt, objs in lines.items():
         path = tmp_path / f"{fmt}.jsonl"
         path.write_text("".join(json.dumps(o, ensure_ascii=False) + "\n" for o in objs), encoding="utf-8")
         questions = read_test_questions(path, fmt)
         assert [(q["question"], q["reference"], q["kind"], q["support"], q["facts"]) for q in questions] == [
-            ("Onde joga o Farense?", "No São Luís.", "qa_curated", "seen_fact", meta["facts"])], fmt
+            ("Onde joga o Farense?", "No São Luís.", "qa_curated", "seen_fact", meta["facts"])
+        ], fmt
     chat = read_test_questions(tmp_path / "chat.jsonl", "chat")[0]["prompt"]["messages"]
     assert [m["role"] for m in chat] == ["system", "user"]  # the system prompt is asked too, the answer is not
     # a test split made before support labels existed is refused with what to do
     unlabelled = tmp_path / "old.jsonl"
-    unlabelled.write_text(json.dumps({"prompt": "Onde?", "completion": "Aqui.", "meta": dict(meta, support=None)}) + "\n", encoding="utf-8")
-    with pytest.raises(PipelineError, match=r"old\.jsonl, line 1: test question without a support label .*rebuild the splits"):
+    unlabelled.write_text(
+        json.dumps({"prompt": "Onde?", "completion": "Aqui.", "meta": dict(meta, support=None)}) + "\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(
+        PipelineError, match=r"old\.jsonl, line 1: test question without a support label .*rebuild the splits"
+    ):
         read_test_questions(unlabelled, "completions")

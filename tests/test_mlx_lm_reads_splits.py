@@ -20,7 +20,10 @@ CHAT_TEMPLATE = (
 
 @pytest.fixture(scope="module")
 def tokenizer(built_data):
-    texts = [json.dumps(json.loads(line), ensure_ascii=False) for line in (built_data / "results/data/train.jsonl").read_text().splitlines()]
+    texts = [
+        json.dumps(json.loads(line), ensure_ascii=False)
+        for line in (built_data / "results/data/train.jsonl").read_text().splitlines()
+    ]
     bpe = Tokenizer(models.BPE(unk_token="<unk>"))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=600, special_tokens=["<unk>", "<s>", "</s>"]))

@@ -47,13 +47,34 @@ def test_int4_model_loads_and_generates_with_mlx_lm(converted):
 
 
 def test_quantization_change_reconverts_without_rebuilding_the_base(converted):
-    jobs = snakemake(converted, "-n", "results/models/conversion.json", "--configfile", "config/config.yaml", TINY, "--config", 'quantization={"group_size": 32}').stdout
+    jobs = snakemake(
+        converted,
+        "-n",
+        "results/models/conversion.json",
+        "--configfile",
+        "config/config.yaml",
+        TINY,
+        "--config",
+        'quantization={"group_size": 32}',
+    ).stdout
     assert "convert_int4" in jobs and "build_base_model" not in jobs and "clean_text" not in jobs
 
 
 def test_tiny_dimensions_must_fit_the_group_size(workflow):
-    proc = snakemake(workflow, "results/models/conversion.json", "--configfile", "config/config.yaml", TINY, "--config", 'model={"tiny": {"hidden_size": 96}}', check=False)
-    assert proc.returncode != 0 and "model.tiny.hidden_size (96) must be a multiple of quantization.group_size (64)" in proc.stdout
+    proc = snakemake(
+        workflow,
+        "results/models/conversion.json",
+        "--configfile",
+        "config/config.yaml",
+        TINY,
+        "--config",
+        'model={"tiny": {"hidden_size": 96}}',
+        check=False,
+    )
+    assert (
+        proc.returncode != 0
+        and "model.tiny.hidden_size (96) must be a multiple of quantization.group_size (64)" in proc.stdout
+    )
 
 
 def test_reference_blas_can_be_forced():

@@ -33,7 +33,10 @@ def test_sentences_respect_abbreviations_and_initials():
 
 
 def test_first_sentence():
-    assert first_sentence("O Sr. Silva chegou a Faro. Depois saiu. Fim.") == ("O Sr. Silva chegou a Faro.", "Depois saiu. Fim.")
+    assert first_sentence("O Sr. Silva chegou a Faro. Depois saiu. Fim.") == (
+        "O Sr. Silva chegou a Faro.",
+        "Depois saiu. Fim.",
+    )
     assert first_sentence("Uma só frase") == ("Uma só frase", "")
 
 
@@ -63,27 +66,43 @@ def test_chunks_without_overlap_partition_the_text_and_long_sentences_are_cut():
     assert " ".join(chunks).split() == text.split()
 
 
-ROW = {"date": "27/05/1990", "season": "1989/90", "competition": "Taça de Portugal", "home": "Estrela da Amadora", "away": "SC Farense", "score": "1-1 (a.p.)", "line": 7}
+ROW = {
+    "date": "27/05/1990",
+    "season": "1989/90",
+    "competition": "Taça de Portugal",
+    "home": "Estrela da Amadora",
+    "away": "SC Farense",
+    "score": "1-1 (a.p.)",
+    "line": 7,
+}
 
 
 def test_table_questions_take_farense_side_home_and_away():
     (t1, q1, a1, f1), (t2, q2, a2, f2) = match_questions(ROW, "Farense", ("result", "venue"))
     assert (t1, t2) == ("result", "venue")
     assert q1 == "Qual foi o resultado do Farense contra o Estrela da Amadora em 27 de maio de 1990?"
-    assert a1 == "O Farense empatou 1-1 (a.p.) com o Estrela da Amadora, fora, a 27 de maio de 1990 (Taça de Portugal, época 1989/90)."
-    assert f1 == [{"kind": "outcome", "value": "draw"}, {"kind": "score", "value": "1-1"}, {"kind": "venue", "value": "away"},
-                  {"kind": "date", "value": "1990-05-27"}, {"kind": "competition", "value": "Taça de Portugal"}]
+    assert (
+        a1
+        == "O Farense empatou 1-1 (a.p.) com o Estrela da Amadora, fora, a 27 de maio de 1990 (Taça de Portugal, época 1989/90)."
+    )
+    assert f1 == [
+        {"kind": "outcome", "value": "draw"},
+        {"kind": "score", "value": "1-1"},
+        {"kind": "venue", "value": "away"},
+        {"kind": "date", "value": "1990-05-27"},
+        {"kind": "competition", "value": "Taça de Portugal"},
+    ]
     assert a2.startswith("Fora: o Farense jogou no terreno do Estrela da Amadora")
     assert f2 == [{"kind": "venue", "value": "away"}, {"kind": "score", "value": "1-1"}]
     away_loss = dict(ROW, home="Olympique Lyonnais", away="Farense", score="1-0", date="1995-09-12")
-    (_, _, answer, facts), = match_questions(away_loss, "Farense", ("result",))
+    ((_, _, answer, facts),) = match_questions(away_loss, "Farense", ("result",))
     assert answer.startswith("O Farense perdeu com o Olympique Lyonnais por 0-1, fora, a 12 de setembro de 1995")
     assert {"kind": "score", "value": "0-1"} in facts and {"kind": "outcome", "value": "loss"} in facts
     home_win = dict(ROW, home="Farense", away="Olhanense", score="3 - 1")
     (_, _, answer, _), (_, _, venue, _) = match_questions(home_win, "Farense", ("result", "venue"))
     assert answer.startswith("O Farense venceu o Olhanense por 3-1, em casa")
     assert venue.startswith("Em casa: o Farense recebeu o Olhanense") and "3-1 do lado do Farense" in venue
-    (_, question, answer, facts), = match_questions(home_win, "Farense", ("competition",))
+    ((_, question, answer, facts),) = match_questions(home_win, "Farense", ("competition",))
     assert answer == "Na Taça de Portugal, época 1989/90."
     assert facts == [{"kind": "competition", "value": "Taça de Portugal"}, {"kind": "season", "value": "1989/90"}]
 
@@ -92,12 +111,24 @@ def test_the_ending_question_asks_the_result_in_other_words_and_states_its_facts
     from farense.facts import check
 
     for row, answer in [
-        (dict(ROW, home="Farense", away="Olhanense", score="3 - 1"), "Com vitória do Farense, 3-1, em casa, num jogo da Taça de Portugal."),
+        (
+            dict(ROW, home="Farense", away="Olhanense", score="3 - 1"),
+            "Com vitória do Farense, 3-1, em casa, num jogo da Taça de Portugal.",
+        ),
         (ROW, "Com um empate, 1-1 (a.p.), fora, num jogo da Taça de Portugal."),
-        (dict(ROW, home="Olympique Lyonnais", away="Farense", score="1-0"), "Com derrota do Farense, 0-1, fora, num jogo da Taça de Portugal."),
+        (
+            dict(ROW, home="Olympique Lyonnais", away="Farense", score="1-0"),
+            "Com derrota do Farense, 0-1, fora, num jogo da Taça de Portugal.",
+        ),
     ]:
-        (result, _, _, result_facts), (template, question, got, facts) = match_questions(row, "Farense", ("result", "ending"))
-        assert template == "ending" and question.startswith("Como acabou o encontro entre o Farense e o ") and got == answer
+        (result, _, _, result_facts), (template, question, got, facts) = match_questions(
+            row, "Farense", ("result", "ending")
+        )
+        assert (
+            template == "ending"
+            and question.startswith("Como acabou o encontro entre o Farense e o ")
+            and got == answer
+        )
         assert facts == [f for f in result_facts if f["kind"] != "date"]  # the date is in the question
         assert all(f["stated"] for f in check(facts, got))
         wrong = got.replace("vitória", "derrota") if "vitória" in got else got.replace("fora", "em casa")
@@ -108,7 +139,7 @@ def test_match_statements_state_the_facts_of_the_result_question_in_other_words(
     from farense.facts import check, states
 
     home_win = dict(ROW, home="Farense", away="Olhanense", score="3 - 1")
-    (_, question, answer, facts), = match_questions(home_win, "Farense", ("result",))
+    ((_, question, answer, facts),) = match_questions(home_win, "Farense", ("result",))
     statements = match_statements(home_win, "Farense", 3)
     assert len(statements) == 3 and len(set(statements)) == 3 and len(match_statements(home_win, "Farense", 2)) == 2
     for text in statements[:2]:  # the first two wordings state every fact of the result question
@@ -134,13 +165,25 @@ def test_bad_table_rows_are_refused_with_the_reason(change, reason):
 
 
 def test_answers_agree_on_wording_but_not_on_facts():
-    assert answers_agree("O adversário foi o Olympique Lyonnais, que venceu os dois jogos.", "O adversário foi o Olympique Lyonnais, que venceu as duas mãos.")
-    assert not answers_agree("O Farense foi fundado em 1910, na cidade de Faro.", "O Farense foi fundado em 1912, na cidade de Faro.")
+    assert answers_agree(
+        "O adversário foi o Olympique Lyonnais, que venceu os dois jogos.",
+        "O adversário foi o Olympique Lyonnais, que venceu as duas mãos.",
+    )
+    assert not answers_agree(
+        "O Farense foi fundado em 1910, na cidade de Faro.", "O Farense foi fundado em 1912, na cidade de Faro."
+    )
     assert not answers_agree("O treinador era Paco Fortes.", "O treinador era Manuel Cajuda.")
 
 
 def _qa(question, answer, origin):
-    return {"question": question, "answer": answer, "question_key": fold(question), "origin": origin, "conflict": False, "kind": "qa_curated"}
+    return {
+        "question": question,
+        "answer": answer,
+        "question_key": fold(question),
+        "origin": origin,
+        "conflict": False,
+        "kind": "qa_curated",
+    }
 
 
 def test_conflicts_are_flagged_and_repeats_dropped():
@@ -166,17 +209,29 @@ def test_build_records_on_the_cleaned_corpus(built_data):
     # every match: its questions and two prose wordings share a fact key, one question is its probe
     table = records[records["kind"].isin(["qa_table", "table_text"])]
     per_match = table.groupby("fact_key")["kind"].value_counts().unstack()
-    assert (per_match["table_text"] % 2 == 0).all() and (per_match["qa_table"] == 2).all()  # a repeated CSV row repeats its wordings
+    assert (per_match["table_text"] % 2 == 0).all() and (
+        per_match["qa_table"] == 2
+    ).all()  # a repeated CSV row repeats its wordings
     assert (records[records["kind"] == "qa_table"].groupby("fact_key")["probe"].sum() == 1).all()
-    assert records.loc[records["kind"] == "qa_curated", "probe"].all() and not records.loc[records["kind"] == "chunk", "probe"].any()
-    facts = json.loads(records[records["question"].str.startswith("Quem era o treinador do Farense em 1994/95")].iloc[0]["facts"])
-    assert facts == {"answer": [{"kind": "name", "value": "Paco Fortes"}], "subject": [{"kind": "season", "value": "1994/95"}]}
+    assert (
+        records.loc[records["kind"] == "qa_curated", "probe"].all()
+        and not records.loc[records["kind"] == "chunk", "probe"].any()
+    )
+    facts = json.loads(
+        records[records["question"].str.startswith("Quem era o treinador do Farense em 1994/95")].iloc[0]["facts"]
+    )
+    assert facts == {
+        "answer": [{"kind": "name", "value": "Paco Fortes"}],
+        "subject": [{"kind": "season", "value": "1994/95"}],
+    }
     assert (records["doc_id"] != "").all()
     chunks = records[records["kind"] == "chunk"]
     assert chunks["text"].str.len().max() <= 1000 and chunks["text"].str.len().min() >= 80
     # the planted conflict: the founding year, 1910 in one file and 1912 in the other
     founding = [c for c in stats["conflicts"] if "fundado" in c["question_key"]]
-    assert founding and {"1910", "1912"} <= {w for a in founding[0]["answers"] for w in a["answer"].replace(",", " ").split()}
+    assert founding and {"1910", "1912"} <= {
+        w for a in founding[0]["answers"] for w in a["answer"].replace(",", " ").split()
+    }
     assert records[records["conflict"]]["question_key"].str.contains("fundado").all()
     # the CSV's bad rows are reported with their line numbers
     messages = {(w["line"], w["message"].split(":")[1].strip().split()[0]) for w in stats["warnings"] if "line" in w}
@@ -186,9 +241,19 @@ def test_build_records_on_the_cleaned_corpus(built_data):
 def test_build_records_refuses_bad_options(built_data, tmp_path):
     corpus = built_data / "results/clean/corpus.parquet"
     with pytest.raises(PipelineError, match="chunk_overlap_chars"):
-        build_records(corpus, tmp_path / "r.parquet", tmp_path / "s.json", RecordOptions(chunk_size_chars=200, chunk_overlap_chars=200))
+        build_records(
+            corpus,
+            tmp_path / "r.parquet",
+            tmp_path / "s.json",
+            RecordOptions(chunk_size_chars=200, chunk_overlap_chars=200),
+        )
     with pytest.raises(PipelineError, match="table_statements"):
         build_records(corpus, tmp_path / "r.parquet", tmp_path / "s.json", RecordOptions(table_statements=4))
     with pytest.raises(PipelineError, match="no training records"):
-        build_records(corpus, tmp_path / "r.parquet", tmp_path / "s.json", RecordOptions(include_chunks=False, include_curated_qa=False, include_table_qa=False))
+        build_records(
+            corpus,
+            tmp_path / "r.parquet",
+            tmp_path / "s.json",
+            RecordOptions(include_chunks=False, include_curated_qa=False, include_table_qa=False),
+        )
     assert not (tmp_path / "r.parquet").exists()

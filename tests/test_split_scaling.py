@@ -35,8 +35,10 @@ def reference_sentences(paragraph: str) -> list[str]:
     for match in _PLAIN_BOUNDARY.finditer(paragraph):
         before = paragraph[max(start, match.start(1) - 40) : match.start(1)]
         last_word = before.rsplit(None, 1)[-1] if before.strip() else ""
-        token = last_word.lower().lstrip("(«\"“")
-        if match.group(1).startswith(".") and (token in records_module._ABBREVIATIONS or (len(token) == 1 and token.isalpha())):
+        token = last_word.lower().lstrip('(«"“')
+        if match.group(1).startswith(".") and (
+            token in records_module._ABBREVIATIONS or (len(token) == 1 and token.isalpha())
+        ):
             continue
         sentences.append(paragraph[start : match.end(1)].strip())
         start = match.end()
@@ -59,7 +61,9 @@ def reference_chunks(text: str, size: int, overlap: int) -> list[str]:
             length += len(units[end][1]) + (1 if end > start else 0)
             end += 1
         window = units[start:end]
-        chunks.append("".join(("" if i == 0 else "\n" if n != window[i - 1][0] else " ") + s for i, (n, s) in enumerate(window)))
+        chunks.append(
+            "".join(("" if i == 0 else "\n" if n != window[i - 1][0] else " ") + s for i, (n, s) in enumerate(window))
+        )
         if end >= len(units):
             break
         back, kept = end, 0
@@ -88,16 +92,52 @@ def reference_components(n: int, links) -> list[int]:
 def messy_texts(seed: int, count: int) -> list[str]:
     """Short texts dense in what sentence splitting must get right."""
     rng = random.Random(seed)
-    pieces = ["Sr.", "sr.", "Prof.", "n.º", "S.C.", "J.", "etc...", "((a.", "«Sr.", "1990.", "Faro.", "palavra", "İ.", "o", "?!", "…",
-              "» ", ") ", " ", "  ", "\n", "\n\n", "\u00a0", "\u2028", "Depois", "A", "É", "(Ver", "«Sim", "7", ".", "!"]
-    return ["".join(rng.choice(pieces) + rng.choice(["", " "]) for _ in range(rng.randint(0, 40))) for _ in range(count)]
+    pieces = [
+        "Sr.",
+        "sr.",
+        "Prof.",
+        "n.º",
+        "S.C.",
+        "J.",
+        "etc...",
+        "((a.",
+        "«Sr.",
+        "1990.",
+        "Faro.",
+        "palavra",
+        "İ.",
+        "o",
+        "?!",
+        "…",
+        "» ",
+        ") ",
+        " ",
+        "  ",
+        "\n",
+        "\n\n",
+        "\u00a0",
+        "\u2028",
+        "Depois",
+        "A",
+        "É",
+        "(Ver",
+        "«Sim",
+        "7",
+        ".",
+        "!",
+    ]
+    return [
+        "".join(rng.choice(pieces) + rng.choice(["", " "]) for _ in range(rng.randint(0, 40))) for _ in range(count)
+    ]
 
 
 # ---------------------------------------------------------------- sentences and chunks
 
 
 def test_sentences_match_the_word_by_word_reference():
-    shipped = [p for path in (ROOT / "resources/raw").rglob("*.txt") for p in path.read_text(errors="ignore").split("\n\n")]
+    shipped = [
+        p for path in (ROOT / "resources/raw").rglob("*.txt") for p in path.read_text(errors="ignore").split("\n\n")
+    ]
     for paragraph in shipped + messy_texts(1, 20000):
         assert split_sentences(paragraph) == reference_sentences(paragraph), paragraph
 
@@ -116,7 +156,9 @@ def test_array_union_find_matches_the_plain_one():
     rng = np.random.default_rng(0)
     for n, k in ((1, 0), (10, 3), (200, 150), (2000, 1900), (2000, 4000)):
         links = rng.integers(0, n, size=(k, 2))
-        chain = np.stack([np.arange(n - 1, 0, -1), np.arange(n - 2, -1, -1)], axis=1)[: n // 3]  # a long path, found backwards
+        chain = np.stack([np.arange(n - 1, 0, -1), np.arange(n - 2, -1, -1)], axis=1)[
+            : n // 3
+        ]  # a long path, found backwards
         links = np.concatenate([links, chain]).astype(np.int64)
         assert connected_components(n, links).tolist() == reference_components(n, links.tolist())
 
@@ -164,13 +206,20 @@ def test_split_gives_the_same_bytes_with_workers_row_groups_and_several_buckets(
         split_jsonl(source, out, out / "split_stats.json", SCHEMA, SplitOptions(), workers=workers)
         assert sorted(p.name for p in out.iterdir()) == sorted(outputs)  # no scratch file left behind
     for name in outputs:
-        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "w1" / name).read_bytes() == (tmp_path / "w2" / name).read_bytes()
+        assert (
+            (tmp_path / "one" / name).read_bytes()
+            == (tmp_path / "w1" / name).read_bytes()
+            == (tmp_path / "w2" / name).read_bytes()
+        )
     stats = json.loads((tmp_path / "w1" / "split_stats.json").read_text())
     assert sum(stats["splits"][s]["records"] for s in SPLITS) == len(pd.read_parquet(records).query("not conflict"))
 
 
 def test_a_text_with_other_line_separators_stays_one_line(tmp_path):
-    rows = [(f"Pergunta {i} sobre o Farense?", f"Resposta {i}:\u2028linha seguinte\u0085e outra {i * 13}.") for i in range(20)]
+    rows = [
+        (f"Pergunta {i} sobre o Farense?", f"Resposta {i}:\u2028linha seguinte\u0085e outra {i * 13}.")
+        for i in range(20)
+    ]
     records = _records_file(tmp_path / "records.parquet", rows)
     out = tmp_path / "out"
     split_jsonl(records, out, out / "split_stats.json", SCHEMA, SplitOptions())

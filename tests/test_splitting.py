@@ -22,7 +22,9 @@ SCHEMAS = ROOT / "config" / "schemas"
 
 
 def run_split(records, out, options=SplitOptions()):
-    stats = split_jsonl(records, out, out / "split_stats.json", SCHEMAS / f"jsonl_{options.format}.schema.yaml", options)
+    stats = split_jsonl(
+        records, out, out / "split_stats.json", SCHEMAS / f"jsonl_{options.format}.schema.yaml", options
+    )
     lines = {s: [json.loads(line) for line in (out / f"{s}.jsonl").read_text().splitlines()] for s in SPLITS}
     return stats, lines
 
@@ -78,7 +80,10 @@ def test_test_questions_are_labelled_by_what_training_states(records, tmp_path):
     counts = stats["test_questions"]
     # the floor on the shipped corpus: 60 test questions, 40 of them seen facts, of both kinds
     assert counts["questions"] >= 60 and counts["by_support"][SEEN] >= 40 and counts["by_support"][UNSEEN] >= 10
-    assert counts["by_kind_and_support"]["qa_curated/seen_fact"] >= 10 and counts["by_kind_and_support"]["qa_table/seen_fact"] >= 10
+    assert (
+        counts["by_kind_and_support"]["qa_curated/seen_fact"] >= 10
+        and counts["by_kind_and_support"]["qa_table/seen_fact"] >= 10
+    )
     questions = [obj for obj in lines["test"] if obj["meta"]["kind"] in ("qa_curated", "qa_table")]
     assert len(questions) == counts["questions"] and all(obj["meta"]["support"] in (SEEN, UNSEEN) for obj in questions)
     assert not any("support" in obj["meta"] for split in ("train", "valid") for obj in lines[split])
@@ -93,8 +98,10 @@ def test_test_questions_are_labelled_by_what_training_states(records, tmp_path):
         facts = json.loads(record["facts"])
         needed = facts["answer"] + facts["subject"]
         written_facts = [f for f in facts["answer"] if f not in facts["subject"]]
-        stated = bool(needed) and any(all(states(f, whole) for f in facts["subject"]) and all(states(f, written) for f in written_facts)
-                                      for whole, written in train_texts)  # nothing to check: unseen
+        stated = bool(needed) and any(
+            all(states(f, whole) for f in facts["subject"]) and all(states(f, written) for f in written_facts)
+            for whole, written in train_texts
+        )  # nothing to check: unseen
         assert stated == (obj["meta"]["support"] == SEEN), (record["question"], obj["meta"]["support"])
         assert record["question_key"] not in train_questions  # the pair itself never trains
         assert obj["meta"]["facts"] == facts["answer"]
@@ -116,7 +123,10 @@ def test_fact_roles_bind_probes_to_test_and_their_facts_to_training():
     assert (nothing == -1).all()
     third = fact_roles(fact_keys, probes, SplitOptions(seed=3, probe_fraction=1 / 3, unseen_fraction=1 / 3))
     assert sorted(third[[0, 3, 5]].tolist()) == [-1, 2, 2]  # one fact probed, one held out, one free
-    assert fact_roles(fact_keys, probes, SplitOptions(seed=3, probe_fraction=1 / 3, unseen_fraction=1 / 3)).tolist() == third.tolist()
+    assert (
+        fact_roles(fact_keys, probes, SplitOptions(seed=3, probe_fraction=1 / 3, unseen_fraction=1 / 3)).tolist()
+        == third.tolist()
+    )
 
 
 def test_no_exact_or_near_duplicate_text_crosses_splits(records, tmp_path):
@@ -124,7 +134,11 @@ def test_no_exact_or_near_duplicate_text_crosses_splits(records, tmp_path):
     frame = pd.read_parquet(records).set_index("record_id")
     texts = {s: frame.loc[[obj["meta"]["id"] for obj in objs], "text"].tolist() for s, objs in lines.items()}
     keys = {s: {exact_key(t) for t in ts} for s, ts in texts.items()}
-    assert not (keys["train"] & keys["valid"]) and not (keys["train"] & keys["test"]) and not (keys["valid"] & keys["test"])
+    assert (
+        not (keys["train"] & keys["valid"])
+        and not (keys["train"] & keys["test"])
+        and not (keys["valid"] & keys["test"])
+    )
     hasher = MinHasher()
     sig = {s: hasher.signatures(ts) for s, ts in texts.items()}
     for a, b in (("train", "valid"), ("train", "test"), ("valid", "test")):
@@ -134,12 +148,18 @@ def test_no_exact_or_near_duplicate_text_crosses_splits(records, tmp_path):
     # results written in the same wording, say "Ficha do encontro entre ...", can be as similar
     # as that once the continuation prompt is added: other matches, other facts.)
     questions = [_text(obj) for obj in lines["test"] if obj["meta"]["kind"] in ("qa_curated", "qa_table")]
-    sims = (hasher.signatures(questions)[:, None, :] == hasher.signatures([_text(obj) for obj in lines["train"]])[None, :, :]).mean(axis=2)
+    sims = (
+        hasher.signatures(questions)[:, None, :]
+        == hasher.signatures([_text(obj) for obj in lines["train"]])[None, :, :]
+    ).mean(axis=2)
     assert sims.max() < 0.7
 
 
 def test_leakage_check_finds_what_crosses():
-    texts = ["O Farense venceu o Olhanense por 3-1 em casa na época de 1994/95, diante de muitos adeptos.", "Um texto completamente diferente sobre o estádio."]
+    texts = [
+        "O Farense venceu o Olhanense por 3-1 em casa na época de 1994/95, diante de muitos adeptos.",
+        "Um texto completamente diferente sobre o estádio.",
+    ]
     texts.append(texts[0].replace("3-1", "3-2"))  # a near duplicate of the first
     texts.append(texts[1])  # an exact duplicate of the second
     hasher = MinHasher()
@@ -150,18 +170,34 @@ def test_leakage_check_finds_what_crosses():
     assert ok["passed"] and ok["near_duplicate_pairs_checked"] == 2
     leak = leakage_check(["train", "test", "test", "train"], ["g1", "g2", "g1", "g4"], keys, pairs, 0.5)
     assert not leak["passed"]
-    assert (leak["groups_across_splits"], leak["exact_duplicates_across_splits"], leak["near_duplicate_pairs_across_splits"]) == (1, 1, 2)
+    assert (
+        leak["groups_across_splits"],
+        leak["exact_duplicates_across_splits"],
+        leak["near_duplicate_pairs_across_splits"],
+    ) == (1, 1, 2)
     # one question asked in two splits, in other records (another answer, another group)
-    asked = leakage_check(["train", "test", "train", "test"], ["g1", "g2", "g3", "g4"], keys, np.empty((0, 2), dtype=np.int64), 0.5,
-                          ["onde joga", "", "", "onde joga"])
+    asked = leakage_check(
+        ["train", "test", "train", "test"],
+        ["g1", "g2", "g3", "g4"],
+        keys,
+        np.empty((0, 2), dtype=np.int64),
+        0.5,
+        ["onde joga", "", "", "onde joga"],
+    )
     assert not asked["passed"] and asked["questions_across_splits"] == 1
 
 
 @pytest.mark.parametrize("fmt", ["text", "completions", "chat"])
 def test_each_format_is_written_and_valid(records, tmp_path, fmt):
-    _, lines = run_split(records, tmp_path, SplitOptions(format=fmt, system_prompt="És um assistente." if fmt == "chat" else ""))
+    _, lines = run_split(
+        records, tmp_path, SplitOptions(format=fmt, system_prompt="És um assistente." if fmt == "chat" else "")
+    )
     first = lines["train"][0]
-    expected = {"text": {"text", "meta"}, "completions": {"prompt", "completion", "meta"}, "chat": {"messages", "meta"}}[fmt]
+    expected = {
+        "text": {"text", "meta"},
+        "completions": {"prompt", "completion", "meta"},
+        "chat": {"messages", "meta"},
+    }[fmt]
     assert all(set(obj) == expected for objs in lines.values() for obj in objs)
     if fmt == "chat":
         assert [m["role"] for m in first["messages"]] == ["system", "user", "assistant"]
@@ -181,14 +217,35 @@ def test_conflicts_are_kept_out_unless_asked(records, tmp_path):
 
 
 def _records_file(path, rows):
-    base = {"doc_id": "d", "source_path": "x.json", "origin": "x.json#item0", "kind": "qa_curated", "question_key": "", "conflict": False}
-    table = [dict(base, record_id=f"qa_curated-{i:016x}", group_key=f"q:{i}", question=q, answer=a, text=f"{q}\n{a}", question_key=f"q{i}") for i, (q, a) in enumerate(rows)]
+    base = {
+        "doc_id": "d",
+        "source_path": "x.json",
+        "origin": "x.json#item0",
+        "kind": "qa_curated",
+        "question_key": "",
+        "conflict": False,
+    }
+    table = [
+        dict(
+            base,
+            record_id=f"qa_curated-{i:016x}",
+            group_key=f"q:{i}",
+            question=q,
+            answer=a,
+            text=f"{q}\n{a}",
+            question_key=f"q{i}",
+        )
+        for i, (q, a) in enumerate(rows)
+    ]
     pq.write_table(pa.Table.from_pylist(table, schema=RECORD_SCHEMA), path)
     return path
 
 
 def test_schema_violation_names_file_record_and_field_and_writes_nothing(tmp_path):
-    rows = [(f"Pergunta número {i} sobre o clube de Faro?", f"Resposta número {i} com factos diferentes {i * 7}.") for i in range(30)]
+    rows = [
+        (f"Pergunta número {i} sobre o clube de Faro?", f"Resposta número {i} com factos diferentes {i * 7}.")
+        for i in range(30)
+    ]
     rows[5] = ("Pergunta sem resposta?", " ")  # a blank answer: the schema wants a non-blank string
     records = _records_file(tmp_path / "records.parquet", rows)
     out = tmp_path / "out"

@@ -12,7 +12,9 @@ from farense.support import SEEN, UNSEEN, key_tokens, label
 
 
 def _records(path, texts, row_group_size=2, questions=None, answers=None):
-    table = pa.table({"text": texts, "question": questions or [""] * len(texts), "answer": answers or [""] * len(texts)})
+    table = pa.table(
+        {"text": texts, "question": questions or [""] * len(texts), "answer": answers or [""] * len(texts)}
+    )
     pq.write_table(table, path, row_group_size=row_group_size)  # several row groups: the index is built per group
     return path
 
@@ -32,10 +34,14 @@ def test_a_fact_stated_by_one_training_record_is_seen(tmp_path):
     records = _records(tmp_path / "records.parquet", texts)
     train = np.array([True, True, True, True, False])
     questions = [
-        _question("Quando foi inaugurado o Estádio de São Luís?", "A 1 de dezembro de 1923."),  # stated in train, other words
+        _question(
+            "Quando foi inaugurado o Estádio de São Luís?", "A 1 de dezembro de 1923."
+        ),  # stated in train, other words
         _question("Quem foi o treinador do Farense durante 13 épocas?", "Foi Paco Fortes."),
         _question("Quantos golos marcou Hassan Nader em 1994/95?", "Marcou 21 golos."),  # only the test row says it
-        _question("Quando foi inaugurado o Estádio de São Luís?", "A 2 de dezembro de 1923."),  # a date training never states
+        _question(
+            "Quando foi inaugurado o Estádio de São Luís?", "A 2 de dezembro de 1923."
+        ),  # a date training never states
     ]
     whole = dict(prose_given=False)  # the text format: all of a prose record is taught
     assert label(records, train, questions, **whole) == [SEEN, SEEN, UNSEEN, UNSEEN]
@@ -59,13 +65,22 @@ def test_a_fact_only_in_the_given_first_sentence_of_prose_is_not_taught(tmp_path
     asked = _records(tmp_path / "q.parquet", [f"{q}\n{a}"], questions=[q], answers=[a])
     assert label(asked, np.ones(1, dtype=bool), [question]) == [SEEN]
     # ... but not a fact that only its question holds
-    other = _records(tmp_path / "o.parquet", [f"Abriu a 1 de dezembro de 1923 o Estádio de São Luís?\nSim."], questions=["Abriu a 1 de dezembro de 1923 o Estádio de São Luís?"], answers=["Sim."])
+    other = _records(
+        tmp_path / "o.parquet",
+        ["Abriu a 1 de dezembro de 1923 o Estádio de São Luís?\nSim."],
+        questions=["Abriu a 1 de dezembro de 1923 o Estádio de São Luís?"],
+        answers=["Sim."],
+    )
     assert label(other, np.ones(1, dtype=bool), [question]) == [UNSEEN]
 
 
 def test_match_questions_need_the_opponent_and_the_date_with_the_result(tmp_path):
-    question = factlib.dumps({"answer": [factlib.fact("outcome", "win"), factlib.fact("score", "2-0"), factlib.fact("venue", "home")],
-                              "subject": [factlib.fact("name", "Académica"), factlib.fact("date", "2019-08-18")]})
+    question = factlib.dumps(
+        {
+            "answer": [factlib.fact("outcome", "win"), factlib.fact("score", "2-0"), factlib.fact("venue", "home")],
+            "subject": [factlib.fact("name", "Académica"), factlib.fact("date", "2019-08-18")],
+        }
+    )
     assert key_tokens(json.loads(question)["answer"] + json.loads(question)["subject"]) == {"academica", "2019"}
     right = "A 18 de agosto de 2019 o Farense recebeu a Académica e venceu por 2-0."
     other_day = "A 25 de agosto de 2019 o Farense recebeu a Académica e venceu por 2-0."
@@ -82,22 +97,44 @@ def test_labels_on_a_hand_made_corpus_through_the_real_pipeline(workflow, tmp_pa
         "Esta é a história de um pequeno clube da ria.\n\n"  # the first sentence is given, not taught: no fact in it
         "O Clube Desportivo da Ria foi fundado a 3 de março de 1931 por pescadores de Olhão.\n\n"
         "O primeiro presidente do clube foi Armando Viegas, que o dirigiu durante 12 anos.\n\n"
-        "O campo do clube, o Estádio da Marinha, leva cerca de 4 000 espectadores.\n", encoding="utf-8")
+        "O campo do clube, o Estádio da Marinha, leva cerca de 4 000 espectadores.\n",
+        encoding="utf-8",
+    )
     pairs = [
         {"pergunta": "Em que data nasceu o Clube Desportivo da Ria?", "resposta": "Nasceu a 3 de março de 1931."},
         {"pergunta": "Quem foi o primeiro presidente do clube?", "resposta": "Foi Armando Viegas."},
-        {"pergunta": "Quantos espectadores leva o Estádio da Marinha?", "resposta": "Leva cerca de 4 000 espectadores."},
+        {
+            "pergunta": "Quantos espectadores leva o Estádio da Marinha?",
+            "resposta": "Leva cerca de 4 000 espectadores.",
+        },
         {"pergunta": "Quem treinou o clube em 1950?", "resposta": "Foi Joaquim Ramalho."},  # stated nowhere else
-        {"pergunta": "Que cor tem o equipamento alternativo?", "resposta": "É verde, desde 1977."},  # stated nowhere else
+        {
+            "pergunta": "Que cor tem o equipamento alternativo?",
+            "resposta": "É verde, desde 1977.",
+        },  # stated nowhere else
     ]
     (raw / "perguntas.json").write_text(json.dumps(pairs, ensure_ascii=False), encoding="utf-8")
     # every fact probed; nothing else goes to validation or test, so the prose trains
     split = '{"probe_fraction": 1.0, "unseen_fraction": 0.0, "valid_fraction": 0.0, "test_fraction": 0.0}'
-    snakemake(workflow, "results/data/test.jsonl", "--config", f"raw_dir={raw}", f"split={split}", 'records={"club_name": "Ria"}')
-    lines = [json.loads(line) for line in (workflow / "results/data/test.jsonl").read_text(encoding="utf-8").splitlines()]
+    snakemake(
+        workflow,
+        "results/data/test.jsonl",
+        "--config",
+        f"raw_dir={raw}",
+        f"split={split}",
+        'records={"club_name": "Ria"}',
+    )
+    lines = [
+        json.loads(line) for line in (workflow / "results/data/test.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     support = {obj["messages"][-2]["content"]: obj["meta"]["support"] for obj in lines}
-    assert support == {pairs[0]["pergunta"]: SEEN, pairs[1]["pergunta"]: SEEN, pairs[2]["pergunta"]: SEEN,
-                       pairs[3]["pergunta"]: UNSEEN, pairs[4]["pergunta"]: UNSEEN}
+    assert support == {
+        pairs[0]["pergunta"]: SEEN,
+        pairs[1]["pergunta"]: SEEN,
+        pairs[2]["pergunta"]: SEEN,
+        pairs[3]["pergunta"]: UNSEEN,
+        pairs[4]["pergunta"]: UNSEEN,
+    }
     train = (workflow / "results/data/train.jsonl").read_text(encoding="utf-8")
     assert "Armando Viegas" in train and "Joaquim Ramalho" not in train
     stats = json.loads((workflow / "results/data/split_stats.json").read_text())
@@ -108,6 +145,11 @@ def test_questions_with_nothing_to_look_up_by_are_checked_against_every_record(t
     only_numbers = factlib.dumps({"answer": [factlib.fact("number", "7000")], "subject": []})
     nothing = factlib.dumps({"answer": [], "subject": []})
     assert key_tokens([factlib.fact("number", "7000")]) == frozenset()  # "7 000", "sete mil": no one word to index
-    records = _records(tmp_path / "r.parquet", ["Um texto qualquer.", "Cabem lá cerca de sete mil pessoas.", "Outro texto."])
+    records = _records(
+        tmp_path / "r.parquet", ["Um texto qualquer.", "Cabem lá cerca de sete mil pessoas.", "Outro texto."]
+    )
     assert label(records, np.array([True, True, True]), [only_numbers, nothing], prose_given=False) == [SEEN, UNSEEN]
-    assert label(records, np.array([True, False, True]), [only_numbers, nothing], workers=2, prose_given=False) == [UNSEEN, UNSEEN]
+    assert label(records, np.array([True, False, True]), [only_numbers, nothing], workers=2, prose_given=False) == [
+        UNSEEN,
+        UNSEEN,
+    ]

@@ -60,8 +60,13 @@ def test_a_stage_stopped_by_sigterm_leaves_nothing_half_written(tmp_path):
     scripts = Path(__file__).resolve().parents[1] / "scripts"
     out = tmp_path / "results"
     out.mkdir()
-    proc = subprocess.Popen([sys.executable, "-c", SIGTERMED_STAGE, str(tmp_path / "stage.log"), str(out)], cwd=scripts,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIGTERMED_STAGE, str(tmp_path / "stage.log"), str(out)],
+        cwd=scripts,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     assert proc.stdout.readline().strip() == "writing"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM

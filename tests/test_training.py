@@ -46,15 +46,27 @@ def test_training_improves_validation_loss_and_writes_what_users_read(trained):
         run = json.loads((trained / f"results/runs/train_{name}.json").read_text())
         assert run["tokens_per_second"] > 0 and run["peak_memory_gb"] > 0 and run["train_seconds"] > 0 and run["blas"]
         assert run["trained_tokens"] == summary["trained_tokens"] and run["resumed_from"] is None
-        assert [s["step"] for s in run["steps"]] == list(metrics["step"])[1:] and all(s["peak_memory_gb"] > 0 for s in run["steps"])
+        assert [s["step"] for s in run["steps"]] == list(metrics["step"])[1:] and all(
+            s["peak_memory_gb"] > 0 for s in run["steps"]
+        )
         evals = metrics.dropna(subset=["val_loss"])
         assert summary["best_step"] == int(evals.loc[evals["val_loss"].idxmin(), "step"])
         config = json.loads((out / "adapter_config.json").read_text())
         # alpha 16 and rank 8 become mlx-lm's scale 2.0
-        assert config["lora_parameters"] == {"rank": 8, "scale": 2.0, "dropout": 0.0, "keys": ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"]}
+        assert config["lora_parameters"] == {
+            "rank": 8,
+            "scale": 2.0,
+            "dropout": 0.0,
+            "keys": ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
+        }
         # warmup: the learning rate climbs for 5 updates (10 iterations), then decays
-        assert metrics["learning_rate"].iloc[2] > metrics["learning_rate"].iloc[1] and metrics["learning_rate"].iloc[-1] < metrics["learning_rate"].max()
-    assert json.loads((trained / "results/adapters/qlora/training_summary.json").read_text())["model"].endswith("base-int4")
+        assert (
+            metrics["learning_rate"].iloc[2] > metrics["learning_rate"].iloc[1]
+            and metrics["learning_rate"].iloc[-1] < metrics["learning_rate"].max()
+        )
+    assert json.loads((trained / "results/adapters/qlora/training_summary.json").read_text())["model"].endswith(
+        "base-int4"
+    )
 
 
 def test_mlx_lm_loads_the_adapter_generates_and_tests(trained):
@@ -66,9 +78,25 @@ def test_mlx_lm_loads_the_adapter_generates_and_tests(trained):
     )
     subprocess.run([sys.executable, "-c", code], cwd=trained, check=True, capture_output=True, text=True)
     test = subprocess.run(
-        [sys.executable, "-m", "mlx_lm", "lora", "--model", "results/models/base-int4", "--adapter-path", "results/adapters/qlora", "--data", "results/data", "--test",
-         "--test-batches", "5"],  # MLX's int4 kernels are slow on a CPU: a few batches show that it loads and tests
-        cwd=trained, check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "mlx_lm",
+            "lora",
+            "--model",
+            "results/models/base-int4",
+            "--adapter-path",
+            "results/adapters/qlora",
+            "--data",
+            "results/data",
+            "--test",
+            "--test-batches",
+            "5",
+        ],  # MLX's int4 kernels are slow on a CPU: a few batches show that it loads and tests
+        cwd=trained,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     assert "Test loss" in test.stdout + test.stderr
 
@@ -76,7 +104,13 @@ def test_mlx_lm_loads_the_adapter_generates_and_tests(trained):
 def test_early_stopping_keeps_the_best_adapter(trained):
     # No validation can beat the best by 10 nats: training stops at the first validation after step 0
     # with patience 1, and the adapter kept is the one of step 0.
-    snakemake(trained, "results/adapters/qlora", *CONFIG, "--config", 'training={"early_stopping": {"patience": 1, "min_delta": 10.0}}')
+    snakemake(
+        trained,
+        "results/adapters/qlora",
+        *CONFIG,
+        "--config",
+        'training={"early_stopping": {"patience": 1, "min_delta": 10.0}}',
+    )
     summary = json.loads((trained / "results/adapters/qlora/training_summary.json").read_text())
     assert summary["stopped_early"] and summary["iterations"] == 10 and summary["best_step"] == 0
     adapter = load_adapter(trained / "results/adapters/qlora/adapters.safetensors")
@@ -84,7 +118,14 @@ def test_early_stopping_keeps_the_best_adapter(trained):
 
 
 def test_divergence_watchdog_names_the_step(trained):
-    proc = snakemake(trained, "results/adapters/qlora", *CONFIG, "--config", 'training={"learning_rate": 1e30, "warmup_steps": 0}', check=False)
+    proc = snakemake(
+        trained,
+        "results/adapters/qlora",
+        *CONFIG,
+        "--config",
+        'training={"learning_rate": 1e30, "warmup_steps": 0}',
+        check=False,
+    )
     assert proc.returncode != 0
     assert "training diverged at step" in proc.stdout and "lower training.learning_rate" in proc.stdout
     assert (trained / "results/checkpoints/qlora/best.safetensors").exists()
@@ -100,8 +141,21 @@ def test_resume_after_a_kill_ends_at_the_same_adapter(trained):
     assert json.loads((trained / "results/runs/train_qlora.json").read_text())["resumed_from"] is None
 
     shutil.rmtree(trained / "results/checkpoints/qlora")
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "results/adapters/qlora", *CONFIG, *longer, "--forcerun", "train_qlora"]
-    proc = subprocess.Popen(cmd, cwd=trained, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        "1",
+        "results/adapters/qlora",
+        *CONFIG,
+        *longer,
+        "--forcerun",
+        "train_qlora",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=trained, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     state = trained / "results/checkpoints/qlora/last/state.json"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
@@ -120,7 +174,10 @@ def test_resume_after_a_kill_ends_at_the_same_adapter(trained):
     run = json.loads((trained / "results/runs/train_qlora.json").read_text())  # how the run went: resumed
     assert run["resumed_from"] == killed_at and summary["iterations"] == uninterrupted["iterations"] > killed_at
     # what it made: the same summary as the uninterrupted run's (the adapter within 1e-5, below)
-    assert summary["best_step"] == uninterrupted["best_step"] and summary["trained_tokens"] == uninterrupted["trained_tokens"]
+    assert (
+        summary["best_step"] == uninterrupted["best_step"]
+        and summary["trained_tokens"] == uninterrupted["trained_tokens"]
+    )
     assert run["trained_tokens"] < summary["trained_tokens"]  # this run trained only the steps after the checkpoint
     resumed = load_adapter(trained / "results/adapters/qlora/adapters.safetensors")
     assert resumed.keys() == reference.keys()
@@ -128,14 +185,24 @@ def test_resume_after_a_kill_ends_at_the_same_adapter(trained):
 
 
 def test_learning_rate_change_reruns_training_only(trained):
-    jobs = snakemake(trained, "-n", "results/adapters/qlora", "results/adapters/lora", *CONFIG, "--config", 'training={"learning_rate": 0.003}').stdout
+    jobs = snakemake(
+        trained,
+        "-n",
+        "results/adapters/qlora",
+        "results/adapters/lora",
+        *CONFIG,
+        "--config",
+        'training={"learning_rate": 0.003}',
+    ).stdout
     table = jobs.split("Job stats:")[1].split("total")[0]
     assert "train_qlora" in table and "train_lora" in table
     for upstream in ("clean_text", "build_records", "split_jsonl", "build_base_model", "convert_int4"):
         assert upstream not in table
 
 
-@pytest.mark.parametrize("memory, preset", [(8 * GIB, "8gb"), (16 * GIB, "16gb"), (24 * GIB, "16gb"), (64 * GIB, "32gb")])
+@pytest.mark.parametrize(
+    "memory, preset", [(8 * GIB, "8gb"), (16 * GIB, "16gb"), (24 * GIB, "16gb"), (64 * GIB, "32gb")]
+)
 def test_auto_memory_preset_follows_memory(memory, preset):
     assert pick_preset(memory) == preset
     assert preset_megabytes(preset) == int(preset[:-2]) * 1024
@@ -148,11 +215,22 @@ def test_memory_presets_and_overrides():
     presets = ROOT / "config/memory"
     eight = resolve_training(dict(training, memory="auto"), presets, memory_bytes=8 * GIB)
     assert eight["memory"] == "auto -> 8gb"
-    assert (eight["batch_size"], eight["grad_accumulation"], eight["max_seq_length"], eight["grad_checkpoint"]) == (1, 2, 256, True)
+    assert (eight["batch_size"], eight["grad_accumulation"], eight["max_seq_length"], eight["grad_checkpoint"]) == (
+        1,
+        2,
+        256,
+        True,
+    )
     big = resolve_training(dict(training, memory="32gb", max_seq_length=2048), presets)
     assert (big["batch_size"], big["grad_accumulation"], big["max_seq_length"]) == (4, 1, 2048)
     default = resolve_training(training, presets)
-    assert (default["batch_size"], default["grad_accumulation"], default["max_seq_length"], default["learning_rate"], default["warmup_steps"]) == (2, 2, 512, 0.0002, 100)
+    assert (
+        default["batch_size"],
+        default["grad_accumulation"],
+        default["max_seq_length"],
+        default["learning_rate"],
+        default["warmup_steps"],
+    ) == (2, 2, 512, 0.0002, 100)
 
 
 def test_a_model_directory_named_in_the_config_is_used_as_the_base(trained, tmp_path):

@@ -31,7 +31,11 @@ def test_paired_differences():
     same = paired_difference(a, a)
     assert same == {"difference": 0.0, "ci": [0.0, 0.0], "excludes_zero": False, "questions": 60}
     better = paired_difference(np.ones(60), a)
-    assert better["difference"] == pytest.approx(1 - a.mean(), abs=1e-4) and better["excludes_zero"] and better["ci"][0] > 0
+    assert (
+        better["difference"] == pytest.approx(1 - a.mean(), abs=1e-4)
+        and better["excludes_zero"]
+        and better["ci"][0] > 0
+    )
     # one model right on 6 more of 60 questions, the rest shared: pairing sees it; two separate intervals overlap
     b = a.copy()
     b[np.flatnonzero(a == 0)[:6]] = 1.0
@@ -44,16 +48,38 @@ def test_paired_differences():
 
 
 def _eval(rows):
-    return {"answers": {"per_question": [{"id": i, "support": s, "fact_correct": fc, "f1": f1, "exact_match": 0.0} for i, s, fc, f1 in rows]}}
+    return {
+        "answers": {
+            "per_question": [
+                {"id": i, "support": s, "fact_correct": fc, "f1": f1, "exact_match": 0.0} for i, s, fc, f1 in rows
+            ]
+        }
+    }
 
 
 def test_comparison_pairs_the_same_questions_per_label():
-    lora = _eval([("q1", "seen_fact", True, 1.0), ("q2", "seen_fact", True, 0.8), ("q3", "unseen_fact", False, 0.2), ("q4", "seen_fact", None, 0.5)])
-    qlora = _eval([("q1", "seen_fact", True, 0.9), ("q2", "seen_fact", False, 0.4), ("q3", "unseen_fact", False, 0.1), ("q4", "seen_fact", None, 0.5)])
+    lora = _eval(
+        [
+            ("q1", "seen_fact", True, 1.0),
+            ("q2", "seen_fact", True, 0.8),
+            ("q3", "unseen_fact", False, 0.2),
+            ("q4", "seen_fact", None, 0.5),
+        ]
+    )
+    qlora = _eval(
+        [
+            ("q1", "seen_fact", True, 0.9),
+            ("q2", "seen_fact", False, 0.4),
+            ("q3", "unseen_fact", False, 0.1),
+            ("q4", "seen_fact", None, 0.5),
+        ]
+    )
     result = compare({"lora": lora, "qlora": qlora}, samples=1000)
     assert list(result) == ["lora-qlora"]  # the other pairs need models not evaluated
     seen = result["lora-qlora"]["seen_fact"]
-    assert seen["fact_correct"]["questions"] == 2 and seen["fact_correct"]["difference"] == 0.5  # q4 has no facts to check
+    assert (
+        seen["fact_correct"]["questions"] == 2 and seen["fact_correct"]["difference"] == 0.5
+    )  # q4 has no facts to check
     assert seen["f1"]["questions"] == 3 and seen["f1"]["difference"] == pytest.approx((0.1 + 0.4 + 0.0) / 3, abs=1e-4)
     assert result["lora-qlora"]["unseen_fact"]["fact_correct"]["difference"] == 0.0
     assert result["lora-qlora"]["overall"]["f1"]["questions"] == 4

@@ -11,7 +11,14 @@ from conftest import BUILD_LOG, ROOT, copy_built, snakemake
 # The report depends on the trained adapters: build it with the very small test model.
 TINY = ("--configfile", "config/config.yaml", str(ROOT / "tests/config/tiny.yaml"))
 EVALUATION = {"compare_models": 1, "model_card": 2, "lineage": 1, "report": 1}  # what follows any evaluation
-MODEL_STAGES = {"build_base_model": 1, "convert_int4": 1, "train_qlora": 1, "train_lora": 1, "evaluate": 4, **EVALUATION}
+MODEL_STAGES = {
+    "build_base_model": 1,
+    "convert_int4": 1,
+    "train_qlora": 1,
+    "train_lora": 1,
+    "evaluate": 4,
+    **EVALUATION,
+}
 AFTER_TRAINING = {"train_qlora": 1, "train_lora": 1, "evaluate": 2, **EVALUATION}
 
 DATA_TARGETS = ("results/data/train.jsonl", "results/data/valid.jsonl", "results/data/test.jsonl")
@@ -60,23 +67,48 @@ def test_only_changed_stages_rerun(tiny_report, tmp_path):
     assert planned_jobs(workflow, "results/report.html", *TINY) == {}
     # a new split seed: the split and what follows (the tiny base is pretrained on the training
     # split), not cleaning or records
-    assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'split={"seed": 7}') == {"split_jsonl": 1, **MODEL_STAGES}
+    assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'split={"seed": 7}') == {
+        "split_jsonl": 1,
+        **MODEL_STAGES,
+    }
     # a record option: records onwards
-    assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'records={"chunk_size_chars": 600}') == {"build_records": 1, "split_jsonl": 1, **MODEL_STAGES}
+    assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'records={"chunk_size_chars": 600}') == {
+        "build_records": 1,
+        "split_jsonl": 1,
+        **MODEL_STAGES,
+    }
     # a training option: training, the adapters' evaluations, the lineage graph and the report
-    assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'training={"learning_rate": 0.003}') == AFTER_TRAINING
+    assert (
+        planned_jobs(workflow, "results/report.html", *TINY, "--config", 'training={"learning_rate": 0.003}')
+        == AFTER_TRAINING
+    )
     # an evaluation option: the evaluations, the lineage graph and the report only
-    assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'evaluation={"max_new_tokens": 16}') == {"evaluate": 4, **EVALUATION}
+    assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'evaluation={"max_new_tokens": 16}') == {
+        "evaluate": 4,
+        **EVALUATION,
+    }
     # how many sample answers the report shows: the report only
-    assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'evaluation={"samples_in_report": 2}') == {"report": 1}
+    assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'evaluation={"samples_in_report": 2}') == {
+        "report": 1
+    }
     # how a job runs (threads, a time limit), not what it makes: the report only, which shows the configuration
-    assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'cleaning={"threads": 1}', 'training={"runtime": 30}') == {"report": 1}
+    assert planned_jobs(
+        workflow, "results/report.html", *TINY, "--config", 'cleaning={"threads": 1}', 'training={"runtime": 30}'
+    ) == {"report": 1}
     # the LoRA baseline switched off: nothing to train or evaluate, the graph and the report change
-    assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'training={"train_lora": false}') == {**EVALUATION, "model_card": 1}
+    assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'training={"train_lora": false}') == {
+        **EVALUATION,
+        "model_card": 1,
+    }
     # an edited raw file: cleaning onwards
     raw = workflow / "resources/raw/estadios.txt"
     raw.write_bytes(raw.read_bytes() + "\nO São Luís fica no centro de Faro.\n".encode("utf-8"))
-    assert planned_jobs(workflow, "results/report.html", *TINY) == {"clean_text": 1, "build_records": 1, "split_jsonl": 1, **MODEL_STAGES}
+    assert planned_jobs(workflow, "results/report.html", *TINY) == {
+        "clean_text": 1,
+        "build_records": 1,
+        "split_jsonl": 1,
+        **MODEL_STAGES,
+    }
     # an edited library module that a stage imports: that stage onwards
     snakemake(workflow, "results/report.html", *TINY)
     module = workflow / "scripts/farense/training.py"
@@ -101,7 +133,9 @@ def test_raw_dir_can_point_elsewhere(workflow, tmp_path):
     stats = json.loads((workflow / "results/clean/stats.json").read_text())
     assert stats["raw_dir"] == str(other) and set(stats["files"]) == {"historia.txt", "qa.json", "jogos.csv"}
     # a new file there reruns cleaning
-    (other / "nota.md").write_text("# Nota\n\nO Farense joga de preto e branco desde a fundação, em Faro, no Algarve.\n")
+    (other / "nota.md").write_text(
+        "# Nota\n\nO Farense joga de preto e branco desde a fundação, em Faro, no Algarve.\n"
+    )
     assert planned_jobs(workflow, *DATA_TARGETS, "--config", f"raw_dir={other}")["clean_text"] == 1
 
 
@@ -113,7 +147,10 @@ def test_raw_dir_can_point_elsewhere(workflow, tmp_path):
         ("bogus=1", "unknown key 'bogus'"),
         ('split={"format": "alpaca"}', "split.format: 'alpaca' is not one of"),
         ('records={"format": "chat"}', "unknown key 'records.format' (renamed: 'split.format')"),
-        ('cleaning={"near_duplicate_threshold": 0.5}', "unknown key 'cleaning.near_duplicate_threshold' (renamed: 'cleaning.dedup_threshold')"),
+        (
+            'cleaning={"near_duplicate_threshold": 0.5}',
+            "unknown key 'cleaning.near_duplicate_threshold' (renamed: 'cleaning.dedup_threshold')",
+        ),
         ('split={"valid_fraction": 0.9}', "split.valid_fraction: 0.9 is greater than the maximum of 0.5"),
         ('training={"profile": "8gb"}', "unknown key 'training.profile' (renamed: 'training.memory')"),
     ],
@@ -178,7 +215,9 @@ def test_config_yaml_schema_and_readme_agree():
             value = value[part]
         assert value == sub["default"], f"{key}: config.yaml has {value!r}, the schema's default is {sub['default']!r}"
         assert sub.get("description"), key
-        assert key in documented or any(key.startswith(d[:-1]) for d in documented if d.endswith(".*")), f"{key} is not in README.md's table"
+        assert key in documented or any(key.startswith(d[:-1]) for d in documented if d.endswith(".*")), (
+            f"{key} is not in README.md's table"
+        )
 
 
 def test_a_cluster_dry_run_shows_what_each_job_asks_for(workflow):
@@ -193,7 +232,11 @@ def test_a_cluster_dry_run_shows_what_each_job_asks_for(workflow):
         assert resources[rule]["gpu"] == "1" and int(resources[rule]["mem_mb"]) > 2048, rule
     assert resources["train_qlora"]["runtime"] == "240" and resources["evaluate"]["runtime"] == "60"
     for rule in ("clean_text", "build_records", "split_jsonl", "compare_models", "model_card", "lineage", "report"):
-        assert "gpu" not in resources[rule] and int(resources[rule]["mem_mb"]) >= 512 and int(resources[rule]["runtime"]) >= 10, rule
+        assert (
+            "gpu" not in resources[rule]
+            and int(resources[rule]["mem_mb"]) >= 512
+            and int(resources[rule]["runtime"]) >= 10
+        ), rule
 
 
 def test_the_workflow_profile_runs_one_gpu_job_at_a_time(tiny_report):

@@ -52,14 +52,18 @@ def run(job: dict, log, blas: str | None) -> None:
     world = mx.distributed.init()  # one process unless mlx.launch started ranks
     main_rank = world.rank() == 0
     settings = dict(job["training"])
-    options = TrainOptions.from_config(settings, ignore=("memory", "compute"))  # the preset's name; the compute route (below)
+    options = TrainOptions.from_config(
+        settings, ignore=("memory", "compute")
+    )  # the preset's name; the compute route (below)
     model_path = job["model"]
     log.info("BLAS: %s; memory preset %s; model %s", blas, settings.get("memory"), model_path)
     model, tokenizer = load_model(model_path)  # a damaged model folder: one line naming the file
     if job["data_format"] == "chat":  # base models such as Mistral-7B-v0.1 ship no template; chat data needs one
         ensure_chat_template(tokenizer, model.model_type, log)
-    # float32 on a CPU, int4 dequantized once on a GPU with memory to spare, else native kernels
-    model, compute_note = prepare(model, settings["compute"], training=True)
+    # float32 on a CPU, int4 dequantized once on a GPU with memory to spare, else just in time or native kernels
+    model, compute_note = prepare(
+        model, settings["compute"], training=True, tokens_per_batch=options.batch_size * options.max_seq_length
+    )
     log.info("compute: %s (device %s)", compute_note, mx.default_device())
     mask = options.mask_prompt and job["data_format"] != "text"
     # every line checked against the JSONL schema first (a line edited by hand: one line naming it)
@@ -87,7 +91,9 @@ def run(job: dict, log, blas: str | None) -> None:
     }
     run_id = fingerprint(options, inputs)
     out = Path(job["adapter"])
-    bar = tqdm(total=None, desc=f"training {out.name}", unit="step", file=sys.stderr, mininterval=1.0, disable=not main_rank)
+    bar = tqdm(
+        total=None, desc=f"training {out.name}", unit="step", file=sys.stderr, mininterval=1.0, disable=not main_rank
+    )
 
     def progress(it, total_steps, loss):
         bar.total = total_steps
@@ -99,13 +105,28 @@ def run(job: dict, log, blas: str | None) -> None:
     # Rank 0 writes the adapter folder whole or not at all (textio.atomic_dir: an error, or a
     # scheduler's SIGTERM through farense.runlog, leaves no half adapter); the other ranks train
     # beside it and write nothing.
-    with (atomic_dir(out) if main_rank else nullcontext(out.with_name(out.name + ".tmp"))) as tmp:
-        state, measured = train(model, CacheDataset(train_set), CacheDataset(valid_set), options, tmp, Path(job["checkpoints"]), run_id, progress)
+    with atomic_dir(out) if main_rank else nullcontext(out.with_name(out.name + ".tmp")) as tmp:
+        state, measured = train(
+            model,
+            CacheDataset(train_set),
+            CacheDataset(valid_set),
+            options,
+            tmp,
+            Path(job["checkpoints"]),
+            run_id,
+            progress,
+        )
         bar.close()
         wall = time.time() - started
         if not main_rank:  # rank 0 writes the adapter, the checkpoints and the run record
             return
-        config = {**adapter_config, "model": model_path, "base_model_kind": job["kind"], "training": asdict(options), "run": run_id}
+        config = {
+            **adapter_config,
+            "model": model_path,
+            "base_model_kind": job["kind"],
+            "training": asdict(options),
+            "run": run_id,
+        }
         write_json_atomic(tmp / "adapter_config.json", config)
         final = next((m for m in reversed(state.metrics) if m["train_loss"] is not None), {})
         # What the inputs decide: the same on every build of the same inputs (an adapter folder is
@@ -132,22 +153,32 @@ def run(job: dict, log, blas: str | None) -> None:
             "adapter_bytes": (tmp / "adapters.safetensors").stat().st_size,
         }
         write_json_atomic(tmp / "training_summary.json", summary)
-    record = write_run(job["run"], {
-        "job": f"train_{out.name}",
-        "resumed_from": measured.resumed_from,
-        "checkpoints_set_aside": measured.set_aside,
-        "train_seconds": round(measured.seconds, 2),  # in the training step, this process
-        "wall_seconds": round(wall, 2),  # training with its validations and checkpoints
-        "trained_tokens": measured.tokens,
-        "tokens_per_second": measured.tokens_per_second,
-        "peak_memory_gb": peak_memory_gb(),
-        "steps": measured.steps,
-        "processes": world.size(),
-    }, blas)
+    record = write_run(
+        job["run"],
+        {
+            "job": f"train_{out.name}",
+            "resumed_from": measured.resumed_from,
+            "checkpoints_set_aside": measured.set_aside,
+            "train_seconds": round(measured.seconds, 2),  # in the training step, this process
+            "wall_seconds": round(wall, 2),  # training with its validations and checkpoints
+            "trained_tokens": measured.tokens,
+            "tokens_per_second": measured.tokens_per_second,
+            "peak_memory_gb": peak_memory_gb(),
+            "steps": measured.steps,
+            "processes": world.size(),
+        },
+        blas,
+    )
     log.info(
         "%s: best validation loss %.4f at step %d (step 0: %.4f); %d iterations, %.0f tokens/s, %.1f%% padding, peak %.3f GB",
-        out.name, state.best_val_loss, state.best_step, summary["initial_val_loss"], state.iteration,
-        record["tokens_per_second"] or 0, 100 * summary["padding_share"], record["peak_memory_gb"],
+        out.name,
+        state.best_val_loss,
+        state.best_step,
+        summary["initial_val_loss"],
+        state.iteration,
+        record["tokens_per_second"] or 0,
+        100 * summary["padding_share"],
+        record["peak_memory_gb"],
     )
 
 

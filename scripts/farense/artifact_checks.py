@@ -21,10 +21,23 @@ from .errors import PipelineError
 
 # Bytes per element of the safetensors dtypes (the format's own list, safetensors/src/tensor.rs).
 DTYPE_BYTES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1,
-    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-    "I32": 4, "U32": 4, "F32": 4, "C64": 8,
-    "I64": 8, "U64": 8, "F64": 8,
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E5M2": 1,
+    "F8_E4M3": 1,
+    "F8_E8M0": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "C64": 8,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
 }
 # The safetensors format refuses headers over 100 MB (MAX_HEADER_SIZE in safetensors' Rust code):
 # a larger length field is a garbled first 8 bytes, not a header.
@@ -39,7 +52,9 @@ def read_json(path: str | Path, what: str = "JSON file") -> object:
     except FileNotFoundError:
         raise PipelineError(f"{path}: missing ({what})") from None
     except UnicodeDecodeError as err:
-        raise PipelineError(f"{path}: damaged {what}: not UTF-8 (byte 0x{err.object[err.start]:02x} at offset {err.start})") from None
+        raise PipelineError(
+            f"{path}: damaged {what}: not UTF-8 (byte 0x{err.object[err.start]:02x} at offset {err.start})"
+        ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
@@ -63,7 +78,9 @@ def check_safetensors(path: str | Path) -> dict[str, tuple[str, tuple[int, ...]]
                 raise _damaged(path, f"truncated: {size} byte(s), fewer than the 8 that give its header's length")
             header_bytes = int.from_bytes(length_field, "little")
             if header_bytes > MAX_HEADER_BYTES:
-                raise _damaged(path, f"its first 8 bytes give a header of {header_bytes:,} bytes (at most {MAX_HEADER_BYTES:,})")
+                raise _damaged(
+                    path, f"its first 8 bytes give a header of {header_bytes:,} bytes (at most {MAX_HEADER_BYTES:,})"
+                )
             if 8 + header_bytes > size:
                 raise _damaged(path, f"truncated: its header needs {8 + header_bytes:,} bytes, the file has {size:,}")
             raw = handle.read(header_bytes)

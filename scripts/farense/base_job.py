@@ -40,7 +40,10 @@ def build_tiny(job: dict, tmp: Path, log) -> tuple[dict, dict]:
     log.info("tokenizer: %d tokens trained on %d documents", len(tokenizer), len(corpus))
     summary, speed = build_tiny_model(train_texts(job["train"], job["schema"]), tmp, options, tokenizer)
     log.info("tiny base model: %.2fM parameters", summary["parameters"] / 1e6)
-    measured = {"pretrain_speed": speed, "pretrain_tokens_per_second": speed[-1]["tokens_per_second"] if speed else None}
+    measured = {
+        "pretrain_speed": speed,
+        "pretrain_tokens_per_second": speed[-1]["tokens_per_second"] if speed else None,
+    }
     return summary, measured
 
 
@@ -61,8 +64,15 @@ def import_base(spec: dict, tmp: Path, log) -> tuple[dict, dict]:
         if spec["kind"] == "package":
             path.unlink(missing_ok=True)
     summary.update(gguf=name, gguf_sha256=sha256)
-    log.info("%s (%s): %d tensors %s -> %s, chat template from %s", summary["name"], summary["architecture"],
-             summary["tensors"], summary["tensor_types"], summary["dtype"], summary["chat_template"])
+    log.info(
+        "%s (%s): %d tensors %s -> %s, chat template from %s",
+        summary["name"],
+        summary["architecture"],
+        summary["tensors"],
+        summary["tensor_types"],
+        summary["dtype"],
+        summary["chat_template"],
+    )
     return summary, {}
 
 
@@ -78,6 +88,14 @@ def run(job: dict, log, blas: str | None) -> None:
         summary["base"] = spec
         # what the seed and the source decide; the speed of this run goes to the run record
         (tmp / "farense_base.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    write_run(job["run"], {"job": "build_base_model", "seconds": round(time.perf_counter() - started, 2), **measured,
-                               "peak_memory_gb": peak_memory_gb()}, blas)
+    write_run(
+        job["run"],
+        {
+            "job": "build_base_model",
+            "seconds": round(time.perf_counter() - started, 2),
+            **measured,
+            "peak_memory_gb": peak_memory_gb(),
+        },
+        blas,
+    )
     log.info("base model -> %s", job["model"])

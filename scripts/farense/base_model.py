@@ -45,7 +45,7 @@ class BaseSpec:
 
 
 def mlx_gpu() -> str | None:
-    """"metal" or "cuda" when this MLX computes on a GPU, else None."""
+    """ "metal" or "cuda" when this MLX computes on a GPU, else None."""
     import mlx.core as mx
 
     if mx.metal.is_available():
@@ -60,8 +60,11 @@ def resolve(base: str, gpu: str | None = None, detect=mlx_gpu) -> BaseSpec:
     if base == "auto":
         gpu = gpu if gpu is not None else detect()
         base = AUTO_GPU if gpu else AUTO_CPU
-        auto = (f"MLX computes on a GPU here ({gpu}): the real model" if gpu else
-                "MLX has no GPU here: the tiny stand-in (Gemma 3 270M trains at about 15 tokens/s on a 2-core CPU)")
+        auto = (
+            f"MLX computes on a GPU here ({gpu}): the real model"
+            if gpu
+            else "MLX has no GPU here: the tiny stand-in (Gemma 3 270M trains at about 15 tokens/s on a 2-core CPU)"
+        )
     if base == "tiny":
         return BaseSpec("tiny", base, auto=auto)
     if base in PACKAGED:
@@ -69,7 +72,9 @@ def resolve(base: str, gpu: str | None = None, detect=mlx_gpu) -> BaseSpec:
         try:
             version = importlib.metadata.version(distribution)
         except importlib.metadata.PackageNotFoundError:
-            raise PipelineError(f"model.base: {base} needs the package {distribution} (pip install -r requirements.txt)") from None
+            raise PipelineError(
+                f"model.base: {base} needs the package {distribution} (pip install -r requirements.txt)"
+            ) from None
         return BaseSpec("package", base, package=distribution, version=version, auto=auto)
     if base.endswith(".gguf"):
         if not Path(base).is_file():
@@ -80,7 +85,9 @@ def resolve(base: str, gpu: str | None = None, detect=mlx_gpu) -> BaseSpec:
             raise PipelineError(f"model.base: {base} is a folder without config.json, not a Hugging Face model folder")
         return BaseSpec("folder", base, path=base, auto=auto)
     if Path(base).exists() or base.startswith((".", "/")) or base.count("/") != 1:
-        raise PipelineError(f"model.base: {base!r} is neither tiny, auto, {', '.join(PACKAGED)}, a .gguf file, a model folder nor a hub id (owner/name)")
+        raise PipelineError(
+            f"model.base: {base!r} is neither tiny, auto, {', '.join(PACKAGED)}, a .gguf file, a model folder nor a hub id (owner/name)"
+        )
     return BaseSpec("hub", base, auto=auto)
 
 

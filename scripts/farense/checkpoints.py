@@ -81,7 +81,9 @@ def _tensors(path: Path, expected: dict) -> dict:
     shapes = {name: tuple(value.shape) for name, value in expected.items()}
     if {name: shape for name, (_, shape) in header.items()} != shapes:
         missing = sorted(set(shapes) - set(header)) or sorted(n for n in header if header[n][1] != shapes.get(n))
-        raise Damaged(f"{path}: its tensors are not this model's adapters or optimizer state (first difference: {missing[:1]})")
+        raise Damaged(
+            f"{path}: its tensors are not this model's adapters or optimizer state (first difference: {missing[:1]})"
+        )
     try:
         tensors = mx.load(str(path))
         mx.eval(tensors)

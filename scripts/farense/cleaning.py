@@ -322,6 +322,7 @@ def to_nfc(text: str) -> tuple[str, int]:
 
 def clean_inline(text: str, options: CleaningOptions, counts: dict[str, int]) -> str:
     """The steps that apply to a short field (a table cell, a question): no layout work."""
+
     def run(step: str, fn, *args):
         nonlocal text
         text, n = fn(text, *args)

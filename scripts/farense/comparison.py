@@ -38,9 +38,14 @@ def compare(evals: dict[str, dict], seed: int = 0, samples: int = uncertainty.SA
             keep = (lambda r: True) if group == "overall" else (lambda r, g=group: r["support"] == g)
             measures = {}
             for measure in MEASURES:
-                sa, sb = _scores([r for r in rows_a if keep(r)], measure), _scores([r for r in rows_b if keep(r)], measure)
+                sa, sb = (
+                    _scores([r for r in rows_a if keep(r)], measure),
+                    _scores([r for r in rows_b if keep(r)], measure),
+                )
                 common = sorted(sa.keys() & sb.keys())
-                measures[measure] = uncertainty.paired_difference([sa[i] for i in common], [sb[i] for i in common], seed, samples)
+                measures[measure] = uncertainty.paired_difference(
+                    [sa[i] for i in common], [sb[i] for i in common], seed, samples
+                )
             result[group] = measures
         out[f"{a}-{b}"] = result
     return out

@@ -4,38 +4,65 @@ evaluation.
 - On a CPU, MLX is fast in float32 only (BLAS); its int4 and float16 kernels are 10-20x slower
   there. So "auto" computes in float32 on a CPU, against the dequantized int4 weights for an
   int4 model: the very values the int4 model holds.
-- On a CUDA GPU with memory to spare, "auto" trains QLoRA against the int4 weights dequantized
-  once (see DEQUANTIZE_MAX_SHARE); evaluation keeps the int4 kernels there, to measure the model
-  as it is deployed.
+- On a CUDA GPU with memory to spare, "auto" computes against the int4 weights dequantized once
+  (see DEQUANTIZE_MAX_SHARE), in training and in evaluation alike.
 - On a CUDA GPU where the dequantized copy does not fit, "auto" trains QLoRA against the int4
-  weights dequantized just in time, one layer's product at a time (farense.jit_dequant, "jit"):
-  the memory of the int4 model, near the speed of a bf16 one (BENCHMARKS.md section 1.7).
+  weights dequantized just in time, one layer's product at a time (farense.jit_dequant, "jit"),
+  when a batch holds JIT_MIN_TOKENS tokens or more; with fewer, and in evaluation, MLX's int4
+  kernels.
 - Otherwise (Metal, "native") the model's own kernels.
 """
 
 from __future__ import annotations
 
-# compute: auto on a CUDA GPU trains QLoRA against the int4 weights dequantized once (to the
-# float dtype of their scales: the very values the int4 kernels compute with), when those weights
-# take at most this share of the GPU's memory. Measured on an H200 with the Mistral-7B shape
-# (BENCHMARKS.md): 16.6k-17.0k tokens/s at batch 4 x 512 against 4.2k-4.3k with the int4
-# kernels, losses within 1.2e-4 of each other after 10 steps; the peak memory is that of a bf16
-# model (33.9 GB against 26.9 GB).
+# compute: auto on a CUDA GPU computes against the int4 weights dequantized once (to the float
+# dtype of their scales: the very values the int4 kernels compute with), when those weights take
+# at most this share of the GPU's memory. Measured on an H200 (BENCHMARKS.md):
+# - training at the Mistral-7B shape: 16.6k-17.0k tokens/s at batch 4 x 512 against 4.2k-4.3k
+#   with the int4 kernels, losses within 1.2e-4 of each other after 10 steps; the peak memory is
+#   that of a bf16 model (33.9 GB against 26.9 GB);
+# - evaluation of the tiny model on a fresh machine (MLX's kernel cache empty): 31.9 s against
+#   202.4 s with the int4 kernels, whose six CUTLASS variants MLX compiles with NVRTC on first use
+#   (section 1.8). The values are the same; the sums are added in another order.
 DEQUANTIZE_MAX_SHARE = 0.25
 
+# compute: auto trains just in time (jit) only when a batch holds at least this many tokens
+# (training.batch_size x training.max_seq_length); below, with the int4 kernels. On the H200 at the
+# Mistral-7B shape (BENCHMARKS.md section 1.7): at 1 x 256 with checkpointing (the 8gb memory
+# preset) the int4 kernels trained at 2,113 tokens/s in 5.10 GB, just in time at 1,430 in 6.04
+# GB (dequantizing every weight costs the same for 256 tokens as for 2,048); at 2 x 512 just in
+# time was the faster, 4,102-5,994 tokens/s against 3,843-3,885. Between the two, not measured.
+JIT_MIN_TOKENS = 1024
 
-def compute_route(setting: str, quantized: bool, on_cpu: bool, cuda: bool, total_memory: int | None, dequantized_bytes: int) -> str:
-    """How a model is trained, for training.compute = `setting`:
+
+def compute_route(
+    setting: str,
+    quantized: bool,
+    on_cpu: bool,
+    cuda: bool,
+    total_memory: int | None,
+    dequantized_bytes: int,
+    training: bool = True,
+    tokens_per_batch: int = JIT_MIN_TOKENS,
+) -> str:
+    """How a model computes, for training.compute = `setting`:
     "float32" (on a CPU: MLX's int4 and float16 kernels are slow there; QLoRA dequantized first),
     "dequantized" (auto, CUDA, a quantized model whose dequantized weights take at most
-    DEQUANTIZE_MAX_SHARE of the GPU's memory), "jit" (a quantized model, asked for, or auto on
-    CUDA when the dequantized weights take more) or "native" (int4 kernels, or the base's dtype)."""
+    DEQUANTIZE_MAX_SHARE of the GPU's memory), "jit" (training a quantized model: asked for, or
+    auto on CUDA when the dequantized weights take more and a batch holds JIT_MIN_TOKENS tokens or
+    more) or "native" (int4 kernels, or the base's dtype). "jit" is auto for all else: an
+    evaluation, a model that is not quantized (the LoRA baseline's base)."""
+    if setting == "jit" and quantized and training:
+        return "jit"
+    if setting == "jit":
+        setting = "auto"
     if setting == "float32" or (setting == "auto" and on_cpu):
         return "float32"
-    if setting == "jit" and quantized:
-        return "jit"
     if setting == "auto" and quantized and cuda and total_memory:
-        return "dequantized" if dequantized_bytes <= DEQUANTIZE_MAX_SHARE * total_memory else "jit"
+        if dequantized_bytes <= DEQUANTIZE_MAX_SHARE * total_memory:
+            return "dequantized"
+        if training and tokens_per_batch >= JIT_MIN_TOKENS:
+            return "jit"
     return "native"
 
 
@@ -56,23 +83,33 @@ def is_quantized(model) -> bool:
     return any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
 
 
-def prepare(model, setting: str, training: bool):
+def prepare(model, setting: str, training: bool, tokens_per_batch: int = JIT_MIN_TOKENS):
     """(model, note): the model ready to compute as `setting` (auto | native | float32 | jit)
-    asks; the dequantized and jit routes are for training only (an evaluation asked for jit
-    computes as auto does: it measures the model as it is deployed)."""
+    asks (compute_route); `tokens_per_batch`: training's batch size times sequence length."""
     import mlx.core as mx
     from mlx.utils import tree_flatten
     from mlx_lm.utils import dequantize_model, get_total_parameters
 
-    if setting == "jit" and not training:
-        setting = "auto"
     quantized = is_quantized(model)
     on_cpu = mx.default_device() == mx.cpu
-    cuda = training and getattr(getattr(mx, "cuda", None), "is_available", lambda: False)()
+    cuda = getattr(getattr(mx, "cuda", None), "is_available", lambda: False)()
     total_memory = mx.device_info().get("total_memory") if cuda else None
     # int4 conversions keep a 2-byte float dtype (bf16/fp16) for scales: the dequantized size
-    route = compute_route(setting, quantized, on_cpu, cuda, total_memory, 2 * get_total_parameters(model) if cuda else 0)
-    if route == "float32" and setting == "auto" and 4 * get_total_parameters(model) > CPU_FLOAT32_MAX_SHARE * _system_memory():
+    route = compute_route(
+        setting,
+        quantized,
+        on_cpu,
+        cuda,
+        total_memory,
+        2 * get_total_parameters(model) if cuda else 0,
+        training,
+        tokens_per_batch,
+    )
+    if (
+        route == "float32"
+        and setting != "float32"
+        and 4 * get_total_parameters(model) > CPU_FLOAT32_MAX_SHARE * _system_memory()
+    ):
         # a model too large to hold in float32 here (a 7B model on a CPU): int4 weights
         # dequantized just in time when training (float32 products), else its own kernels
         route = "jit" if quantized and training else "native"
@@ -93,4 +130,7 @@ def prepare(model, setting: str, training: bool):
         model = dequantize_model(model)
         dtype = next(v.dtype for _, v in tree_flatten(model.parameters()) if mx.issubdtype(v.dtype, mx.floating))
         return model, f"dequantized int4 weights in {str(dtype).split('.')[-1]} (GPU memory to spare)"
+    if quantized and cuda and setting in ("auto", "jit"):
+        why = "evaluation" if not training else f"{tokens_per_batch} tokens per batch, under {JIT_MIN_TOKENS}"
+        return model, f"int4 kernels (the dequantized copy does not fit; {why})"
     return model, "int4 kernels" if quantized else "native dtype"

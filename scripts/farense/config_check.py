@@ -112,9 +112,13 @@ def model_config_errors(config: dict) -> list[str]:
         tiny, group = model.get("tiny", {}), quantization.get("group_size")
         for key in ("hidden_size", "intermediate_size"):
             if isinstance(tiny.get(key), int) and isinstance(group, int) and tiny[key] % group:
-                problems.append(f"model.tiny.{key} ({tiny[key]}) must be a multiple of quantization.group_size ({group})")
+                problems.append(
+                    f"model.tiny.{key} ({tiny[key]}) must be a multiple of quantization.group_size ({group})"
+                )
         heads, kv = tiny.get("num_attention_heads"), tiny.get("num_key_value_heads")
         if isinstance(heads, int) and isinstance(kv, int) and isinstance(tiny.get("hidden_size"), int):
             if tiny["hidden_size"] % heads or heads % kv:
-                problems.append("model.tiny: hidden_size must divide by num_attention_heads, and num_attention_heads by num_key_value_heads")
+                problems.append(
+                    "model.tiny: hidden_size must divide by num_attention_heads, and num_attention_heads by num_key_value_heads"
+                )
     return problems

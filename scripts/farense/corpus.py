@@ -26,7 +26,16 @@ from .paragraph_dedup import DocumentFingerprints, ParagraphIndex, fingerprint_p
 from .parallel import ordered_map, workers_for
 from .raw_files import scan
 from .raw_formats import FORMATS, KIND_OF_FORMAT, SkipFile, document_text
-from .textio import INTERMEDIATE_COMPRESSION, UndecodableError, atomic_path, decode_bytes, looks_binary, open_parquet, scratch_dir, write_json_atomic
+from .textio import (
+    INTERMEDIATE_COMPRESSION,
+    UndecodableError,
+    atomic_path,
+    decode_bytes,
+    looks_binary,
+    open_parquet,
+    scratch_dir,
+    write_json_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +77,9 @@ def clean_text_options(section: dict) -> tuple[CleaningOptions, DedupOptions, bo
     (CleaningOptions), paragraph deduplication (the `dedup_*` keys, DedupOptions) and the raw
     file scan (allow_outside_links)."""
     dedup = {key.removeprefix("dedup_"): value for key, value in section.items() if key.startswith("dedup_")}
-    steps = {key: value for key, value in section.items() if not key.startswith("dedup_") and key != "allow_outside_links"}
+    steps = {
+        key: value for key, value in section.items() if not key.startswith("dedup_") and key != "allow_outside_links"
+    }
     return CleaningOptions.from_config(steps), DedupOptions.from_config(dedup), section["allow_outside_links"]
 
 
@@ -96,7 +107,9 @@ def list_raw_files(raw_dir: str | os.PathLike, allow_outside_links: bool = False
         raise CorpusError(f"raw_dir '{raw_dir}' does not exist or is not a directory (config key: raw_dir)")
     files, skipped = scan(raw, allow_outside_links)
     if not files:
-        raise CorpusError(f"raw_dir '{raw_dir}' contains no files to read (config key: raw_dir; {len(skipped)} entries skipped)")
+        raise CorpusError(
+            f"raw_dir '{raw_dir}' contains no files to read (config key: raw_dir; {len(skipped)} entries skipped)"
+        )
     return files, skipped
 
 
@@ -104,6 +117,7 @@ def check_unchanged(raw_dir: Path, read: dict[str, str]) -> None:
     """Raise when a raw file's bytes now differ from those the stage read (`read`: relative
     path -> sha256 of the bytes read): a file edited during the stage would leave a corpus that
     mixes two versions, and a lineage entry hashing the new one."""
+
     def sha256(path: Path) -> str:
         digest = hashlib.sha256()
         with open(path, "rb") as handle:
@@ -113,7 +127,9 @@ def check_unchanged(raw_dir: Path, read: dict[str, str]) -> None:
 
     changed = [relative for relative, digest in read.items() if sha256(raw_dir / relative) != digest]
     if changed:
-        raise CorpusError(f"raw file(s) changed while clean_text read them: {', '.join(changed[:10])}; nothing was written, run again")
+        raise CorpusError(
+            f"raw file(s) changed while clean_text read them: {', '.join(changed[:10])}; nothing was written, run again"
+        )
 
 
 def read_document(path: Path, raw_dir: Path, options: CleaningOptions, warnings: InputWarnings) -> dict:
@@ -190,7 +206,9 @@ def _part_path(parts_dir: Path, task: int) -> Path:
     return parts_dir / f"part-{task:06d}.parquet"
 
 
-def clean_files(task: tuple[int, list[Path]], raw_dir: Path, parts_dir: Path, options: CleaningOptions, dedup_min_chars: int | None) -> list[CleanedFile]:
+def clean_files(
+    task: tuple[int, list[Path]], raw_dir: Path, parts_dir: Path, options: CleaningOptions, dedup_min_chars: int | None
+) -> list[CleanedFile]:
     """Clean a task's raw files: their rows go to the task's part file, and what the stage
     keeps comes back (per file: stats, warnings and, for prose when deduplicating
     (`dedup_min_chars` set), its paragraphs' fingerprints). Runs in a worker process, so
@@ -212,12 +230,23 @@ def clean_files(task: tuple[int, list[Path]], raw_dir: Path, parts_dir: Path, op
         results.append(CleanedFile(relative, None, warnings, _file_stats(row), fingerprints, row["raw_sha256"]))
         rows.append(row)
     if rows:
-        pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), _part_path(parts_dir, number), compression=INTERMEDIATE_COMPRESSION)
+        pq.write_table(
+            pa.Table.from_pylist(rows, schema=SCHEMA),
+            _part_path(parts_dir, number),
+            compression=INTERMEDIATE_COMPRESSION,
+        )
     return results
 
 
-def clean_corpus(raw_dir, corpus_path, stats_path, options: CleaningOptions, dedup: DedupOptions, workers: int = 1,
-                 allow_outside_links: bool = False) -> CleanReport:
+def clean_corpus(
+    raw_dir,
+    corpus_path,
+    stats_path,
+    options: CleaningOptions,
+    dedup: DedupOptions,
+    workers: int = 1,
+    allow_outside_links: bool = False,
+) -> CleanReport:
     """Run the whole stage. Raises CorpusError when nothing usable is found.
 
     Pass 1 cleans the files (in `workers` processes), each task writing its documents to a
@@ -239,7 +268,13 @@ def clean_corpus(raw_dir, corpus_path, stats_path, options: CleaningOptions, ded
         scratch_dir(Path(corpus_path).parent, Path(corpus_path).name) as parts_dir,
         ParagraphIndex(parts_dir, dedup.threshold) as index,
     ):
-        work = partial(clean_files, raw_dir=raw_dir, parts_dir=parts_dir, options=options, dedup_min_chars=dedup.min_chars if deduplicate else None)
+        work = partial(
+            clean_files,
+            raw_dir=raw_dir,
+            parts_dir=parts_dir,
+            options=options,
+            dedup_min_chars=dedup.min_chars if deduplicate else None,
+        )
         documents, parts = 0, []
         tasks = _tasks(files)
         for (number, _), results in zip(tasks, ordered_map(work, tasks, workers)):
@@ -260,7 +295,9 @@ def clean_corpus(raw_dir, corpus_path, stats_path, options: CleaningOptions, ded
                 parts.append(_part_path(parts_dir, number))
         if documents == 0:
             reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in report.skipped[:10])
-            raise CorpusError(f"no usable file in raw_dir '{raw_dir}' ({len(files) + len(not_read)} file(s) seen; {reasons})")
+            raise CorpusError(
+                f"no usable file in raw_dir '{raw_dir}' ({len(files) + len(not_read)} file(s) seen; {reasons})"
+            )
         drops = index.decide(dedup.exact, dedup.near, workers)
         written = _write_without_duplicates(parts, out, index, drops, report)
         check_unchanged(raw_dir, read)  # inside the atomic write: a changed file leaves no corpus
@@ -268,7 +305,9 @@ def clean_corpus(raw_dir, corpus_path, stats_path, options: CleaningOptions, ded
     return report
 
 
-def _write_without_duplicates(parts: list[Path], out: Path, index: ParagraphIndex, drops: dict, report: CleanReport) -> int:
+def _write_without_duplicates(
+    parts: list[Path], out: Path, index: ParagraphIndex, drops: dict, report: CleanReport
+) -> int:
     """Copy documents from the pass-1 parts, in order, to the output, dropping duplicate
     paragraphs (pass 3).
 
@@ -280,8 +319,15 @@ def _write_without_duplicates(parts: list[Path], out: Path, index: ParagraphInde
     written = 0
     with pq.ParquetWriter(out, SCHEMA, compression=INTERMEDIATE_COMPRESSION) as writer:
         for record_batch in (batch for part in parts for batch in open_parquet(part).iter_batches(batch_size=16)):
-            columns: dict[str, list] = {"text": [], "n_paragraphs": [], "n_exact_duplicates": [], "n_near_duplicates": []}
-            for path, text in zip(record_batch.column("source_path").to_pylist(), record_batch.column("text").to_pylist()):
+            columns: dict[str, list] = {
+                "text": [],
+                "n_paragraphs": [],
+                "n_exact_duplicates": [],
+                "n_near_duplicates": [],
+            }
+            for path, text in zip(
+                record_batch.column("source_path").to_pylist(), record_batch.column("text").to_pylist()
+            ):
                 doc = len(sources)
                 sources.append(path)
                 counts = {"exact": 0, "near": 0}
@@ -290,7 +336,9 @@ def _write_without_duplicates(parts: list[Path], out: Path, index: ParagraphInde
                 _record_document(report, path, text, counts, columns)
             table = pa.Table.from_batches([record_batch])
             for name, values in columns.items():
-                table = table.set_column(SCHEMA.get_field_index(name), SCHEMA.field(name), pa.array(values, type=SCHEMA.field(name).type))
+                table = table.set_column(
+                    SCHEMA.get_field_index(name), SCHEMA.field(name), pa.array(values, type=SCHEMA.field(name).type)
+                )
             table = table.filter(pa.array([bool(text) for text in columns["text"]]))
             if table.num_rows:
                 writer.write_table(table)
@@ -298,8 +346,16 @@ def _write_without_duplicates(parts: list[Path], out: Path, index: ParagraphInde
     return written
 
 
-def _without_dropped(text: str, first: int, drops: dict, counts: dict, path: str, sources: list[str], index: ParagraphIndex,
-                     report: CleanReport) -> str:
+def _without_dropped(
+    text: str,
+    first: int,
+    drops: dict,
+    counts: dict,
+    path: str,
+    sources: list[str],
+    index: ParagraphIndex,
+    report: CleanReport,
+) -> str:
     """A document's text without its dropped paragraphs (`first`: the index number of its first
     paragraph); counts them by kind, and keeps the first 200 as examples for the report."""
     kept = []

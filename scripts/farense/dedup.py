@@ -185,7 +185,9 @@ def _candidate_batches(band_codes, n: int):
         yield np.stack([codes // n, codes % n], axis=1)
 
 
-def _verify(pairs: np.ndarray, groups: list[slice], load, num_perm: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def _verify(
+    pairs: np.ndarray, groups: list[slice], load, num_perm: int, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
     """The pairs whose share of equal signature columns reaches the threshold, and that share.
 
     Columns are compared group by group; a pair that could no longer reach the threshold even
@@ -205,7 +207,9 @@ def _verify(pairs: np.ndarray, groups: list[slice], load, num_perm: int, thresho
     return pairs[index], equal / num_perm
 
 
-def _similar_pairs_by_columns(n: int, num_perm: int, threshold: float, load, eligible: np.ndarray | None, workers: int = 1):
+def _similar_pairs_by_columns(
+    n: int, num_perm: int, threshold: float, load, eligible: np.ndarray | None, workers: int = 1
+):
     """LSH over column groups that `load(group)` returns one at a time (all rows, that group's
     columns): candidates from each band, verified in batches against all the columns. Memory
     holds one group of columns and one batch of candidates, never the whole signature matrix.
@@ -230,10 +234,14 @@ def _similar_pairs_by_columns(n: int, num_perm: int, threshold: float, load, eli
     return pairs[order], sims[order]
 
 
-def similar_pairs(signatures: np.ndarray, threshold: float, eligible: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def similar_pairs(
+    signatures: np.ndarray, threshold: float, eligible: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (i, j), i < j, of rows whose estimated similarity reaches the threshold, with
     that similarity, sorted by j then i. Only `eligible` rows (a boolean mask) take part."""
-    return _similar_pairs_by_columns(len(signatures), signatures.shape[1], threshold, lambda group: signatures[:, group], eligible)
+    return _similar_pairs_by_columns(
+        len(signatures), signatures.shape[1], threshold, lambda group: signatures[:, group], eligible
+    )
 
 
 class _GroupFiles:

@@ -82,9 +82,11 @@ def full_disk_message(path: str | os.PathLike, what: str | None = None) -> str:
         total = shutil.disk_usage(mount).total
     except OSError:
         total = None
-    return (f"no space left on the device while writing {what or os.path.normpath(path)} (filesystem {mount}: "
-            f"{_size(total)}, {_size(free_bytes(path))} free): nothing was left in its place; "
-            "free some space there and run the same command again")
+    return (
+        f"no space left on the device while writing {what or os.path.normpath(path)} (filesystem {mount}: "
+        f"{_size(total)}, {_size(free_bytes(path))} free): nothing was left in its place; "
+        "free some space there and run the same command again"
+    )
 
 
 @contextmanager

@@ -40,16 +40,22 @@ def slurm_hosts(environ=os.environ) -> list[str] | None:
     nodes = environ.get("SLURM_JOB_NODELIST")
     if not nodes or int(environ.get("SLURM_JOB_NUM_NODES", "1")) < 2:
         return None
-    names = subprocess.run(["scontrol", "show", "hostnames", nodes], check=True, capture_output=True, text=True).stdout.split()
+    names = subprocess.run(
+        ["scontrol", "show", "hostnames", nodes], check=True, capture_output=True, text=True
+    ).stdout.split()
     return [socket.gethostbyname(n) for n in names]  # the ring backend wants addresses
 
 
-def launch_command(processes: int, job_file: Path, backend_name: str, hosts: list[str] | None = None, port: int | None = None) -> list[str]:
+def launch_command(
+    processes: int, job_file: Path, backend_name: str, hosts: list[str] | None = None, port: int | None = None
+) -> list[str]:
     launcher = Path(sys.executable).with_name("mlx.launch")
     command = [str(launcher) if launcher.exists() else "mlx.launch", "--backend", backend_name]
     if hosts:
         if processes % len(hosts):
-            raise PipelineError(f"training.processes ({processes}) is not a multiple of the {len(hosts)} hosts of the allocation")
+            raise PipelineError(
+                f"training.processes ({processes}) is not a multiple of the {len(hosts)} hosts of the allocation"
+            )
         command += ["--hosts", ",".join(hosts), "-n", str(processes // len(hosts))]
     else:
         command += ["-n", str(processes)]
@@ -71,7 +77,10 @@ def launch(job: dict, processes: int, cuda: bool, log) -> None:
     sys.stderr.write(proc.stderr)
     if proc.returncode != 0 or not Path(job["run"]).exists():
         failed = re.findall(r"rank (\d+) exited with code (-?\d+)", proc.stderr)
-        which = ", ".join(f"rank {r} exited with code {c}" for r, c in failed) or f"mlx.launch exited with code {proc.returncode}"
+        which = (
+            ", ".join(f"rank {r} exited with code {c}" for r, c in failed)
+            or f"mlx.launch exited with code {proc.returncode}"
+        )
         tail = " | ".join(line for line in proc.stderr.strip().splitlines()[-3:])
         raise PipelineError(f"data-parallel training failed: {which} (last lines: {tail})")
     job_file.unlink(missing_ok=True)

@@ -31,18 +31,36 @@ def run(job: dict, log, blas: str | None) -> None:
     log.info("evaluating %s: model %s, adapter %s", name, model_path, adapter or "none")
     started = time.time()
     loaded = load(model_path, adapter)
-    # as training computed: float32 on a CPU (int4 values dequantized), native kernels elsewhere
+    # float32 on a CPU (int4 values dequantized), dequantized once on a CUDA GPU where it fits, else native kernels
     loaded.model, compute_note = prepare(loaded.model, training["compute"], training=False)
     log.info("compute: %s (device %s)", compute_note, mx.default_device())
     mx.reset_peak_memory()
     splits = ("test", "valid", "train") if options.train_split_loss else ("test",)
-    losses, loss_seconds = split_losses(loaded.model, loaded.tokenizer, Path(job["test"]).parent, job["data_format"], training["batch_size"],
-                          training["max_seq_length"], training["mask_prompt"], options.loss_batches, splits, options.seed, job["schema"])
+    losses, loss_seconds = split_losses(
+        loaded.model,
+        loaded.tokenizer,
+        Path(job["test"]).parent,
+        job["data_format"],
+        training["batch_size"],
+        training["max_seq_length"],
+        training["mask_prompt"],
+        options.loss_batches,
+        splits,
+        options.seed,
+        job["schema"],
+    )
     log.info("test loss %.4f, perplexity %.3f", losses["test"]["loss"], losses["test"]["perplexity"])
     questions = test_questions(Path(job["test"]), job["data_format"], job["schema"])
     quality, speed = answer_quality(loaded.model, loaded.tokenizer, questions, options)
-    log.info("%d questions: fact accuracy %s, exact match %s, F1 %s; %s generated tokens/s in batches of %d", quality["questions"],
-             quality["fact_accuracy"], quality["exact_match"], quality["f1"], speed["tokens_per_second"], options.batch_size)
+    log.info(
+        "%d questions: fact accuracy %s, exact match %s, F1 %s; %s generated tokens/s in batches of %d",
+        quality["questions"],
+        quality["fact_accuracy"],
+        quality["exact_match"],
+        quality["f1"],
+        speed["tokens_per_second"],
+        options.batch_size,
+    )
 
     training_summary, overfitting = {}, {}
     if adapter:
@@ -70,11 +88,25 @@ def run(job: dict, log, blas: str | None) -> None:
             "adapter_bytes": weights_bytes(Path(adapter)) if adapter else 0,
             "training_compute": training_summary.get("compute"),
         },
-        "settings": {"evaluation": dict(job["evaluation"]), "batch_size": training["batch_size"],
-                     "max_seq_length": training["max_seq_length"], "mask_prompt": training["mask_prompt"], "data_format": job["data_format"]},
+        "settings": {
+            "evaluation": dict(job["evaluation"]),
+            "batch_size": training["batch_size"],
+            "max_seq_length": training["max_seq_length"],
+            "mask_prompt": training["mask_prompt"],
+            "data_format": job["data_format"],
+        },
         "compute": compute_note,
         "device": str(mx.default_device()),
     }
     write_json_atomic(job["summary"], summary)
-    write_run(job["run"], {"job": f"evaluate_{name}", "seconds": round(time.time() - started, 2), "loss_seconds": loss_seconds,
-                               "generation": speed, "peak_memory_gb": peak_memory_gb()}, blas)
+    write_run(
+        job["run"],
+        {
+            "job": f"evaluate_{name}",
+            "seconds": round(time.time() - started, 2),
+            "loss_seconds": loss_seconds,
+            "generation": speed,
+            "peak_memory_gb": peak_memory_gb(),
+        },
+        blas,
+    )

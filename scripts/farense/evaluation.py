@@ -63,7 +63,11 @@ def test_questions(test_path: Path, data_format: str, schema_path: Path | None =
             prompt, reference = {"messages": messages[:-1]}, messages[-1]["content"]
             question = messages[-2]["content"]
         elif data_format == "completions":
-            prompt, reference, question = {"messages": [{"role": "user", "content": obj["prompt"]}]}, obj["completion"], obj["prompt"]
+            prompt, reference, question = (
+                {"messages": [{"role": "user", "content": obj["prompt"]}]},
+                obj["completion"],
+                obj["prompt"],
+            )
         else:  # text: "Pergunta: ...\nResposta: ..."
             head, sep, reference = obj["text"].partition("\nResposta:")
             if not sep:
@@ -71,14 +75,36 @@ def test_questions(test_path: Path, data_format: str, schema_path: Path | None =
             question = head.removeprefix("Pergunta:").strip()
             prompt, reference = {"text": head + sep}, reference.strip()
         if meta.get("support") not in LABELS:
-            raise PipelineError(f"{test_path}, line {line_no}: test question without a support label (meta.support): rebuild the splits")
-        questions.append({"id": meta.get("id", f"line{line_no}"), "kind": meta["kind"], "support": meta["support"], "facts": meta.get("facts", []),
-                          "question": question, "reference": reference, "prompt": prompt})
+            raise PipelineError(
+                f"{test_path}, line {line_no}: test question without a support label (meta.support): rebuild the splits"
+            )
+        questions.append(
+            {
+                "id": meta.get("id", f"line{line_no}"),
+                "kind": meta["kind"],
+                "support": meta["support"],
+                "facts": meta.get("facts", []),
+                "question": question,
+                "reference": reference,
+                "prompt": prompt,
+            }
+        )
     return questions
 
 
-def split_losses(model, tokenizer, data_dir: Path, data_format: str, batch_size: int, max_seq_length: int, mask_prompt: bool, loss_batches: int,
-                 splits: tuple[str, ...], seed: int = 0, schema_path: Path | None = None) -> tuple[dict, dict]:
+def split_losses(
+    model,
+    tokenizer,
+    data_dir: Path,
+    data_format: str,
+    batch_size: int,
+    max_seq_length: int,
+    mask_prompt: bool,
+    loss_batches: int,
+    splits: tuple[str, ...],
+    seed: int = 0,
+    schema_path: Path | None = None,
+) -> tuple[dict, dict]:
     """Mean token loss and perplexity per split, computed as `mlx_lm lora --test` computes them.
 
     mlx-lm's evaluate visits the batches in an order drawn from numpy's global generator, so a
@@ -98,12 +124,19 @@ def split_losses(model, tokenizer, data_dir: Path, data_format: str, batch_size:
     for name in splits:
         dataset = mlx_dataset(Path(data_dir) / f"{name}.jsonl", schema_path, tokenizer, mask)
         if len(dataset) < batch_size:
-            raise PipelineError(f"the {name} split has {len(dataset)} example(s), fewer than the batch size ({batch_size})")
+            raise PipelineError(
+                f"the {name} split has {len(dataset)} example(s), fewer than the batch size ({batch_size})"
+            )
         start = time.perf_counter()
         np.random.seed(seed)
         loss = evaluate(model, CacheDataset(dataset), batch_size, loss_batches, max_seq_length, loss=chunked_loss)
         batches = len(dataset) // batch_size if loss_batches == -1 else min(loss_batches, len(dataset) // batch_size)
-        out[name] = {"loss": round(loss, 6), "perplexity": round(perplexity(loss), 4), "examples": batches * batch_size, "batches": batches}
+        out[name] = {
+            "loss": round(loss, 6),
+            "perplexity": round(perplexity(loss), 4),
+            "examples": batches * batch_size,
+            "batches": batches,
+        }
         seconds[name] = round(time.perf_counter() - start, 3)
     return out, seconds
 
@@ -114,7 +147,9 @@ def _prompt_tokens(tokenizer, prompt: dict) -> list[int]:
     return tokenizer.encode(prompt["text"])
 
 
-def generate_answers(model, tokenizer, prompts: list[dict], max_new_tokens: int, batch_size: int) -> tuple[list[dict], float]:
+def generate_answers(
+    model, tokenizer, prompts: list[dict], max_new_tokens: int, batch_size: int
+) -> tuple[list[dict], float]:
     """Greedy answers to the prompts, `batch_size` at a time (mlx-lm's batch_generate: the same
     answers as one at a time, in a fraction of the time: 8 Gemma 3 270M answers on 2 CPU cores,
     97 s one by one, 29 s as one batch, identical text); returns the answers and the seconds."""
@@ -176,22 +211,45 @@ def answer_quality(model, tokenizer, questions: list[dict], options: EvalOptions
     chosen = questions if options.max_questions == -1 else questions[: options.max_questions]
     if chosen:  # warm-up, not timed: the first call compiles kernels and pages weights in
         generate_answers(model, tokenizer, [chosen[0]["prompt"]], min(4, options.max_new_tokens), 1)
-    results, seconds = generate_answers(model, tokenizer, [q["prompt"] for q in chosen], options.max_new_tokens, options.batch_size)
+    results, seconds = generate_answers(
+        model, tokenizer, [q["prompt"] for q in chosen], options.max_new_tokens, options.batch_size
+    )
     rows = [
-        {"id": q["id"], "kind": q["kind"], "support": q["support"], "question": q["question"], "reference": q["reference"],
-         "response": r["response"], **score_answer(q, r["response"]), "generated_tokens": r["generated_tokens"]}
+        {
+            "id": q["id"],
+            "kind": q["kind"],
+            "support": q["support"],
+            "question": q["question"],
+            "reference": q["reference"],
+            "response": r["response"],
+            **score_answer(q, r["response"]),
+            "generated_tokens": r["generated_tokens"],
+        }
         for q, r in zip(chosen, results)
     ]
     generated = sum(r["generated_tokens"] for r in rows)
     overall = summarize(rows, options)
-    speed = {"tokens_per_second": round(generated / seconds, 1) if seconds else None, "seconds": round(seconds, 3), "batch_size": options.batch_size}
+    speed = {
+        "tokens_per_second": round(generated / seconds, 1) if seconds else None,
+        "seconds": round(seconds, 3),
+        "batch_size": options.batch_size,
+    }
     quality = {
         **overall,
         "questions_available": len(questions),
-        "by_kind": {kind: summarize([r for r in rows if r["kind"] == kind], options) for kind in sorted({r["kind"] for r in rows})},
-        "by_support": {label: summarize([r for r in rows if r["support"] == label], options, label) for label in LABELS},
+        "by_kind": {
+            kind: summarize([r for r in rows if r["kind"] == kind], options)
+            for kind in sorted({r["kind"] for r in rows})
+        },
+        "by_support": {
+            label: summarize([r for r in rows if r["support"] == label], options, label) for label in LABELS
+        },
         "bootstrap": {"samples": options.bootstrap_samples, "seed": options.seed, "level": uncertainty.LEVEL},
-        "generation": {"generated_tokens": generated, "batch_size": options.batch_size, "max_new_tokens": options.max_new_tokens},
+        "generation": {
+            "generated_tokens": generated,
+            "batch_size": options.batch_size,
+            "max_new_tokens": options.max_new_tokens,
+        },
         "per_question": rows,
     }
     return quality, speed
@@ -206,5 +264,12 @@ def overfitting_from_metrics(metrics_csv: Path) -> dict:
         for row in csv.DictReader(handle):
             if row["train_loss"] and row["val_loss"]:
                 train, val = float(row["train_loss"]), float(row["val_loss"])
-                rows.append({"step": int(float(row["step"])), "train_loss": train, "val_loss": val, "gap": round(val - train, 6)})
+                rows.append(
+                    {
+                        "step": int(float(row["step"])),
+                        "train_loss": train,
+                        "val_loss": val,
+                        "gap": round(val - train, 6),
+                    }
+                )
     return {"per_step": rows}

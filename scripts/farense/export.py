@@ -35,8 +35,22 @@ def export(results: Path, adapter: str, dest: Path, fuse: bool = False) -> Path:
     with atomic_dir(dest) as tmp:
         if fuse:
             # mlx-lm's own fuse writes the fused model; an int4 base is quantized again (see the README)
-            proc = subprocess.run([sys.executable, "-m", "mlx_lm", "fuse", "--model", model_path, "--adapter-path", adapter_path,
-                                   "--save-path", str(tmp)], capture_output=True, text=True)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "mlx_lm",
+                    "fuse",
+                    "--model",
+                    model_path,
+                    "--adapter-path",
+                    adapter_path,
+                    "--save-path",
+                    str(tmp),
+                ],
+                capture_output=True,
+                text=True,
+            )
             if proc.returncode != 0:
                 raise PipelineError(f"mlx_lm fuse failed: {proc.stderr.strip()[-500:]}")
         else:

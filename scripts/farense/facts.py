@@ -30,10 +30,36 @@ import unicodedata
 from functools import lru_cache
 
 EXCLUSIVE = ("outcome", "venue", "score", "date")
-MONTHS = ("janeiro", "fevereiro", "marco", "abril", "maio", "junho", "julho", "agosto", "setembro", "outubro", "novembro", "dezembro")
+MONTHS = (
+    "janeiro",
+    "fevereiro",
+    "marco",
+    "abril",
+    "maio",
+    "junho",
+    "julho",
+    "agosto",
+    "setembro",
+    "outubro",
+    "novembro",
+    "dezembro",
+)
 
 _OUTCOME_WORDS = {
-    "win": ("venceu", "vencer", "venceram", "vence", "vitoria", "ganhou", "ganhar", "ganharam", "triunfo", "triunfou", "bateu", "derrotou"),
+    "win": (
+        "venceu",
+        "vencer",
+        "venceram",
+        "vence",
+        "vitoria",
+        "ganhou",
+        "ganhar",
+        "ganharam",
+        "triunfo",
+        "triunfou",
+        "bateu",
+        "derrotou",
+    ),
     "draw": ("empatou", "empate", "empataram", "empatar", "igualdade", "empatado"),
     "loss": ("perdeu", "perder", "perderam", "derrota", "derrotado", "perdido"),
 }
@@ -41,17 +67,91 @@ _VENUE_PHRASES = {
     "home": ("em casa", "recebeu", "recebendo", "receber", "no seu estadio", "perante o seu publico"),
     "away": ("fora", "no terreno", "visitou", "deslocou", "deslocacao", "visita ao", "visita a"),
 }
-_ABSTAIN = ("nao sei", "nao tenho", "desconheco", "nao ha informacao", "nao consigo", "nao e possivel", "nao existe informacao", "sem informacao")
+_ABSTAIN = (
+    "nao sei",
+    "nao tenho",
+    "desconheco",
+    "nao ha informacao",
+    "nao consigo",
+    "nao e possivel",
+    "nao existe informacao",
+    "sem informacao",
+)
 
-_UNITS = {"zero": 0, "um": 1, "uma": 1, "dois": 2, "duas": 2, "tres": 3, "quatro": 4, "cinco": 5, "seis": 6, "sete": 7, "oito": 8,
-          "nove": 9, "dez": 10, "onze": 11, "doze": 12, "treze": 13, "catorze": 14, "quatorze": 14, "quinze": 15, "dezasseis": 16,
-          "dezesseis": 16, "dezassete": 17, "dezessete": 17, "dezoito": 18, "dezanove": 19, "dezenove": 19}
-_TENS = {"vinte": 20, "trinta": 30, "quarenta": 40, "cinquenta": 50, "sessenta": 60, "setenta": 70, "oitenta": 80, "noventa": 90}
-_HUNDREDS = {"cem": 100, "cento": 100, "duzentos": 200, "duzentas": 200, "trezentos": 300, "trezentas": 300, "quatrocentos": 400,
-             "quinhentos": 500, "seiscentos": 600, "setecentos": 700, "oitocentos": 800, "novecentos": 900}
-_ORDINALS = {"primeiro": 1, "primeira": 1, "segundo": 2, "segunda": 2, "terceiro": 3, "terceira": 3, "quarto": 4, "quarta": 4,
-             "quinto": 5, "quinta": 5, "sexto": 6, "sexta": 6, "setimo": 7, "setima": 7, "oitavo": 8, "oitava": 8, "nono": 9,
-             "nona": 9, "decimo": 10, "decima": 10}
+_UNITS = {
+    "zero": 0,
+    "um": 1,
+    "uma": 1,
+    "dois": 2,
+    "duas": 2,
+    "tres": 3,
+    "quatro": 4,
+    "cinco": 5,
+    "seis": 6,
+    "sete": 7,
+    "oito": 8,
+    "nove": 9,
+    "dez": 10,
+    "onze": 11,
+    "doze": 12,
+    "treze": 13,
+    "catorze": 14,
+    "quatorze": 14,
+    "quinze": 15,
+    "dezasseis": 16,
+    "dezesseis": 16,
+    "dezassete": 17,
+    "dezessete": 17,
+    "dezoito": 18,
+    "dezanove": 19,
+    "dezenove": 19,
+}
+_TENS = {
+    "vinte": 20,
+    "trinta": 30,
+    "quarenta": 40,
+    "cinquenta": 50,
+    "sessenta": 60,
+    "setenta": 70,
+    "oitenta": 80,
+    "noventa": 90,
+}
+_HUNDREDS = {
+    "cem": 100,
+    "cento": 100,
+    "duzentos": 200,
+    "duzentas": 200,
+    "trezentos": 300,
+    "trezentas": 300,
+    "quatrocentos": 400,
+    "quinhentos": 500,
+    "seiscentos": 600,
+    "setecentos": 700,
+    "oitocentos": 800,
+    "novecentos": 900,
+}
+_ORDINALS = {
+    "primeiro": 1,
+    "primeira": 1,
+    "segundo": 2,
+    "segunda": 2,
+    "terceiro": 3,
+    "terceira": 3,
+    "quarto": 4,
+    "quarta": 4,
+    "quinto": 5,
+    "quinta": 5,
+    "sexto": 6,
+    "sexta": 6,
+    "setimo": 7,
+    "setima": 7,
+    "oitavo": 8,
+    "oitava": 8,
+    "nono": 9,
+    "nona": 9,
+    "decimo": 10,
+    "decima": 10,
+}
 # An ordinal word is a number only before these ("segundo os relatos" means "according to").
 _RANK_NOUNS = ("lugar", "posicao", "classificad", "melhor", "divisao", "escalao")
 # Capitalised words that start sentences or name generic things: never a name on their own.
@@ -189,7 +289,11 @@ def names(text: str, club: str = "Farense") -> list[str]:
         while run and plain(run[-1]) in _CONNECTORS:
             run.pop()
         words = [plain(w) for w in run]
-        if run and not all(w in club_words or w in _CONNECTORS for w in words) and not (len(run) == 1 and run[0].isdigit()):
+        if (
+            run
+            and not all(w in club_words or w in _CONNECTORS for w in words)
+            and not (len(run) == 1 and run[0].isdigit())
+        ):
             out.append(" ".join(run))
         run.clear()
 

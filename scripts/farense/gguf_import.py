@@ -153,12 +153,18 @@ def hf_config(gguf: GGUFFile, vocab_size: int, eos_ids: list[int]) -> dict:
     head_dim = int(gguf.arch("attention.key_length", hidden // heads))
     rope_dims = gguf.arch("rope.dimension_count")
     if rope_dims is not None and int(rope_dims) != head_dim:
-        raise PipelineError(f"{gguf.path}: partial rotary embeddings ({rope_dims} of {head_dim} dims) are not supported")
+        raise PipelineError(
+            f"{gguf.path}: partial rotary embeddings ({rope_dims} of {head_dim} dims) are not supported"
+        )
     config = {
         "model_type": mtype,
         "architectures": [
-            {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
-             "gemma3_text": "Gemma3ForCausalLM"}[mtype]
+            {
+                "llama": "LlamaForCausalLM",
+                "mistral": "MistralForCausalLM",
+                "qwen2": "Qwen2ForCausalLM",
+                "gemma3_text": "Gemma3ForCausalLM",
+            }[mtype]
         ],
         "hidden_size": hidden,
         "num_hidden_layers": layers,
@@ -247,7 +253,11 @@ def tokenizer_from_gguf(gguf: GGUFFile, mtype: str):
         ) from None
 
     grouped = {
-        group: {name: gguf.get(f"tokenizer.{key}") for key, name in renames.items() if f"tokenizer.{key}" in gguf.reader.fields}
+        group: {
+            name: gguf.get(f"tokenizer.{key}")
+            for key, name in renames.items()
+            if f"tokenizer.{key}" in gguf.reader.fields
+        }
         for group, renames in GGUF_TOKENIZER_MAPPING.items()
     }
     tokenizer_dict, tokenizer_config = grouped["tokenizer"], grouped["tokenizer_config"]
@@ -257,8 +267,12 @@ def tokenizer_from_gguf(gguf: GGUFFile, mtype: str):
         # as transformers: llama.cpp adds BOS to a sentencepiece vocabulary that does not say otherwise
         tokenizer_config.setdefault("add_bos_token", True)
     tokens = tokenizer_dict["tokens"]
-    for name, key in (("bos_token", "bos_token_id"), ("eos_token", "eos_token_id"), ("unk_token", "unknown_token_id"),
-                      ("pad_token", "padding_token_id")):
+    for name, key in (
+        ("bos_token", "bos_token_id"),
+        ("eos_token", "eos_token_id"),
+        ("unk_token", "unknown_token_id"),
+        ("pad_token", "padding_token_id"),
+    ):
         index = gguf.get(f"tokenizer.ggml.{key}")
         if index is not None:
             tokenizer_config[name] = tokens[index]
@@ -271,10 +285,14 @@ def tokenizer_from_gguf(gguf: GGUFFile, mtype: str):
         template = template_for(mtype)
         missing = [t for t in TURN_TOKENS.get(template, ()) if t not in tokens]
         if missing:
-            raise PipelineError(f"{gguf.path}: has no chat template, and its vocabulary lacks {missing[0]} of the {family_name(mtype)} format")
+            raise PipelineError(
+                f"{gguf.path}: has no chat template, and its vocabulary lacks {missing[0]} of the {family_name(mtype)} format"
+            )
         tokenizer_config["chat_template"] = template
         source = f"the {family_name(mtype)} format (the file has none)"
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, clean_up_tokenization_spaces=False, **tokenizer_config)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, clean_up_tokenization_spaces=False, **tokenizer_config
+    )
     tokenizer.model_max_length = int(gguf.arch("context_length", 4096))
     return tokenizer, source
 
@@ -309,7 +327,9 @@ def import_gguf(path: str | Path, out_dir: str | Path, dtype: str = "bfloat16") 
     gguf = GGUFFile(path)
     mtype = model_type(gguf)
     tokenizer, template_source = tokenizer_from_gguf(gguf, mtype)
-    embedding_rows = int(gguf.tensors["token_embd.weight"].shape[1]) if "token_embd.weight" in gguf.tensors else len(tokenizer)
+    embedding_rows = (
+        int(gguf.tensors["token_embd.weight"].shape[1]) if "token_embd.weight" in gguf.tensors else len(tokenizer)
+    )
     config = hf_config(gguf, int(gguf.arch("vocab_size", embedding_rows)), eos_ids(tokenizer, mtype))
     target = getattr(mx, dtype)
     weights = {name: mx.array(values).astype(target) for name, values in hf_tensors(gguf, config)}
@@ -317,7 +337,9 @@ def import_gguf(path: str | Path, out_dir: str | Path, dtype: str = "bfloat16") 
     model_class, args_class = _get_classes(config)
     model = model_class(args_class.from_dict(config))
     try:
-        model.load_weights(list(model.sanitize(weights).items()) if hasattr(model, "sanitize") else list(weights.items()))
+        model.load_weights(
+            list(model.sanitize(weights).items()) if hasattr(model, "sanitize") else list(weights.items())
+        )
     except ValueError as err:
         raise PipelineError(f"{gguf.path}: its tensors do not fit mlx-lm's {mtype} model: {err}") from None
     del weights

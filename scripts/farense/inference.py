@@ -37,7 +37,9 @@ def resolve(results: Path, adapter: str, fused: str | None) -> tuple[str, str | 
     adapter_dir = results / "adapters" / adapter
     config_file = adapter_dir / "adapter_config.json"
     if not config_file.exists() or not (adapter_dir / "adapters.safetensors").exists():
-        raise PipelineError(f"no trained {adapter} adapter in {adapter_dir} yet: run `snakemake --cores 1 results/adapters/{adapter}`")
+        raise PipelineError(
+            f"no trained {adapter} adapter in {adapter_dir} yet: run `snakemake --cores 1 results/adapters/{adapter}`"
+        )
     config = read_json(config_file, "adapter configuration")
     model_path = config.get("model") if isinstance(config, dict) else None
     if not isinstance(model_path, str):

@@ -77,3 +77,7 @@ def use_jit_dequant(model) -> int:
             module.__class__ = JitDequantLinear
             count += 1
     return count
+
+
+def uses_jit_dequant(model) -> bool:
+    return any(isinstance(m, JitDequantLinear) for _, m in model.named_modules())

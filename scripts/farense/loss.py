@@ -24,7 +24,9 @@ TIED = {
     "mlx_lm.models.qwen3": lambda model: model.args.tie_word_embeddings,
     "mlx_lm.models.gemma3_text": lambda model: model.tie_word_embeddings,  # set by sanitize() without lm_head
 }
-LOGITS_PER_CHUNK = 1 << 24  # 64 positions of Gemma 3 (262,144 tokens): 64 MB of float32 logits a chunk (BENCHMARKS.md 6.1)
+LOGITS_PER_CHUNK = (
+    1 << 24
+)  # 64 positions of Gemma 3 (262,144 tokens): 64 MB of float32 logits a chunk (BENCHMARKS.md 6.1)
 SMALL_VOCAB = 32768
 
 

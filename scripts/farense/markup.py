@@ -7,15 +7,54 @@ from html.parser import HTMLParser
 
 # Content of these elements is boilerplate or code, never prose.
 _SKIP_TAGS = {
-    "head", "script", "style", "noscript", "template", "svg", "nav", "header", "footer",
-    "aside", "form", "button", "select", "iframe", "object", "canvas",
+    "head",
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "svg",
+    "nav",
+    "header",
+    "footer",
+    "aside",
+    "form",
+    "button",
+    "select",
+    "iframe",
+    "object",
+    "canvas",
 }
 # class/id words that mark navigation and banners in the wild.
-_SKIP_MARKERS = re.compile(r"cookie|(?<![a-z])nav|menu|breadcrumb|footer|sidebar|banner|share|social|advert|newsletter", re.I)
+_SKIP_MARKERS = re.compile(
+    r"cookie|(?<![a-z])nav|menu|breadcrumb|footer|sidebar|banner|share|social|advert|newsletter", re.I
+)
 _VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 _BLOCK_TAGS = {
-    "p", "div", "section", "article", "main", "h1", "h2", "h3", "h4", "h5", "h6", "li", "ul", "ol",
-    "blockquote", "pre", "dd", "dt", "dl", "figcaption", "figure", "table", "caption", "hr", "body",
+    "p",
+    "div",
+    "section",
+    "article",
+    "main",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "li",
+    "ul",
+    "ol",
+    "blockquote",
+    "pre",
+    "dd",
+    "dt",
+    "dl",
+    "figcaption",
+    "figure",
+    "table",
+    "caption",
+    "hr",
+    "body",
 }
 
 
@@ -228,11 +267,11 @@ def markdown_to_text(md: str) -> tuple[str, int]:
             count += 1
         else:
             if (m := _MD_QUOTE.match(line)) is not None:
-                line = line[m.end():]
+                line = line[m.end() :]
                 count += 1
             if (m := _MD_LIST.match(line)) is not None:
                 out.append("")
-                line = line[m.end():]
+                line = line[m.end() :]
                 count += 1
             text, n = _md_inline(line)
             count += n

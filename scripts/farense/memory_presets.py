@@ -59,7 +59,20 @@ def resolve_training(training: dict, presets_dir: str | Path, memory_bytes: int 
         early_stopping_patience=training["early_stopping"]["patience"],
         early_stopping_min_delta=training["early_stopping"]["min_delta"],
     )
-    for key in ("learning_rate", "warmup_steps", "decay", "min_learning_rate", "epochs", "mask_prompt", "seed",
-                "steps_per_eval", "steps_per_report", "checkpoint_every", "val_batches", "divergence_factor", "compute"):
+    for key in (
+        "learning_rate",
+        "warmup_steps",
+        "decay",
+        "min_learning_rate",
+        "epochs",
+        "mask_prompt",
+        "seed",
+        "steps_per_eval",
+        "steps_per_report",
+        "checkpoint_every",
+        "val_batches",
+        "divergence_factor",
+        "compute",
+    ):
         resolved[key] = training[key]
     return resolved

@@ -55,7 +55,9 @@ def _sequence_pattern(encoding: str) -> re.Pattern:
 
 _PATTERNS = {enc: _sequence_pattern(enc) for enc in ("cp1252", "mac_roman")}
 # A cheap pre-check: lines without any lead character cannot hold mojibake.
-_SUSPECT = re.compile("[" + re.escape(_decoded("cp1252", (0xC2, 0xC3, 0xE2)) + _decoded("mac_roman", (0xC2, 0xC3, 0xE2))) + "]")
+_SUSPECT = re.compile(
+    "[" + re.escape(_decoded("cp1252", (0xC2, 0xC3, 0xE2)) + _decoded("mac_roman", (0xC2, 0xC3, 0xE2))) + "]"
+)
 
 
 def _acceptable(repaired: str) -> bool:

@@ -12,5 +12,7 @@ def from_config(cls, cfg: dict, ignore: tuple[str, ...] = ()):
     names = cls.__dataclass_fields__
     unknown = sorted(set(cfg) - set(names) - set(ignore))
     if unknown:
-        raise PipelineError(f"{cls.__name__}: unknown option(s) {', '.join(map(repr, unknown))} (known: {', '.join(names)})")
+        raise PipelineError(
+            f"{cls.__name__}: unknown option(s) {', '.join(map(repr, unknown))} (known: {', '.join(names)})"
+        )
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items() if k in names})

@@ -42,7 +42,10 @@ def fingerprint_paragraphs(paragraphs: list[str], min_chars: int) -> DocumentFin
     signatures, keys = _HASHER.fingerprints(paragraphs)
     exact_ok = np.fromiter((len(p) >= min_chars for p in paragraphs), dtype=bool, count=len(paragraphs))
     near_ok = np.fromiter(
-        (len(p) >= min_chars and len(p.split()) >= NEAR_DUPLICATE_MIN_WORDS and not is_table_row(p) for p in paragraphs),
+        (
+            len(p) >= min_chars and len(p.split()) >= NEAR_DUPLICATE_MIN_WORDS and not is_table_row(p)
+            for p in paragraphs
+        ),
         dtype=bool,
         count=len(paragraphs),
     )

@@ -41,7 +41,9 @@ def prompt_text(raw: str | bytes, limit: int = MAX_PROMPT_BYTES) -> str:
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError as err:
-            raise PromptRefused(f"the prompt is not valid UTF-8 (byte 0x{err.object[err.start]:02x} at offset {err.start})") from None
+            raise PromptRefused(
+                f"the prompt is not valid UTF-8 (byte 0x{err.object[err.start]:02x} at offset {err.start})"
+            ) from None
     if not raw.strip():
         raise PromptRefused("the prompt is empty")
     size = len(raw.encode("utf-8"))

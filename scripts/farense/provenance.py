@@ -20,7 +20,18 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("mlx", "mlx-lm", "snakemake", "pandas", "pyarrow", "jsonschema", "numpy", "ftfy", "transformers", "tokenizers")
+PACKAGES = (
+    "mlx",
+    "mlx-lm",
+    "snakemake",
+    "pandas",
+    "pyarrow",
+    "jsonschema",
+    "numpy",
+    "ftfy",
+    "transformers",
+    "tokenizers",
+)
 STORE = Path("results/lineage")
 CHUNK = 1 << 20
 # Snakemake drops this marker into directory outputs after the job: not part of the artifact.
@@ -89,8 +100,17 @@ def _norm(path) -> str:
     return os.path.normpath(str(path))
 
 
-def make_entry(job: str, rule: str, wildcards: dict, inputs: dict[str, list[str]], outputs: dict[str, str], params: dict,
-               started: datetime, ended: datetime, code_prefix: str = "scripts/") -> dict:
+def make_entry(
+    job: str,
+    rule: str,
+    wildcards: dict,
+    inputs: dict[str, list[str]],
+    outputs: dict[str, str],
+    params: dict,
+    started: datetime,
+    ended: datetime,
+    code_prefix: str = "scripts/",
+) -> dict:
     """One provenance entry. `inputs` maps an input name to its paths; files under `code_prefix` are code.
     A job run by Slurm also records its Slurm job (`slurm`: job_id, node, partition)."""
     recorded_inputs = []
@@ -157,15 +177,37 @@ def graph(entries: list[dict]) -> dict:
     artifacts, edges = {}, []
     for entry in entries:
         for out in entry["outputs"]:
-            artifacts[out["path"]] = {"kind": out["kind"], "sha256": out["sha256"], "bytes": out["bytes"], "made_by": entry["job"], "rule": entry["rule"], "ended": entry["ended"]}
+            artifacts[out["path"]] = {
+                "kind": out["kind"],
+                "sha256": out["sha256"],
+                "bytes": out["bytes"],
+                "made_by": entry["job"],
+                "rule": entry["rule"],
+                "ended": entry["ended"],
+            }
         for inp in entry["inputs"]:
             if inp["path"] not in made:
                 role = {"data": "source"}.get(inp["role"], inp["role"])
-                artifacts.setdefault(inp["path"], {"kind": inp["kind"], "sha256": inp["sha256"], "bytes": inp["bytes"], "made_by": None, "role": role})
+                artifacts.setdefault(
+                    inp["path"],
+                    {
+                        "kind": inp["kind"],
+                        "sha256": inp["sha256"],
+                        "bytes": inp["bytes"],
+                        "made_by": None,
+                        "role": role,
+                    },
+                )
             for out in entry["outputs"]:
                 edges.append({"from": inp["path"], "to": out["path"], "job": entry["job"], "role": inp["role"]})
-    jobs = {e["job"]: {k: e[k] for k in ("rule", "wildcards", "params", "versions", "started", "ended", "seconds", "platform", "slurm") if k in e}
-            for e in entries}
+    jobs = {
+        e["job"]: {
+            k: e[k]
+            for k in ("rule", "wildcards", "params", "versions", "started", "ended", "seconds", "platform", "slurm")
+            if k in e
+        }
+        for e in entries
+    }
     return {"artifacts": artifacts, "edges": edges, "jobs": jobs}
 
 
@@ -188,7 +230,9 @@ def verify(entries: list[dict]) -> list[dict]:
             if actual is None:
                 problems[out["path"]] = "removed"
             elif actual != out["sha256"]:
-                problems[out["path"]] = f"changed since {entry['job']} made it (sha256 recorded {out['sha256'][:12]}, now {actual[:12]})"
+                problems[out["path"]] = (
+                    f"changed since {entry['job']} made it (sha256 recorded {out['sha256'][:12]}, now {actual[:12]})"
+                )
     for entry in entries:
         for inp in entry["inputs"]:
             producer = made.get(inp["path"])
@@ -198,7 +242,9 @@ def verify(entries: list[dict]) -> list[dict]:
                 if recorded != inp["sha256"]:
                     reasons.append(f"made from another version of {inp['path']} than {producer['job']} recorded")
             if inp["path"] not in problems and now_hash(inp["path"]) != inp["sha256"]:
-                reasons.append(f"made from {inp['path']}, which has {'gone' if now_hash(inp['path']) is None else 'changed'} since")
+                reasons.append(
+                    f"made from {inp['path']}, which has {'gone' if now_hash(inp['path']) is None else 'changed'} since"
+                )
             for out in entry["outputs"]:
                 if reasons and out["path"] not in problems:
                     problems[out["path"]] = "; ".join(reasons)
@@ -253,7 +299,12 @@ def ancestry(entries: list[dict], path: str, show_code: bool = False) -> list[st
         code = [i for i in entry["inputs"] if i["role"] == "code"]
         items = [(i["path"], i) for i in data]
         if code and not show_code:
-            items.append((f"code: {len(code)} files ({', '.join(Path(i['path']).name for i in code[:4])}{', ...' if len(code) > 4 else ''})", None))
+            items.append(
+                (
+                    f"code: {len(code)} files ({', '.join(Path(i['path']).name for i in code[:4])}{', ...' if len(code) > 4 else ''})",
+                    None,
+                )
+            )
         elif code:
             items += [(i["path"], i) for i in code]
         for n, (child, child_info) in enumerate(items):

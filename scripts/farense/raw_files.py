@@ -18,7 +18,12 @@ import os
 import stat
 from pathlib import Path
 
-SPECIAL = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+SPECIAL = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
 
 
 def _special(mode: int) -> str | None:
@@ -42,8 +47,17 @@ def scan(raw_dir: str | os.PathLike, allow_outside_links: bool = False) -> tuple
             path = Path(folder) / name
             if path.is_symlink():  # os.walk lists a link to a folder among the folders and does not enter it
                 target = os.path.realpath(path)
-                where = "inside raw_dir, read under their own names" if _inside(target, root) else f"outside raw_dir ({target})"
-                skipped.append({"path": path.relative_to(raw).as_posix(), "reason": f"link to a folder, not followed: its files are {where}"})
+                where = (
+                    "inside raw_dir, read under their own names"
+                    if _inside(target, root)
+                    else f"outside raw_dir ({target})"
+                )
+                skipped.append(
+                    {
+                        "path": path.relative_to(raw).as_posix(),
+                        "reason": f"link to a folder, not followed: its files are {where}",
+                    }
+                )
         for name in names:
             path = Path(folder) / name
             relative = path.relative_to(raw).as_posix()
@@ -60,11 +74,21 @@ def scan(raw_dir: str | os.PathLike, allow_outside_links: bool = False) -> tuple
                 elif not stat.S_ISREG(target_mode):
                     skipped.append({"path": relative, "reason": "link to a folder, not followed"})
                 elif _inside(target, root):
-                    skipped.append({"path": relative, "reason": f"link to {Path(target).relative_to(root).as_posix()}, read once under its own name"})
+                    skipped.append(
+                        {
+                            "path": relative,
+                            "reason": f"link to {Path(target).relative_to(root).as_posix()}, read once under its own name",
+                        }
+                    )
                 elif allow_outside_links:
                     files.append(path)
                 else:
-                    skipped.append({"path": relative, "reason": f"link to {target}, outside raw_dir (cleaning.allow_outside_links is off)"})
+                    skipped.append(
+                        {
+                            "path": relative,
+                            "reason": f"link to {target}, outside raw_dir (cleaning.allow_outside_links is off)",
+                        }
+                    )
             elif _special(mode):
                 skipped.append({"path": relative, "reason": f"{_special(mode)}, not opened"})
             elif stat.S_ISREG(mode):

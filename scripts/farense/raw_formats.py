@@ -13,12 +13,16 @@ from .cleaning import CleaningOptions, clean_inline, clean_prose
 from .input_warnings import InputWarnings
 
 FORMATS = {
-    ".txt": "txt", ".text": "txt",
-    ".md": "md", ".markdown": "md",
-    ".html": "html", ".htm": "html",
+    ".txt": "txt",
+    ".text": "txt",
+    ".md": "md",
+    ".markdown": "md",
+    ".html": "html",
+    ".htm": "html",
     ".csv": "csv",
     ".json": "json",
-    ".jsonl": "jsonl", ".ndjson": "jsonl",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
 }
 KIND_OF_FORMAT = {"txt": "prose", "md": "prose", "html": "prose", "jsonl": "prose", "csv": "table", "json": "qa"}
 
@@ -105,7 +109,13 @@ def parse_qa(text: str, path: str, options: CleaningOptions, counts: dict, warni
         if not isinstance(question, str) or not isinstance(answer, str) or not question.strip() or not answer.strip():
             warnings.warn(path, f"item {i} has no 'pergunta'/'question' and 'resposta'/'answer' strings: skipped")
             continue
-        pairs.append({"question": clean_inline(question, options, counts), "answer": clean_inline(answer, options, counts), "item": i})
+        pairs.append(
+            {
+                "question": clean_inline(question, options, counts),
+                "answer": clean_inline(answer, options, counts),
+                "item": i,
+            }
+        )
     return pairs
 
 
@@ -127,7 +137,9 @@ def parse_jsonl(text: str, path: str, warnings: InputWarnings) -> list[str]:
     return paragraphs
 
 
-def document_text(fmt: str, raw_text: str, path: str, options: CleaningOptions, counts: dict, warnings: InputWarnings) -> tuple[str, str]:
+def document_text(
+    fmt: str, raw_text: str, path: str, options: CleaningOptions, counts: dict, warnings: InputWarnings
+) -> tuple[str, str]:
     """(cleaned text, payload) of a decoded raw file in format `fmt`: the payload is the parsed
     rows as JSON for the structured formats (what build_records reads), "" for prose."""
     payload = ""

@@ -100,9 +100,54 @@ def fold(text: str) -> str:
 # ---------------------------------------------------------------- sentences and chunks
 
 _ABBREVIATIONS = {
-    "sr", "sra", "srs", "dr", "dra", "drs", "prof", "profa", "eng", "arq", "av", "n", "nº", "n.º", "no",
-    "p", "pp", "pag", "pág", "sec", "séc", "vol", "cap", "cf", "vs", "ex", "st", "sto", "sta", "fig", "tel",
-    "jan", "fev", "mar", "abr", "mai", "jun", "jul", "ago", "set", "out", "nov", "dez", "s.c", "c.f", "u.d", "e.g", "i.e",
+    "sr",
+    "sra",
+    "srs",
+    "dr",
+    "dra",
+    "drs",
+    "prof",
+    "profa",
+    "eng",
+    "arq",
+    "av",
+    "n",
+    "nº",
+    "n.º",
+    "no",
+    "p",
+    "pp",
+    "pag",
+    "pág",
+    "sec",
+    "séc",
+    "vol",
+    "cap",
+    "cf",
+    "vs",
+    "ex",
+    "st",
+    "sto",
+    "sta",
+    "fig",
+    "tel",
+    "jan",
+    "fev",
+    "mar",
+    "abr",
+    "mai",
+    "jun",
+    "jul",
+    "ago",
+    "set",
+    "out",
+    "nov",
+    "dez",
+    "s.c",
+    "c.f",
+    "u.d",
+    "e.g",
+    "i.e",
 }
 # A boundary is punctuation, optional closing quotes or brackets, spaces, then what can start a
 # sentence. The empty group `plain` matches when the boundary cannot follow an abbreviation or
@@ -116,7 +161,7 @@ _BOUNDARY = re.compile(
 def _ends_with_abbreviation(before: str) -> bool:
     """Whether the last word of `before` is an abbreviation or an initial."""
     words = before.rsplit(None, 1)
-    token = words[-1].lower().lstrip("(«\"“") if words else ""
+    token = words[-1].lower().lstrip('(«"“') if words else ""
     return token in _ABBREVIATIONS or (len(token) == 1 and token.isalpha())
 
 
@@ -213,7 +258,20 @@ def chunk_document(text: str, size: int, overlap: int) -> list[str]:
 
 # ---------------------------------------------------------------- questions from the results table
 
-_MONTHS = ("janeiro", "fevereiro", "março", "abril", "maio", "junho", "julho", "agosto", "setembro", "outubro", "novembro", "dezembro")
+_MONTHS = (
+    "janeiro",
+    "fevereiro",
+    "março",
+    "abril",
+    "maio",
+    "junho",
+    "julho",
+    "agosto",
+    "setembro",
+    "outubro",
+    "novembro",
+    "dezembro",
+)
 _SCORE = re.compile(r"^\s*(\d{1,2})\s*[-–x:]\s*(\d{1,2})\s*(.*?)\s*$")
 
 
@@ -258,8 +316,14 @@ class Match:
         return f"{self.ours}-{self.theirs}"
 
     def facts(self, *kinds: str) -> list[dict]:
-        values = {"outcome": self.outcome, "score": self.score, "venue": "home" if self.at_home else "away",
-                  "date": self.when.isoformat(), "competition": self.competition, "season": self.season}
+        values = {
+            "outcome": self.outcome,
+            "score": self.score,
+            "venue": "home" if self.at_home else "away",
+            "date": self.when.isoformat(),
+            "competition": self.competition,
+            "season": self.season,
+        }
         return [factlib.fact(kind, values[kind]) for kind in kinds if values[kind]]
 
 
@@ -278,8 +342,17 @@ def parse_match(row: dict, club: str) -> Match:
         raise ValueError(f"{club} is {'both teams' if at_home else 'neither team'} ({home} vs {away})")
     home_goals, away_goals = int(score.group(1)), int(score.group(2))
     ours, theirs = (home_goals, away_goals) if at_home else (away_goals, home_goals)
-    return Match(club, away if at_home else home, at_home, ours, theirs, score.group(3), when,
-                 row.get("competition", "").strip(), row.get("season", "").strip())
+    return Match(
+        club,
+        away if at_home else home,
+        at_home,
+        ours,
+        theirs,
+        score.group(3),
+        when,
+        row.get("competition", "").strip(),
+        row.get("season", "").strip(),
+    )
 
 
 def match_questions(row: dict, club: str, templates: tuple[str, ...]) -> list[tuple[str, str, str, list[dict]]]:
@@ -299,20 +372,49 @@ def match_questions(row: dict, club: str, templates: tuple[str, ...]) -> list[tu
         outcome = f"O {club} empatou {m.score}{note_text} com o {m.opponent}, {where}"
     out = []
     if "result" in templates:
-        out.append(("result", f"Qual foi o resultado do {club} contra o {m.opponent} em {when_text}?",
-                    f"{outcome}, a {when_text}{context_text}.", m.facts("outcome", "score", "venue", "date", "competition")))
+        out.append(
+            (
+                "result",
+                f"Qual foi o resultado do {club} contra o {m.opponent} em {when_text}?",
+                f"{outcome}, a {when_text}{context_text}.",
+                m.facts("outcome", "score", "venue", "date", "competition"),
+            )
+        )
     if "venue" in templates:
-        venue = f"Em casa: o {club} recebeu o {m.opponent}" if m.at_home else f"Fora: o {club} jogou no terreno do {m.opponent}"
-        out.append(("venue", f"O jogo do {club} com o {m.opponent} em {when_text} foi em casa ou fora?",
-                    f"{venue}, e o resultado foi {m.score} do lado do {club}.", m.facts("venue", "score")))
+        venue = (
+            f"Em casa: o {club} recebeu o {m.opponent}"
+            if m.at_home
+            else f"Fora: o {club} jogou no terreno do {m.opponent}"
+        )
+        out.append(
+            (
+                "venue",
+                f"O jogo do {club} com o {m.opponent} em {when_text} foi em casa ou fora?",
+                f"{venue}, e o resultado foi {m.score} do lado do {club}.",
+                m.facts("venue", "score"),
+            )
+        )
     if "ending" in templates:  # the result asked and answered in other words than "result"
-        verdict = {"win": f"Com vitória do {club}", "loss": f"Com derrota do {club}", "draw": "Com um empate"}[m.outcome]
-        out.append(("ending", f"Como acabou o encontro entre o {club} e o {m.opponent} de {when_text}?",
-                    f"{verdict}, {m.score}{note_text}, {where}{f', num jogo da {m.competition}' if m.competition else ''}.",
-                    m.facts("outcome", "score", "venue", "competition")))
+        verdict = {"win": f"Com vitória do {club}", "loss": f"Com derrota do {club}", "draw": "Com um empate"}[
+            m.outcome
+        ]
+        out.append(
+            (
+                "ending",
+                f"Como acabou o encontro entre o {club} e o {m.opponent} de {when_text}?",
+                f"{verdict}, {m.score}{note_text}, {where}{f', num jogo da {m.competition}' if m.competition else ''}.",
+                m.facts("outcome", "score", "venue", "competition"),
+            )
+        )
     if "competition" in templates and m.competition:
-        out.append(("competition", f"Em que competição jogou o {club} contra o {m.opponent} em {when_text}?",
-                    f"Na {m.competition}{f', época {m.season}' if m.season else ''}.", m.facts("competition", "season")))
+        out.append(
+            (
+                "competition",
+                f"Em que competição jogou o {club} contra o {m.opponent} em {when_text}?",
+                f"Na {m.competition}{f', época {m.season}' if m.season else ''}.",
+                m.facts("competition", "season"),
+            )
+        )
     return out
 
 
@@ -325,10 +427,16 @@ def match_statements(row: dict, club: str, wordings: int) -> list[str]:
     competition = m.competition or "um jogo"
     season = f" (época {m.season})" if m.season else ""
     teams = f"{club} e {m.opponent}" if m.at_home else f"{m.opponent} e {club}"
-    verdict = {"win": f"o {club} ganhou por {m.score}{note}", "loss": f"o {club} foi derrotado por {m.score}{note}",
-               "draw": f"as duas equipas empataram {m.score}{note}"}[m.outcome]
-    ending = {"win": f"vitória do {club} por {m.score}{note}", "loss": f"derrota do {club} por {m.score}{note}",
-              "draw": f"um empate a {m.score}{note}"}[m.outcome]
+    verdict = {
+        "win": f"o {club} ganhou por {m.score}{note}",
+        "loss": f"o {club} foi derrotado por {m.score}{note}",
+        "draw": f"as duas equipas empataram {m.score}{note}",
+    }[m.outcome]
+    ending = {
+        "win": f"vitória do {club} por {m.score}{note}",
+        "loss": f"derrota do {club} por {m.score}{note}",
+        "draw": f"um empate a {m.score}{note}",
+    }[m.outcome]
     side = "jogando em casa" if m.at_home else "jogando fora"
     # The first sentence names the match (teams, date); the rest states the result, the venue and
     # the competition: what a continuation exercise teaches, since the first sentence is given.
@@ -346,8 +454,18 @@ def match_statements(row: dict, club: str, wordings: int) -> list[str]:
 # ---------------------------------------------------------------- the stage
 
 
-def _record(doc: dict, kind: str, origin: str, group_key: str, text: str, question: str = "", answer: str = "",
-            fact_key: str = "", probe: bool = False, facts: dict | None = None) -> dict:
+def _record(
+    doc: dict,
+    kind: str,
+    origin: str,
+    group_key: str,
+    text: str,
+    question: str = "",
+    answer: str = "",
+    fact_key: str = "",
+    probe: bool = False,
+    facts: dict | None = None,
+) -> dict:
     digest = hashlib.sha256("\x1f".join((kind, origin, text)).encode("utf-8")).hexdigest()[:16]
     return {
         "record_id": f"{kind}-{digest}",
@@ -378,8 +496,20 @@ def records_for_document(doc: dict, options: RecordOptions, report: RecordReport
         for pair in json.loads(doc["payload"]):
             q, a = pair["question"], pair["answer"]
             key = f"q:{fold(q)}"
-            out.append(_record(doc, "qa_curated", f"{path}#item{pair['item']}", key, f"{q}\n{a}", q, a, fact_key=key, probe=True,
-                               facts=factlib.question_facts(q, a, options.club_name)))
+            out.append(
+                _record(
+                    doc,
+                    "qa_curated",
+                    f"{path}#item{pair['item']}",
+                    key,
+                    f"{q}\n{a}",
+                    q,
+                    a,
+                    fact_key=key,
+                    probe=True,
+                    facts=factlib.question_facts(q, a, options.club_name),
+                )
+            )
     elif kind == "table" and options.include_table_qa:
         for row in json.loads(doc["payload"]):
             try:
@@ -392,12 +522,29 @@ def records_for_document(doc: dict, options: RecordOptions, report: RecordReport
             # test while the others train (fact_key ties them to their match).
             match_key = f"match:{fold(row['date'])}:{fold(row['home'])}:{fold(row['away'])}"
             origin = f"{path}:{row['line']}"
-            subject = [factlib.fact("name", parse_match(row, options.club_name).opponent), factlib.fact("date", parse_date(row["date"]).isoformat())]
+            subject = [
+                factlib.fact("name", parse_match(row, options.club_name).opponent),
+                factlib.fact("date", parse_date(row["date"]).isoformat()),
+            ]
             for i, (template, q, a, answer_facts) in enumerate(pairs):
-                out.append(_record(doc, "qa_table", origin, f"{match_key}:{template}", f"{q}\n{a}", q, a, fact_key=match_key,
-                                   probe=i == 0, facts={"answer": answer_facts, "subject": subject}))
+                out.append(
+                    _record(
+                        doc,
+                        "qa_table",
+                        origin,
+                        f"{match_key}:{template}",
+                        f"{q}\n{a}",
+                        q,
+                        a,
+                        fact_key=match_key,
+                        probe=i == 0,
+                        facts={"answer": answer_facts, "subject": subject},
+                    )
+                )
             for i, text in enumerate(statements):
-                out.append(_record(doc, "table_text", f"{origin}#text{i}", f"{match_key}:text{i}", text, fact_key=match_key))
+                out.append(
+                    _record(doc, "table_text", f"{origin}#text{i}", f"{match_key}:text{i}", text, fact_key=match_key)
+                )
     return out
 
 
@@ -457,7 +604,9 @@ def _document_batches(corpus_path):
     """The corpus's documents in order, as tables of about `_BATCH_BYTES` of text (a larger
     document alone). Arrow tables, not Python objects: they go to the workers as plain buffers."""
     pieces, size = [], 0
-    for batch in open_parquet(corpus_path).iter_batches(columns=["doc_id", "source_path", "kind", "text", "payload"], batch_size=64):
+    for batch in open_parquet(corpus_path).iter_batches(
+        columns=["doc_id", "source_path", "kind", "text", "payload"], batch_size=64
+    ):
         start = 0
         for row, length in enumerate(pc.binary_length(batch.column("text")).fill_null(0).to_pylist()):
             size += length
@@ -485,15 +634,21 @@ def records_for_documents(docs: pa.Table, options: RecordOptions) -> tuple[pa.Ta
 
 def _table(records: list[dict]) -> pa.Table:
     """Records as a table (from columns: much faster than from a list of dicts)."""
-    return pa.Table.from_pydict({name: [record[name] for record in records] for name in RECORD_SCHEMA.names}, schema=RECORD_SCHEMA)
+    return pa.Table.from_pydict(
+        {name: [record[name] for record in records] for name in RECORD_SCHEMA.names}, schema=RECORD_SCHEMA
+    )
 
 
 def build_records(corpus_path, records_path, stats_path, options: RecordOptions, workers: int = 1) -> RecordReport:
     for name in options.table_templates:
         if name not in TABLE_TEMPLATES:
-            raise PipelineError(f"records.table_templates: unknown template '{name}' (choose from {', '.join(TABLE_TEMPLATES)})")
+            raise PipelineError(
+                f"records.table_templates: unknown template '{name}' (choose from {', '.join(TABLE_TEMPLATES)})"
+            )
     if not 0 <= options.table_statements <= TABLE_WORDINGS:
-        raise PipelineError(f"records.table_statements: {options.table_statements} is not between 0 and {TABLE_WORDINGS}")
+        raise PipelineError(
+            f"records.table_statements: {options.table_statements} is not between 0 and {TABLE_WORDINGS}"
+        )
     if options.chunk_overlap_chars >= options.chunk_size_chars:
         raise PipelineError("records.chunk_overlap_chars must be smaller than records.chunk_size_chars")
     report = RecordReport()
@@ -502,7 +657,9 @@ def build_records(corpus_path, records_path, stats_path, options: RecordOptions,
     questions: list[dict] = []
     written = conflicting = 0
     with atomic_path(records_path, ".parquet") as tmp:
-        with pq.ParquetWriter(tmp, RECORD_SCHEMA, compression=INTERMEDIATE_COMPRESSION, use_dictionary=_DICTIONARY_COLUMNS) as writer:
+        with pq.ParquetWriter(
+            tmp, RECORD_SCHEMA, compression=INTERMEDIATE_COMPRESSION, use_dictionary=_DICTIONARY_COLUMNS
+        ) as writer:
             build = functools.partial(records_for_documents, options=options)
             workers = workers_for(parquet_column_bytes(corpus_path, "text"), workers)
             for chunks, batch_questions, warnings in ordered_map(build, _document_batches(corpus_path), workers):
@@ -520,7 +677,9 @@ def build_records(corpus_path, records_path, stats_path, options: RecordOptions,
                 conflicting += record["conflict"]
             written += len(questions)
         if not written:
-            raise PipelineError(f"no training records could be built from {corpus_path}; check the records.include_* switches")
+            raise PipelineError(
+                f"no training records could be built from {corpus_path}; check the records.include_* switches"
+            )
     write_json_atomic(
         stats_path,
         {

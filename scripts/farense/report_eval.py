@@ -7,7 +7,12 @@ from __future__ import annotations
 from .report_html import esc, interval_chart_svg, line_chart_svg, num, table
 from .support import LABELS as SUPPORT, SEEN, UNSEEN
 
-LABELS = {"base": "int4 base, no adapter", "base_full": "unquantized base, no adapter", "lora": "LoRA (unquantized base)", "qlora": "QLoRA (int4 base)"}
+LABELS = {
+    "base": "int4 base, no adapter",
+    "base_full": "unquantized base, no adapter",
+    "lora": "LoRA (unquantized base)",
+    "qlora": "QLoRA (int4 base)",
+}
 ORDER = ("base", "base_full", "lora", "qlora")
 
 
@@ -30,7 +35,9 @@ def measured_costs(runs: dict[str, dict]) -> dict[str, dict]:
             "training_seconds": train.get("train_seconds"),
             "training_tokens_per_second": train.get("tokens_per_second"),
             "training_peak_memory_gb": train.get("peak_memory_gb"),
-            "training_memory": [(s["step"], s["peak_memory_gb"]) for s in train.get("steps", []) if s.get("peak_memory_gb") is not None],
+            "training_memory": [
+                (s["step"], s["peak_memory_gb"]) for s in train.get("steps", []) if s.get("peak_memory_gb") is not None
+            ],
             "generation_tokens_per_second": generation.get("tokens_per_second"),
             "evaluation_peak_memory_gb": evaluation.get("peak_memory_gb"),
         }
@@ -65,7 +72,10 @@ def comparison_rows(evals: dict, costs: dict | None = None) -> list[list]:
         row("hallucination rate, unseen facts", lambda e, c: e["answers"]["by_support"][UNSEEN]["hallucination_rate"]),
         row("exact match (test questions)", lambda e, c: e["answers"]["exact_match"]),
         row("token F1 (test questions)", lambda e, c: e["answers"]["f1"]),
-        row("validation - training loss (kept adapter, whole splits)", lambda e, c: e["overfitting"]["valid_minus_train_loss"]),
+        row(
+            "validation - training loss (kept adapter, whole splits)",
+            lambda e, c: e["overfitting"]["valid_minus_train_loss"],
+        ),
         row("generation tokens/s", lambda e, c: c["generation_tokens_per_second"]),
         row("evaluation peak memory (GB)", lambda e, c: c["evaluation_peak_memory_gb"]),
         row("evaluated with", lambda e, c: e["compute"]),
@@ -102,27 +112,61 @@ def knowledge_section(evals: dict, comparison: dict, costs: dict | None = None, 
         return ""
     first = ordered[0][1]["answers"]
     counts = {label: first["by_support"].get(label, {}).get("questions", 0) for label in SUPPORT}
-    out = ["<section><h2>What the fine-tuned model knows</h2>",
-           f"<p>Test questions about facts that training stated in other words (<b>seen facts</b>, {num(counts[SEEN])} questions) and about "
-           f"facts that no training record states (<b>unseen facts</b>, {num(counts[UNSEEN])}). <b>Fact accuracy</b> is the share of questions "
-           "whose every fact (numbers, dates, names; for a match its result, score, venue, date and competition) the answer states rightly: "
-           "an answer in the right form with one wrong fact scores 0; <b>single facts right</b> is the share of a question's facts its answer states "
-           "rightly, averaged over the questions. Brackets hold 95% bootstrap intervals over the questions.</p>"]
+    out = [
+        "<section><h2>What the fine-tuned model knows</h2>",
+        f"<p>Test questions about facts that training stated in other words (<b>seen facts</b>, {num(counts[SEEN])} questions) and about "
+        f"facts that no training record states (<b>unseen facts</b>, {num(counts[UNSEEN])}). <b>Fact accuracy</b> is the share of questions "
+        "whose every fact (numbers, dates, names; for a match its result, score, venue, date and competition) the answer states rightly: "
+        "an answer in the right form with one wrong fact scores 0; <b>single facts right</b> is the share of a question's facts its answer states "
+        "rightly, averaged over the questions. Brackets hold 95% bootstrap intervals over the questions.</p>",
+    ]
     if stand_in:
-        out.append('<p class="bad">The base is the tiny stand-in the pipeline builds (about a million weights, a few pretraining '
-                   "steps): it cannot learn these facts, and the figures below only show that the chain runs. Build with a real "
-                   "model (<code>model.base: gemma3-270m</code>, the default where MLX has a GPU; see the README) to measure "
-                   "knowledge.</p>")
+        out.append(
+            '<p class="bad">The base is the tiny stand-in the pipeline builds (about a million weights, a few pretraining '
+            "steps): it cannot learn these facts, and the figures below only show that the chain runs. Build with a real "
+            "model (<code>model.base: gemma3-270m</code>, the default where MLX has a GPU; see the README) to measure "
+            "knowledge.</p>"
+        )
     out.append("<h3>Fact accuracy on seen facts</h3>")
-    out.append(interval_chart_svg([(LABELS.get(n, n), e["answers"]["by_support"][SEEN]["fact_accuracy"], e["answers"]["by_support"][SEEN]["fact_accuracy_ci"])
-                                   for n, e in ordered], xlabel="fact accuracy"))
+    out.append(
+        interval_chart_svg(
+            [
+                (
+                    LABELS.get(n, n),
+                    e["answers"]["by_support"][SEEN]["fact_accuracy"],
+                    e["answers"]["by_support"][SEEN]["fact_accuracy_ci"],
+                )
+                for n, e in ordered
+            ],
+            xlabel="fact accuracy",
+        )
+    )
     rows = []
     for n, e in ordered:
         seen, unseen = e["answers"]["by_support"][SEEN], e["answers"]["by_support"][UNSEEN]
-        rows.append([LABELS.get(n, n), _with_ci(seen["fact_accuracy"], seen["fact_accuracy_ci"]), _with_ci(seen.get("facts_right"), seen.get("facts_right_ci")),
-                     _with_ci(seen["f1"], seen["f1_ci"]),
-                     _with_ci(unseen["fact_accuracy"], unseen["fact_accuracy_ci"]), _with_ci(unseen.get("hallucination_rate"), unseen.get("hallucination_rate_ci"))])
-    out.append(table(["model", "fact accuracy, seen", "single facts right, seen", "token F1, seen", "fact accuracy, unseen", "asserts a specific answer, unseen (hallucination rate)"], rows))
+        rows.append(
+            [
+                LABELS.get(n, n),
+                _with_ci(seen["fact_accuracy"], seen["fact_accuracy_ci"]),
+                _with_ci(seen.get("facts_right"), seen.get("facts_right_ci")),
+                _with_ci(seen["f1"], seen["f1_ci"]),
+                _with_ci(unseen["fact_accuracy"], unseen["fact_accuracy_ci"]),
+                _with_ci(unseen.get("hallucination_rate"), unseen.get("hallucination_rate_ci")),
+            ]
+        )
+    out.append(
+        table(
+            [
+                "model",
+                "fact accuracy, seen",
+                "single facts right, seen",
+                "token F1, seen",
+                "fact accuracy, unseen",
+                "asserts a specific answer, unseen (hallucination rate)",
+            ],
+            rows,
+        )
+    )
     pairs = comparison.get("pairs", {})
     if pairs:
         rows = []
@@ -135,14 +179,33 @@ def knowledge_section(evals: dict, comparison: dict, costs: dict | None = None, 
         out.append(table(["difference", "value", "95% interval", "interval excludes 0"], rows))
         lq = pairs.get("lora-qlora", {}).get(SEEN, {}).get("fact_correct")
         if lq:
-            out.append(f"<p>LoRA minus QLoRA on seen facts: {lq['difference']:+.3f}, interval {_ci(lq['ci'])}: "
-                       + ("the interval excludes zero, so the two differ on these questions." if lq["excludes_zero"]
-                          else "the interval holds zero, so these questions cannot tell the two apart.") + "</p>")
+            out.append(
+                f"<p>LoRA minus QLoRA on seen facts: {lq['difference']:+.3f}, interval {_ci(lq['ci'])}: "
+                + (
+                    "the interval excludes zero, so the two differ on these questions."
+                    if lq["excludes_zero"]
+                    else "the interval holds zero, so these questions cannot tell the two apart."
+                )
+                + "</p>"
+            )
     costs = costs or {}
-    cost = [[LABELS.get(n, n)] + [_cell(v) for v in (_mb(e["cost"]["model_bytes"]), _mb(e["cost"]["adapter_bytes"]) if e["adapter"] else None,
-                                                     costs.get(n, {}).get("training_peak_memory_gb"), costs.get(n, {}).get("training_seconds"))]
-            for n, e in ordered]
-    out.append("<h3>Cost</h3>" + table(["model", "model on disk (MB)", "adapter (MB)", "training peak memory (GB)", "training time (s)"], cost))
+    cost = [
+        [LABELS.get(n, n)]
+        + [
+            _cell(v)
+            for v in (
+                _mb(e["cost"]["model_bytes"]),
+                _mb(e["cost"]["adapter_bytes"]) if e["adapter"] else None,
+                costs.get(n, {}).get("training_peak_memory_gb"),
+                costs.get(n, {}).get("training_seconds"),
+            )
+        ]
+        for n, e in ordered
+    ]
+    out.append(
+        "<h3>Cost</h3>"
+        + table(["model", "model on disk (MB)", "adapter (MB)", "training peak memory (GB)", "training time (s)"], cost)
+    )
     out.append("</section>")
     return "".join(out)
 
@@ -154,12 +217,18 @@ def headline(evals: dict, costs: dict | None = None) -> list[tuple[str, object]]
         return []
     items = [("QLoRA fact accuracy, seen facts", q["answers"]["by_support"][SEEN]["fact_accuracy"])]
     if "base" in evals:
-        items.append(("int4 base fact accuracy, seen facts", evals["base"]["answers"]["by_support"][SEEN]["fact_accuracy"]))
+        items.append(
+            ("int4 base fact accuracy, seen facts", evals["base"]["answers"]["by_support"][SEEN]["fact_accuracy"])
+        )
     items.append(("QLoRA test perplexity", q["loss"]["test"]["perplexity"]))
     if "base" in evals:
         items.append(("base test perplexity", evals["base"]["loss"]["test"]["perplexity"]))
-    items += [("QLoRA token F1", q["answers"]["f1"]), ("QLoRA exact match", q["answers"]["exact_match"]),
-              ("QLoRA training seconds", (costs or {}).get("qlora", {}).get("training_seconds")), ("int4 model MB", _mb(q["cost"]["model_bytes"]))]
+    items += [
+        ("QLoRA token F1", q["answers"]["f1"]),
+        ("QLoRA exact match", q["answers"]["exact_match"]),
+        ("QLoRA training seconds", (costs or {}).get("qlora", {}).get("training_seconds")),
+        ("int4 model MB", _mb(q["cost"]["model_bytes"])),
+    ]
     return [(k, v) for k, v in items if v is not None]
 
 
@@ -176,19 +245,38 @@ def evaluation_section(evals: dict, costs: dict | None = None) -> str:
     )
     costs = costs or {}
     out.append(comparison_table(evals, costs))
-    gaps = {LABELS.get(n, n): [(r["step"], r["gap"]) for r in e["overfitting"].get("per_step", [])] for n, e in _ordered(evals)}
+    gaps = {
+        LABELS.get(n, n): [(r["step"], r["gap"]) for r in e["overfitting"].get("per_step", [])]
+        for n, e in _ordered(evals)
+    }
     if any(gaps.values()):
         out.append("<h3>Overfitting gap: validation minus training loss at each validation step</h3>")
         out.append(line_chart_svg(gaps, height=180, xlabel="iteration", ylabel="gap"))
-        rows = [[LABELS.get(n, n), e["overfitting"].get("best_step"), e["overfitting"].get("gap_at_best_step")] for n, e in _ordered(evals) if e["overfitting"].get("per_step")]
+        rows = [
+            [LABELS.get(n, n), e["overfitting"].get("best_step"), e["overfitting"].get("gap_at_best_step")]
+            for n, e in _ordered(evals)
+            if e["overfitting"].get("per_step")
+        ]
         out.append(table(["adapter", "best step (kept)", "gap at the best step"], rows, {1, 2}))
-        out.append("<p><small>The training loss at a step is the mean over the iterations since the previous metrics row.</small></p>")
+        out.append(
+            "<p><small>The training loss at a step is the mean over the iterations since the previous metrics row.</small></p>"
+        )
     memory = {name: c["training_memory"] for name, c in costs.items() if c.get("training_memory")}
     if any(memory.values()):
-        out.append("<h3>Peak memory during training (GB)</h3>" + line_chart_svg(memory, height=160, xlabel="iteration", ylabel="GB"))
+        out.append(
+            "<h3>Peak memory during training (GB)</h3>"
+            + line_chart_svg(memory, height=160, xlabel="iteration", ylabel="GB")
+        )
     kinds = sorted({k for _, e in _ordered(evals) for k in e["answers"]["by_kind"]})
     if kinds:
-        rows = [[LABELS.get(n, n)] + [f"{num(e['answers']['by_kind'].get(k, {}).get('f1'))} / {num(e['answers']['by_kind'].get(k, {}).get('exact_match'))}" for k in kinds] for n, e in _ordered(evals)]
+        rows = [
+            [LABELS.get(n, n)]
+            + [
+                f"{num(e['answers']['by_kind'].get(k, {}).get('f1'))} / {num(e['answers']['by_kind'].get(k, {}).get('exact_match'))}"
+                for k in kinds
+            ]
+            for n, e in _ordered(evals)
+        ]
         out.append("<h3>F1 / exact match by kind of question</h3>" + table(["model"] + kinds, rows))
     out.append("</section>")
     return "".join(out)
@@ -203,10 +291,15 @@ def samples_section(evals: dict, count: int) -> str:
     answers = {name: {r["id"]: r for r in e["answers"]["per_question"]} for name, e in ordered}
     every = ordered[0][1]["answers"]["per_question"]
     if not every:
-        return ("<section><h2>Sample answers</h2><p>No test question was answered: the test split has no question/answer "
-                "records, or <code>evaluation.max_questions</code> is 0.</p></section>")
-    out = ["<section><h2>Sample answers</h2>", f"<p>The first {num(count)} test questions of each kind of support, answered greedily by each model "
-           "(in brackets: whether every fact is right, and token F1).</p>"]
+        return (
+            "<section><h2>Sample answers</h2><p>No test question was answered: the test split has no question/answer "
+            "records, or <code>evaluation.max_questions</code> is 0.</p></section>"
+        )
+    out = [
+        "<section><h2>Sample answers</h2>",
+        f"<p>The first {num(count)} test questions of each kind of support, answered greedily by each model "
+        "(in brackets: whether every fact is right, and token F1).</p>",
+    ]
     for label in SUPPORT:
         chosen = [q for q in every if q["support"] == label][:count]
         if not chosen:
@@ -216,13 +309,19 @@ def samples_section(evals: dict, count: int) -> str:
             rows = [["reference", q["reference"]]]
             for name, _ in ordered:
                 r = answers[name].get(q["id"])
-                mark = "—" if not r or r["fact_correct"] is None else ("facts right" if r["fact_correct"] else "a fact wrong or missing")
+                mark = (
+                    "—"
+                    if not r or r["fact_correct"] is None
+                    else ("facts right" if r["fact_correct"] else "a fact wrong or missing")
+                )
                 rows.append([LABELS.get(name, name), f"{r['response']}  [{mark}; F1 {r['f1']:.2f}]" if r else "—"])
             out.append(f"<h4>{esc(q['question'])}</h4>" + table(["", "answer"], rows))
     out.append("<details><summary>Every test question, per model</summary>")
     rows = []
     for q in every:
-        rows.append([q["question"], q["kind"], q["support"]] + [_fact_mark(answers[n].get(q["id"])) for n, _ in ordered])
+        rows.append(
+            [q["question"], q["kind"], q["support"]] + [_fact_mark(answers[n].get(q["id"])) for n, _ in ordered]
+        )
     out.append(table(["question", "kind", "support"] + [f"facts {LABELS.get(n, n)}" for n, _ in ordered], rows))
     out.append("</details></section>")
     return "".join(out)

@@ -50,14 +50,18 @@ def num(value) -> str:
 def table(headers: list[str], rows: list[list], numeric: set[int] = frozenset()) -> str:
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = "".join(
-        "<tr>" + "".join(f'<td class="num">{num(c)}</td>' if i in numeric else f"<td>{esc(c)}</td>" for i, c in enumerate(row)) + "</tr>"
+        "<tr>"
+        + "".join(f'<td class="num">{num(c)}</td>' if i in numeric else f"<td>{esc(c)}</td>" for i, c in enumerate(row))
+        + "</tr>"
         for row in rows
     )
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def cards(items: list[tuple[str, object]]) -> str:
-    return '<div class="cards">' + "".join(f'<div class="card"><b>{num(v)}</b>{esc(k)}</div>' for k, v in items) + "</div>"
+    return (
+        '<div class="cards">' + "".join(f'<div class="card"><b>{num(v)}</b>{esc(k)}</div>' for k, v in items) + "</div>"
+    )
 
 
 def histogram_svg(series: dict[str, dict], xlabel: str = "") -> str:
@@ -102,10 +106,24 @@ def data_section(clean: dict, records: dict, split: dict) -> str:
     )
     out.append("<h3>Files read</h3>")
     rows = [
-        [path, f["format"], f["encoding"], f["bytes"], f["chars_out"], f["paragraphs_kept"], f["exact_duplicates_dropped"] + f["near_duplicates_dropped"]]
+        [
+            path,
+            f["format"],
+            f["encoding"],
+            f["bytes"],
+            f["chars_out"],
+            f["paragraphs_kept"],
+            f["exact_duplicates_dropped"] + f["near_duplicates_dropped"],
+        ]
         for path, f in clean["files"].items()
     ]
-    out.append(table(["file", "format", "encoding", "bytes", "characters kept", "paragraphs", "duplicates dropped"], rows, {3, 4, 5, 6}))
+    out.append(
+        table(
+            ["file", "format", "encoding", "bytes", "characters kept", "paragraphs", "duplicates dropped"],
+            rows,
+            {3, 4, 5, 6},
+        )
+    )
     if clean["files_skipped"]:
         out.append("<h3>Files skipped</h3>")
         out.append(table(["file", "reason"], [[s["path"], s["reason"]] for s in clean["files_skipped"]]))
@@ -113,12 +131,17 @@ def data_section(clean: dict, records: dict, split: dict) -> str:
     units = clean.get("step_units", {})
     out.append(table(["step", "count", "unit"], [[s, n, units.get(s, "")] for s, n in clean["steps"].items()], {1}))
     dedup = clean["dedup"]
-    out.append(f"<p>Duplicate paragraphs dropped: {num(dedup['exact_paragraphs_dropped'])} exact, {num(dedup['near_paragraphs_dropped'])} near.</p>")
+    out.append(
+        f"<p>Duplicate paragraphs dropped: {num(dedup['exact_paragraphs_dropped'])} exact, {num(dedup['near_paragraphs_dropped'])} near.</p>"
+    )
     if dedup["examples"]:
         out.append(
             table(
                 ["kind", "file", "duplicate of", "similarity", "paragraph starts"],
-                [[d["kind"], d["path"], d["duplicate_of"], d["similarity"], d["text_start"]] for d in dedup["examples"][:20]],
+                [
+                    [d["kind"], d["path"], d["duplicate_of"], d["similarity"], d["text_start"]]
+                    for d in dedup["examples"][:20]
+                ],
                 {3},
             )
         )
@@ -128,7 +151,10 @@ def data_section(clean: dict, records: dict, split: dict) -> str:
         out.append(table(["file", "line", "message"], [[w["path"], w.get("line", ""), w["message"]] for w in warnings]))
     out.append("<h3>Records per split and kind</h3>")
     kinds = sorted({k for s in split["splits"].values() for k in s["by_kind"]})
-    rows = [[name, s["records"], s["share"]] + [s["by_kind"].get(k, 0) for k in kinds] for name, s in split["splits"].items()]
+    rows = [
+        [name, s["records"], s["share"]] + [s["by_kind"].get(k, 0) for k in kinds]
+        for name, s in split["splits"].items()
+    ]
     out.append(table(["split", "records", "share"] + kinds, rows, set(range(1, 3 + len(kinds)))))
     out.append(
         f"<p>Format <b>{esc(split['format'])}</b>, seed {num(split['seed'])}; {num(split['groups'])} independent groups "
@@ -136,7 +162,10 @@ def data_section(clean: dict, records: dict, split: dict) -> str:
     )
     out.append("<h3>Length of records (characters)</h3>")
     out.append(histogram_svg({name: s["chars_histogram"] for name, s in split["splits"].items()}, xlabel="characters"))
-    rows = [[name] + [s["chars"].get(k, "") for k in ("min", "p50", "p90", "max")] + [s["words"].get("p50", "")] for name, s in split["splits"].items()]
+    rows = [
+        [name] + [s["chars"].get(k, "") for k in ("min", "p50", "p90", "max")] + [s["words"].get("p50", "")]
+        for name, s in split["splits"].items()
+    ]
     out.append(table(["split", "min chars", "median", "p90", "max", "median words"], rows, {1, 2, 3, 4, 5}))
     leak = split["leakage_check"]
     verdict = '<span class="ok">passed</span>' if leak["passed"] else '<span class="bad">FAILED</span>'
@@ -155,7 +184,13 @@ def data_section(clean: dict, records: dict, split: dict) -> str:
     return "".join(out)
 
 
-def line_chart_svg(series: dict[str, list[tuple[float, float]]], width: int = 640, height: int = 220, xlabel: str = "", ylabel: str = "") -> str:
+def line_chart_svg(
+    series: dict[str, list[tuple[float, float]]],
+    width: int = 640,
+    height: int = 220,
+    xlabel: str = "",
+    ylabel: str = "",
+) -> str:
     """Lines through (x, y) points, one per series, inline SVG."""
     colours = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
     series = {k: v for k, v in series.items() if v}
@@ -168,10 +203,16 @@ def line_chart_svg(series: dict[str, list[tuple[float, float]]], width: int = 64
     x = lambda v: pad + (v - x0) / ((x1 - x0) or 1) * w  # noqa: E731
     y = lambda v: 10 + h - (v - y0) / ((y1 - y0) or 1) * h  # noqa: E731
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
-    parts.append(f'<line x1="{pad}" y1="{10 + h}" x2="{pad + w}" y2="{10 + h}" stroke="#333"/><line x1="{pad}" y1="10" x2="{pad}" y2="{10 + h}" stroke="#333"/>')
-    parts.append(f'<text x="{pad}" y="{height - 8}" font-size="11">{num(x0)}</text><text x="{pad + w - 30}" y="{height - 8}" font-size="11">{num(x1)}</text>')
+    parts.append(
+        f'<line x1="{pad}" y1="{10 + h}" x2="{pad + w}" y2="{10 + h}" stroke="#333"/><line x1="{pad}" y1="10" x2="{pad}" y2="{10 + h}" stroke="#333"/>'
+    )
+    parts.append(
+        f'<text x="{pad}" y="{height - 8}" font-size="11">{num(x0)}</text><text x="{pad + w - 30}" y="{height - 8}" font-size="11">{num(x1)}</text>'
+    )
     parts.append(f'<text x="{pad + w / 2 - 30}" y="{height - 8}" font-size="11">{esc(xlabel)}</text>')
-    parts.append(f'<text x="2" y="18" font-size="11">{num(round(y1, 4))}</text><text x="2" y="{10 + h}" font-size="11">{num(round(y0, 4))}</text>')
+    parts.append(
+        f'<text x="2" y="18" font-size="11">{num(round(y1, 4))}</text><text x="2" y="{10 + h}" font-size="11">{num(round(y0, 4))}</text>'
+    )
     parts.append(f'<text x="2" y="{10 + h / 2}" font-size="11">{esc(ylabel)}</text>')
     for i, (name, points) in enumerate(series.items()):
         colour = colours[i % len(colours)]
@@ -182,7 +223,13 @@ def line_chart_svg(series: dict[str, list[tuple[float, float]]], width: int = 64
     return "".join(parts)
 
 
-def interval_chart_svg(rows: list[tuple[str, float | None, list | None]], width: int = 640, lo: float = 0.0, hi: float = 1.0, xlabel: str = "") -> str:
+def interval_chart_svg(
+    rows: list[tuple[str, float | None, list | None]],
+    width: int = 640,
+    lo: float = 0.0,
+    hi: float = 1.0,
+    xlabel: str = "",
+) -> str:
     """One horizontal row per (label, value, [low, high]): a dot at the value and a bar over its
     interval, on a shared axis from `lo` to `hi`, inline SVG."""
     rows = [r for r in rows if r[1] is not None]
@@ -194,14 +241,18 @@ def interval_chart_svg(rows: list[tuple[str, float | None, list | None]], width:
     x = lambda v: left + (min(max(v, lo), hi) - lo) / ((hi - lo) or 1) * w  # noqa: E731
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
     for tick in (lo, (lo + hi) / 2, hi):
-        parts.append(f'<line x1="{x(tick):.1f}" y1="8" x2="{x(tick):.1f}" y2="{height - 26}" stroke="#ddd"/>'
-                     f'<text x="{x(tick) - 8:.1f}" y="{height - 12}" font-size="11">{num(tick)}</text>')
+        parts.append(
+            f'<line x1="{x(tick):.1f}" y1="8" x2="{x(tick):.1f}" y2="{height - 26}" stroke="#ddd"/>'
+            f'<text x="{x(tick) - 8:.1f}" y="{height - 12}" font-size="11">{num(tick)}</text>'
+        )
     parts.append(f'<text x="{left + w / 2 - 40:.1f}" y="{height - 1}" font-size="11">{esc(xlabel)}</text>')
     for i, (label, value, ci) in enumerate(rows):
         cy = 22 + step * i
         parts.append(f'<text x="4" y="{cy + 4}" font-size="12">{esc(label)}</text>')
         if ci:
-            parts.append(f'<line x1="{x(ci[0]):.1f}" y1="{cy}" x2="{x(ci[1]):.1f}" y2="{cy}" stroke="#1f77b4" stroke-width="3"/>')
+            parts.append(
+                f'<line x1="{x(ci[0]):.1f}" y1="{cy}" x2="{x(ci[1]):.1f}" y2="{cy}" stroke="#1f77b4" stroke-width="3"/>'
+            )
         parts.append(f'<circle cx="{x(value):.1f}" cy="{cy}" r="5" fill="#d62728"/>')
     parts.append("</svg>")
     return "".join(parts)
@@ -214,13 +265,19 @@ def base_description(base: dict, conversion: dict) -> str:
     if base.get("kind") == "tiny":
         text = "a tiny Mistral-architecture model built by the pipeline (seeded, tokenizer trained on the corpus, short pretraining on the training split)"
     elif base.get("kind") == "gguf":
-        source = f"the package {spec['package']} {spec['version']}" if spec.get("package") else "the file named in the config"
+        source = (
+            f"the package {spec['package']} {spec['version']}"
+            if spec.get("package")
+            else "the file named in the config"
+        )
         types = ", ".join(f"{n} {t}" for t, n in base["tensor_types"].items())
-        text = (f"{esc(base['name'])} ({esc(base['architecture'])}, {num(base['parameters'])} parameters), imported from the GGUF file {esc(base['gguf'])} of {esc(source)} "
-                f"(sha256 {base['gguf_sha256'][:16]}…; tensors: {esc(types)}), dequantized to {base['dtype']}. Its “unquantized” "
-                f"weights, on which LoRA trains, are the dequantized values of a file that was already quantized at its source "
-                f"({esc(base.get('file_type_name') or 'see the tensor types')}), so LoRA against QLoRA here measures what MLX's "
-                f"int{conversion['bits']} conversion adds on top of that")
+        text = (
+            f"{esc(base['name'])} ({esc(base['architecture'])}, {num(base['parameters'])} parameters), imported from the GGUF file {esc(base['gguf'])} of {esc(source)} "
+            f"(sha256 {base['gguf_sha256'][:16]}…; tensors: {esc(types)}), dequantized to {base['dtype']}. Its “unquantized” "
+            f"weights, on which LoRA trains, are the dequantized values of a file that was already quantized at its source "
+            f"({esc(base.get('file_type_name') or 'see the tensor types')}), so LoRA against QLoRA here measures what MLX's "
+            f"int{conversion['bits']} conversion adds on top of that"
+        )
     else:
         text = esc(conversion["base"]["path"])
     if base.get("parameters") and base.get("kind") != "gguf":
@@ -230,7 +287,9 @@ def base_description(base: dict, conversion: dict) -> str:
     return text + "."
 
 
-def model_section(conversion: dict, base: dict, trainings: dict[str, tuple], runs: dict[str, dict] | None = None) -> str:
+def model_section(
+    conversion: dict, base: dict, trainings: dict[str, tuple], runs: dict[str, dict] | None = None
+) -> str:
     """Base model, int4 conversion, and each adapter's training: its summary and curves
     (trainings: {adapter: (training_summary.json, metrics.csv rows)}) and what the run measured
     (runs: {job: run record}, results/runs/)."""
@@ -241,7 +300,15 @@ def model_section(conversion: dict, base: dict, trainings: dict[str, tuple], run
     out.append(
         table(
             ["model", "weights on disk (bytes)", "bits per weight", "parameters"],
-            [["base (unquantized)", b["weights_bytes"], b["bits_per_weight"], b["parameters"]], [f"int{conversion['bits']} (group {conversion['group_size']})", q["weights_bytes"], q["bits_per_weight"], q["parameters"]]],
+            [
+                ["base (unquantized)", b["weights_bytes"], b["bits_per_weight"], b["parameters"]],
+                [
+                    f"int{conversion['bits']} (group {conversion['group_size']})",
+                    q["weights_bytes"],
+                    q["bits_per_weight"],
+                    q["parameters"],
+                ],
+            ],
             {1, 2, 3},
         )
     )
@@ -249,33 +316,76 @@ def model_section(conversion: dict, base: dict, trainings: dict[str, tuple], run
     rows = []
     for name, (summary, _) in trainings.items():
         run = runs.get(f"train_{name}") or {}
-        rows.append([
-            name, summary["compute"], summary["preset"], summary["iterations"], summary["best_step"], round(summary["initial_val_loss"], 4),
-            round(summary["best_val_loss"], 4), "yes" if summary["stopped_early"] else "no",
-            "—" if run.get("resumed_from") is None else f"step {run['resumed_from']}", run.get("tokens_per_second"), run.get("train_seconds"),
-            run.get("peak_memory_gb"), summary["adapter_bytes"], round(100 * summary["padding_share"], 1),
-        ])
+        rows.append(
+            [
+                name,
+                summary["compute"],
+                summary["preset"],
+                summary["iterations"],
+                summary["best_step"],
+                round(summary["initial_val_loss"], 4),
+                round(summary["best_val_loss"], 4),
+                "yes" if summary["stopped_early"] else "no",
+                "—" if run.get("resumed_from") is None else f"step {run['resumed_from']}",
+                run.get("tokens_per_second"),
+                run.get("train_seconds"),
+                run.get("peak_memory_gb"),
+                summary["adapter_bytes"],
+                round(100 * summary["padding_share"], 1),
+            ]
+        )
     out.append(
         table(
-            ["adapter", "compute", "memory preset", "iterations", "best step", "validation loss at step 0", "best validation loss", "stopped early",
-             "resumed from checkpoint", "tokens/s", "training seconds", "peak memory (GB)", "adapter bytes", "padding %"],
-            rows, {3, 4, 5, 6, 9, 10, 11, 12, 13},
+            [
+                "adapter",
+                "compute",
+                "memory preset",
+                "iterations",
+                "best step",
+                "validation loss at step 0",
+                "best validation loss",
+                "stopped early",
+                "resumed from checkpoint",
+                "tokens/s",
+                "training seconds",
+                "peak memory (GB)",
+                "adapter bytes",
+                "padding %",
+            ],
+            rows,
+            {3, 4, 5, 6, 9, 10, 11, 12, 13},
         )
     )
     for name, (summary, metrics) in trainings.items():
         train = [(m["step"], m["train_loss"]) for m in metrics if m["train_loss"] is not None]
         val = [(m["step"], m["val_loss"]) for m in metrics if m["val_loss"] is not None]
-        out.append(f"<h3>{esc(name)}: loss</h3>" + line_chart_svg({"train": train, "validation": val}, xlabel="iteration", ylabel="loss"))
+        out.append(
+            f"<h3>{esc(name)}: loss</h3>"
+            + line_chart_svg({"train": train, "validation": val}, xlabel="iteration", ylabel="loss")
+        )
         lr = [(m["step"], m["learning_rate"]) for m in metrics if m["learning_rate"] is not None]
-        out.append(f"<h3>{esc(name)}: learning rate</h3>" + line_chart_svg({"learning rate": lr}, height=160, xlabel="iteration"))
+        out.append(
+            f"<h3>{esc(name)}: learning rate</h3>"
+            + line_chart_svg({"learning rate": lr}, height=160, xlabel="iteration")
+        )
     blas = next((runs[f"train_{name}"].get("blas") for name in trainings if runs.get(f"train_{name}")), "")
     out.append(f"<p><small>BLAS: {esc(blas)}</small></p>")
     out.append("</section>")
     return "".join(out)
 
 
-def build_report(clean: dict, records: dict, split: dict, config: dict, model: str = "", evaluation: str = "", lineage: str = "",
-                 headline: list | None = None, trained: str = "", knowledge: str = "") -> str:
+def build_report(
+    clean: dict,
+    records: dict,
+    split: dict,
+    config: dict,
+    model: str = "",
+    evaluation: str = "",
+    lineage: str = "",
+    headline: list | None = None,
+    trained: str = "",
+    knowledge: str = "",
+) -> str:
     """The page: what the fine-tuned model knows, summary, evaluation sections, data, model and
     training, lineage, environment."""
     made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -286,7 +396,11 @@ def build_report(clean: dict, records: dict, split: dict, config: dict, model: s
         f"{num(clean['documents_written'])} documents and turned into {num(split['records'])} training records in mlx-lm's "
         f"<b>{esc(split['format'])}</b> format: {num(splits['train']['records'])} for training, {num(splits['valid']['records'])} "
         f"for validation and {num(splits['test']['records'])} for testing, with "
-        + ("no leakage between them" if split["leakage_check"]["passed"] else '<span class="bad">leakage between them</span>')
+        + (
+            "no leakage between them"
+            if split["leakage_check"]["passed"]
+            else '<span class="bad">leakage between them</span>'
+        )
         + f".{(' ' + trained) if trained else ''}</p>"
         + (cards(headline) if headline else "")
         + "</section>"

@@ -31,7 +31,9 @@ def stage_graph_svg(pairs: set[tuple[str, str]], extra: list[tuple[str, str]] = 
 
     def level(node, seen=()):
         if node not in depth:
-            depth[node] = 0 if not parents[node] or node in seen else 1 + max(level(p, seen + (node,)) for p in parents[node])
+            depth[node] = (
+                0 if not parents[node] or node in seen else 1 + max(level(p, seen + (node,)) for p in parents[node])
+            )
         return depth[node]
 
     columns = defaultdict(list)
@@ -44,11 +46,15 @@ def stage_graph_svg(pairs: set[tuple[str, str]], extra: list[tuple[str, str]] = 
     for col, members in columns.items():
         for row, node in enumerate(sorted(members)):
             where[node] = (10 + col * (box_w + gap_x), 10 + row * (box_h + gap_y))
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" style="max-width:100%;height:auto" role="img" aria-label="stage graph">',
-             '<defs><marker id="arrow" markerWidth="8" markerHeight="8" refX="8" refY="4" orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#555"/></marker></defs>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" style="max-width:100%;height:auto" role="img" aria-label="stage graph">',
+        '<defs><marker id="arrow" markerWidth="8" markerHeight="8" refX="8" refY="4" orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#555"/></marker></defs>',
+    ]
     for a, b in sorted(pairs):
         (x1, y1), (x2, y2) = where[a], where[b]
-        parts.append(f'<line x1="{x1 + box_w}" y1="{y1 + box_h / 2}" x2="{x2}" y2="{y2 + box_h / 2}" stroke="#888" marker-end="url(#arrow)"/>')
+        parts.append(
+            f'<line x1="{x1 + box_w}" y1="{y1 + box_h / 2}" x2="{x2}" y2="{y2 + box_h / 2}" stroke="#888" marker-end="url(#arrow)"/>'
+        )
     for node, (x, y) in where.items():
         fill = "#f2f2f2" if node == "raw files" else "#e8f0fb"
         parts.append(f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="5" fill="{fill}" stroke="#456"/>')
@@ -71,17 +77,37 @@ def lineage_section(data: dict) -> str:
     sinks = [(job, "report") for job in sorted(data["jobs"]) if job not in producers and job != "lineage"]
     out.append("<h3>Stage graph</h3>" + stage_graph_svg(pairs, sinks))
     rows = []
-    for path, a in sorted(artifacts.items(), key=lambda kv: (kv[1].get("made_by") is None, kv[1].get("role", ""), kv[0])):
+    for path, a in sorted(
+        artifacts.items(), key=lambda kv: (kv[1].get("made_by") is None, kv[1].get("role", ""), kv[0])
+    ):
         if a.get("role") == "lineage":
             continue
-        rows.append([path, a["made_by"] or a.get("role", "source"), a["kind"], a["bytes"], a["sha256"][:16], a.get("ended", "")])
+        rows.append(
+            [path, a["made_by"] or a.get("role", "source"), a["kind"], a["bytes"], a["sha256"][:16], a.get("ended", "")]
+        )
     made = [r for r in rows if r[1] not in ("source", "code")]
     sources = [r for r in rows if r[1] in ("source", "code")]
-    out.append("<h3>Artifacts made by the pipeline</h3>" + table(["artifact", "made by", "kind", "bytes", "sha256 (first 16)", "finished"], made, {3}))
-    out.append(f"<details><summary>Source and code files read ({num(len(sources))})</summary>"
-               + table(["file", "role", "kind", "bytes", "sha256 (first 16)", ""], sources, {3}) + "</details>")
-    jobs = [[name, j["rule"], j["seconds"], j["started"], j["versions"].get("mlx"), j["versions"].get("mlx-lm"), j["versions"].get("snakemake")]
-            for name, j in sorted(data["jobs"].items(), key=lambda kv: kv[1]["started"])]
+    out.append(
+        "<h3>Artifacts made by the pipeline</h3>"
+        + table(["artifact", "made by", "kind", "bytes", "sha256 (first 16)", "finished"], made, {3})
+    )
+    out.append(
+        f"<details><summary>Source and code files read ({num(len(sources))})</summary>"
+        + table(["file", "role", "kind", "bytes", "sha256 (first 16)", ""], sources, {3})
+        + "</details>"
+    )
+    jobs = [
+        [
+            name,
+            j["rule"],
+            j["seconds"],
+            j["started"],
+            j["versions"].get("mlx"),
+            j["versions"].get("mlx-lm"),
+            j["versions"].get("snakemake"),
+        ]
+        for name, j in sorted(data["jobs"].items(), key=lambda kv: kv[1]["started"])
+    ]
     out.append("<h3>Jobs</h3>" + table(["job", "rule", "seconds", "started", "mlx", "mlx-lm", "snakemake"], jobs, {2}))
     out.append("</section>")
     return "".join(out)

@@ -18,7 +18,9 @@ def setup_logging(log_path: str | None, append: bool = False) -> logging.Logger:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
         handlers.append(logging.FileHandler(log_path, mode="a" if append else "w", encoding="utf-8"))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True
+    )
     return logging.getLogger("farense")
 
 
@@ -40,7 +42,9 @@ def record_provenance(smk, started) -> str:
         value = params.get(name)
         if isinstance(value, str) and value not in known and Path(value).exists():
             inputs["external_" + name] = [value]
-    entry = provenance.make_entry(Path(target).stem, smk.rule, dict(smk.wildcards.items()), inputs, outputs, params, started, provenance.now())
+    entry = provenance.make_entry(
+        Path(target).stem, smk.rule, dict(smk.wildcards.items()), inputs, outputs, params, started, provenance.now()
+    )
     write_json_atomic(target, entry)
     return target
 
@@ -98,8 +102,12 @@ def stage(smk):
     except BaseException as err:
         # a full disk met by a write that no atomic_path, atomic_dir or diskspace.writing guarded
         # (judged before anything is removed: MLX's error is read against the space left)
-        unguarded = (isinstance(err, Exception) and not isinstance(err, PipelineError) and bool(outputs)
-                     and out_of_space(err, outputs[0]))
+        unguarded = (
+            isinstance(err, Exception)
+            and not isinstance(err, PipelineError)
+            and bool(outputs)
+            and out_of_space(err, outputs[0])
+        )
         message = unguarded and full_disk_message(outputs[0], what="one of its outputs (" + ", ".join(outputs) + ")")
         # Snakemake removes a failed job's outputs; what was being written beside them goes too
         for path in outputs:

@@ -147,7 +147,9 @@ def make_handler(base, limits: Limits, count_tokens=None):
                 return self.refuse(503, f"busy: {limits.max_in_flight} requests in progress; try again", retry_after=1)
             try:
                 if length.isdigit() and int(length) > limits.max_body_bytes:
-                    self.refuse(413, f"request body of {int(length):,} bytes; at most {limits.max_body_bytes:,} are taken")
+                    self.refuse(
+                        413, f"request body of {int(length):,} bytes; at most {limits.max_body_bytes:,} are taken"
+                    )
                     return self.drain(int(length))
                 if length.isdigit() and self.path in CHAT_PATHS + TEXT_PATHS:
                     raw = self.rfile.read(int(length))
@@ -174,7 +176,11 @@ def make_handler(base, limits: Limits, count_tokens=None):
             try:
                 texts = message_texts(body, self.path)
                 prompt_text("\n".join(texts), limits.max_prompt_bytes)
-                max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or self.response_generator.cli_args.max_tokens
+                max_tokens = (
+                    body.get("max_completion_tokens")
+                    or body.get("max_tokens")
+                    or self.response_generator.cli_args.max_tokens
+                )
                 if count_tokens is not None and isinstance(max_tokens, int) and not isinstance(max_tokens, bool):
                     check_context(count_tokens(body, self.path), max_tokens, limits.context)
             except PromptRefused as err:
@@ -210,12 +216,23 @@ def token_counter(model_path: str, chat_template_args: dict | None = None):
         with lock:
             if path in TEXT_PATHS:
                 return len(tokenizer.encode(body["prompt"]))
-            messages = [{"role": m["role"], "content": m["content"] if isinstance(m["content"], str)
-                         else "".join(p.get("text", "") for p in m["content"])} for m in body["messages"]]
+            messages = [
+                {
+                    "role": m["role"],
+                    "content": m["content"]
+                    if isinstance(m["content"], str)
+                    else "".join(p.get("text", "") for p in m["content"]),
+                }
+                for m in body["messages"]
+            ]
             try:
-                return len(tokenizer.apply_chat_template(messages, add_generation_prompt=True, **(chat_template_args or {})))
+                return len(
+                    tokenizer.apply_chat_template(messages, add_generation_prompt=True, **(chat_template_args or {}))
+                )
             except Exception as err:  # the template refuses these roles or this order
-                raise PromptRefused(f"the chat template refuses these messages: {' '.join(str(err).split())[:200]}") from None
+                raise PromptRefused(
+                    f"the chat template refuses these messages: {' '.join(str(err).split())[:200]}"
+                ) from None
 
     return count
 
@@ -236,8 +253,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--socket-timeout", type=float, default=SOCKET_TIMEOUT)
     if {"-h", "--help"} & set(argv):
         print(__doc__)
-        print("Options of this script: --adapter qlora|lora|none, --results DIR, --max-in-flight N, --max-body-bytes N, "
-              "--max-prompt-bytes N, --socket-timeout S; then mlx_lm.server's:\n")
+        print(
+            "Options of this script: --adapter qlora|lora|none, --results DIR, --max-in-flight N, --max-body-bytes N, "
+            "--max-prompt-bytes N, --socket-timeout S; then mlx_lm.server's:\n"
+        )
     ours, rest = parser.parse_known_args(argv)
     try:
         if not any(a == "--model" or a.startswith("--model=") for a in rest):
@@ -260,7 +279,13 @@ def main(argv: list[str] | None = None) -> None:
 
     def bounded_run(host, port, model_provider, **_):
         args = model_provider.cli_args
-        limits = Limits(ours.max_in_flight, ours.max_body_bytes, ours.max_prompt_bytes, ours.socket_timeout, model_context(args.model))
+        limits = Limits(
+            ours.max_in_flight,
+            ours.max_body_bytes,
+            ours.max_prompt_bytes,
+            ours.socket_timeout,
+            model_context(args.model),
+        )
         handler = make_handler(mlx_server.APIHandler, limits, token_counter(args.model, args.chat_template_args))
         logging.info("bounds: %s", limits)
         serve(host, port, model_provider, handler)

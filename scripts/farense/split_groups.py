@@ -81,7 +81,9 @@ def fact_roles(fact_keys: np.ndarray, probes: np.ndarray, options: SplitOptions)
     return forced
 
 
-def assign_splits(components: np.ndarray, kinds: np.ndarray, options: SplitOptions, forced: np.ndarray | None = None) -> np.ndarray:
+def assign_splits(
+    components: np.ndarray, kinds: np.ndarray, options: SplitOptions, forced: np.ndarray | None = None
+) -> np.ndarray:
     """Seeded assignment of whole components to splits, stratified by kind; returns each
     record's split as an index into SPLITS. `kinds` are integer codes in the order of the
     kinds' names; `forced` (fact_roles) binds records to a split: a component goes to test if
@@ -108,7 +110,9 @@ def assign_splits(components: np.ndarray, kinds: np.ndarray, options: SplitOptio
         filled = [0] * len(SPLITS)
         targets = []
         for size in order_sizes:  # sequential: each choice depends on the ones before it
-            target = max(range(len(SPLITS)), key=lambda s: (shares[s] * total - filled[s]) if shares[s] > 0 else -math.inf)
+            target = max(
+                range(len(SPLITS)), key=lambda s: (shares[s] * total - filled[s]) if shares[s] > 0 else -math.inf
+            )
             filled[target] += size
             targets.append(target)
         split_of_component[order] = targets
@@ -116,7 +120,9 @@ def assign_splits(components: np.ndarray, kinds: np.ndarray, options: SplitOptio
     return split_of_component[member_of]
 
 
-def leakage_check(assignment, group_keys, exact_keys, near_pairs: np.ndarray, threshold: float, question_keys=None) -> dict:
+def leakage_check(
+    assignment, group_keys, exact_keys, near_pairs: np.ndarray, threshold: float, question_keys=None
+) -> dict:
     """Count what crosses splits: group keys, exact duplicate texts, near-duplicate pairs, and
     normalised questions (one question asked in two splits; "" is no question).
 
@@ -134,7 +140,9 @@ def leakage_check(assignment, group_keys, exact_keys, near_pairs: np.ndarray, th
     if question_keys is not None:
         asked = np.asarray(question_keys) != ""
         # a record of no question gets a key of its own, which no folded question can equal
-        questions_across = crossing(np.where(asked, question_keys, np.char.add("\x00", np.arange(len(asked)).astype(str))))
+        questions_across = crossing(
+            np.where(asked, question_keys, np.char.add("\x00", np.arange(len(asked)).astype(str)))
+        )
     result = {
         "groups_across_splits": crossing(group_keys),
         "questions_across_splits": questions_across,
@@ -143,7 +151,9 @@ def leakage_check(assignment, group_keys, exact_keys, near_pairs: np.ndarray, th
         "near_duplicate_pairs_checked": int(len(near_pairs)),
         "near_duplicate_threshold": threshold,
     }
-    result["passed"] = not any((result["groups_across_splits"], result["exact_duplicates_across_splits"], len(across), questions_across))
+    result["passed"] = not any(
+        (result["groups_across_splits"], result["exact_duplicates_across_splits"], len(across), questions_across)
+    )
     if len(across):
         result["examples"] = across[:10].tolist()
     return result

@@ -71,7 +71,9 @@ def read_split(path: str | Path, schema_path: str | Path | None) -> list[dict]:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                raise PipelineError(f"{where}: not UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})") from None
+                raise PipelineError(
+                    f"{where}: not UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})"
+                ) from None
             if not text.strip():
                 raise PipelineError(f"{where}: empty line (mlx-lm reads every line as a JSON object)")
             try:

@@ -27,4 +27,8 @@ class SplitOptions:
 
     @property
     def fractions(self) -> dict[str, float]:
-        return {"train": 1.0 - self.valid_fraction - self.test_fraction, "valid": self.valid_fraction, "test": self.test_fraction}
+        return {
+            "train": 1.0 - self.valid_fraction - self.test_fraction,
+            "valid": self.valid_fraction,
+            "test": self.test_fraction,
+        }

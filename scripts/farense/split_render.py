@@ -30,7 +30,12 @@ def render(record: dict, options: SplitOptions, support_label: str = "") -> dict
         messages = [{"role": "system", "content": options.system_prompt}] if options.system_prompt else []
         messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
         obj = {"messages": messages}
-    obj["meta"] = {"id": record["record_id"], "kind": record["kind"], "doc_id": record["doc_id"], "origin": record["origin"]}
+    obj["meta"] = {
+        "id": record["record_id"],
+        "kind": record["kind"],
+        "doc_id": record["doc_id"],
+        "origin": record["origin"],
+    }
     if record["question"]:
         obj["meta"]["facts"] = json.loads(record["facts"]).get("answer", []) if record.get("facts") else []
     if support_label:
@@ -38,7 +43,9 @@ def render(record: dict, options: SplitOptions, support_label: str = "") -> dict
     return obj
 
 
-_to_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(obj, ensure_ascii=False), without a new encoder per call
+_to_json = json.JSONEncoder(
+    ensure_ascii=False
+).encode  # json.dumps(obj, ensure_ascii=False), without a new encoder per call
 
 
 def read_kept(records_path: str, group: int, keep: np.ndarray, columns: list[str]) -> pa.Table:
@@ -47,7 +54,9 @@ def read_kept(records_path: str, group: int, keep: np.ndarray, columns: list[str
     return open_parquet(records_path).read_row_group(group, columns=columns).filter(pa.array(keep))
 
 
-def render_lines(job, records_path: str, options: SplitOptions, schema_path: str, labels: list[str]) -> dict[tuple[int, int], bytes]:
+def render_lines(
+    job, records_path: str, options: SplitOptions, schema_path: str, labels: list[str]
+) -> dict[tuple[int, int], bytes]:
     """The JSONL lines of a row group's kept records, validated, as one block of bytes per
     (split, bucket) that the records go to: the rendering work done in the workers. `job` is
     (row group, kept-rows mask, split index, bucket and support code of each kept record: 0 none,

@@ -41,6 +41,7 @@ from .textio import atomic_path, open_parquet, parquet_column_bytes, scratch_dir
 
 log = logging.getLogger(__name__)
 
+
 def fingerprint_row_group(job, records_path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(MinHash signatures, exact keys, characters, words) of a row group's kept record texts:
     the grouping work done in the workers. `job` is (row group, kept-rows mask)."""
@@ -96,7 +97,9 @@ def _row_groups(parquet: pq.ParquetFile, keep: np.ndarray):
             yield group, mask
 
 
-def _split_stats(in_split: np.ndarray, kinds: np.ndarray, kind_names: list[str], chars: np.ndarray, words: np.ndarray) -> dict:
+def _split_stats(
+    in_split: np.ndarray, kinds: np.ndarray, kind_names: list[str], chars: np.ndarray, words: np.ndarray
+) -> dict:
     split_kinds = kinds[in_split]
     present, first = np.unique(split_kinds, return_index=True)
     counts = np.bincount(split_kinds, minlength=len(kind_names))
@@ -139,7 +142,10 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
 
     workers = workers_for(parquet_column_bytes(records_path, "text"), workers)
     # Pass 1: fingerprints of every text; signatures wait on disk for the near-duplicate search.
-    with scratch_dir(out_dir, f"{SPLITS[0]}.jsonl") as scratch, SignatureStore(scratch, options.near_duplicate_threshold) as store:
+    with (
+        scratch_dir(out_dir, f"{SPLITS[0]}.jsonl") as scratch,
+        SignatureStore(scratch, options.near_duplicate_threshold) as store,
+    ):
         parts = []
         fingerprint = functools.partial(fingerprint_row_group, records_path=str(records_path))
         for signatures, *per_record in ordered_map(fingerprint, _row_groups(parquet, keep), workers):
@@ -157,7 +163,9 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
                 f"split '{split}' came out empty: only {len(np.unique(components))} independent group(s) of records; "
                 "lower split.valid_fraction/split.test_fraction or add raw data"
             )
-    leakage = leakage_check(assignment, group_keys, exact_keys, near_pairs, options.near_duplicate_threshold, question_keys)
+    leakage = leakage_check(
+        assignment, group_keys, exact_keys, near_pairs, options.near_duplicate_threshold, question_keys
+    )
     if not leakage["passed"]:
         raise PipelineError(f"leakage check failed (a bug in grouping): {leakage}")
 
@@ -168,9 +176,19 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
     train_rows[kept_rows[assignment == SPLITS.index("train")]] = True
     facts_column = parquet.read(columns=["facts"]).column("facts")
     started = time.perf_counter()
-    labels = support.label(records_path, train_rows, [facts_column[int(kept_rows[i])].as_py() or "" for i in test_questions], workers,
-                           prose_given=options.format != "text")
-    log.info("support labels of %d test questions against %d training records: %.1f s", len(labels), int(train_rows.sum()), time.perf_counter() - started)
+    labels = support.label(
+        records_path,
+        train_rows,
+        [facts_column[int(kept_rows[i])].as_py() or "" for i in test_questions],
+        workers,
+        prose_given=options.format != "text",
+    )
+    log.info(
+        "support labels of %d test questions against %d training records: %.1f s",
+        len(labels),
+        int(train_rows.sum()),
+        time.perf_counter() - started,
+    )
     del facts_column
     support_code = np.zeros(n, dtype=np.int8)
     support_code[test_questions] = [1 + support.LABELS.index(x) for x in labels]
@@ -184,17 +202,33 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
         done = 0
         for group, mask in _row_groups(parquet, keep):
             kept = int(mask.sum())
-            yield group, mask, assignment[done : done + kept], bucket_of[done : done + kept], support_code[done : done + kept]
+            yield (
+                group,
+                mask,
+                assignment[done : done + kept],
+                bucket_of[done : done + kept],
+                support_code[done : done + kept],
+            )
             done += kept
 
-    render_batch = functools.partial(render_lines, records_path=str(records_path), options=options, schema_path=str(schema_path), labels=[str(targets[s]) for s in SPLITS])
+    render_batch = functools.partial(
+        render_lines,
+        records_path=str(records_path),
+        options=options,
+        schema_path=str(schema_path),
+        labels=[str(targets[s]) for s in SPLITS],
+    )
     with _BucketFiles(out_dir, n_buckets) as buckets:
         # Pass 2: render and validate each record into a random bucket of its split (a shuffle in bounded memory).
         for blocks in ordered_map(render_batch, render_jobs(), workers):
             for key, block in blocks.items():
                 buckets.write(key, block)
         # Pass 3: shuffle each bucket, write each split atomically.
-        with atomic_path(targets["train"]) as t_train, atomic_path(targets["valid"]) as t_valid, atomic_path(targets["test"]) as t_test:
+        with (
+            atomic_path(targets["train"]) as t_train,
+            atomic_path(targets["valid"]) as t_valid,
+            atomic_path(targets["test"]) as t_test,
+        ):
             for split, tmp in enumerate((t_train, t_valid, t_test)):
                 # a full disk is named after the file being written, not after the innermost atomic_path
                 with writing(targets[SPLITS[split]]), open(tmp, "wb") as handle:
@@ -219,7 +253,10 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
         "test_questions": {
             "questions": len(labels),
             "by_support": {label: labels.count(label) for label in support.LABELS},
-            "by_kind_and_support": {f"{kind_names[k]}/{label}": count for (k, label), count in sorted(_count_pairs(kinds[test_questions], labels).items())},
+            "by_kind_and_support": {
+                f"{kind_names[k]}/{label}": count
+                for (k, label), count in sorted(_count_pairs(kinds[test_questions], labels).items())
+            },
             "probe_fraction": options.probe_fraction,
             "unseen_fraction": options.unseen_fraction,
         },
@@ -242,7 +279,9 @@ class _BucketFiles:
         self.dir = out_dir
         self.n = n_buckets
         # named after the split's output, so that split_jsonl finds them after a kill (textio.remove_leftovers)
-        self.paths = {(s, b): out_dir / f".{name}.jsonl.bucket{b}.tmp" for s, name in enumerate(SPLITS) for b in range(n_buckets)}
+        self.paths = {
+            (s, b): out_dir / f".{name}.jsonl.bucket{b}.tmp" for s, name in enumerate(SPLITS) for b in range(n_buckets)
+        }
         self.handles = {}
 
     def __enter__(self):

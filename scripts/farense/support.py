@@ -51,8 +51,9 @@ def teaches(answer: list[dict], subject: list[dict], record: tuple[str, str]) ->
     the subject anywhere in it, the answer's facts in the written part."""
     whole, written = record
     given = [f for f in answer if f in subject]  # what the question itself holds (a match's date) need not be written
-    return (all(factlib.states(f, whole) for f in subject + given)
-            and all(factlib.states(f, written) for f in answer if f not in given))
+    return all(factlib.states(f, whole) for f in subject + given) and all(
+        factlib.states(f, written) for f in answer if f not in given
+    )
 
 
 def key_tokens(needed: list[dict]) -> frozenset[str]:
@@ -74,10 +75,15 @@ def _taught(records_path: str, group: int, prose_given: bool) -> list[tuple[str,
     (`prose_given`), else all of it."""
     table = open_parquet(records_path).read_row_group(group, columns=["text", "question", "answer"])
     rows = zip(*(table.column(c).to_pylist() for c in ("text", "question", "answer")))
-    return [(text, answer if question else continuation(text)[1] if prose_given else text) for text, question, answer in rows]
+    return [
+        (text, answer if question else continuation(text)[1] if prose_given else text)
+        for text, question, answer in rows
+    ]
 
 
-def _postings(job, records_path: str, tokens: frozenset[str], keyless: list[tuple[list, list]], prose_given: bool) -> tuple[list, set[int]]:
+def _postings(
+    job, records_path: str, tokens: frozenset[str], keyless: list[tuple[list, list]], prose_given: bool
+) -> tuple[list, set[int]]:
     """The worker's share of one row group's masked rows: (row number in the file, the index words
     it holds) for rows holding any, and which of the `keyless` questions (facts with no word to
     look them up by) a row states in full."""
@@ -98,7 +104,9 @@ def _postings(job, records_path: str, tokens: frozenset[str], keyless: list[tupl
     return out, stated
 
 
-def label(records_path, train_mask: np.ndarray, questions: list[str], workers: int = 1, prose_given: bool = True) -> list[str]:
+def label(
+    records_path, train_mask: np.ndarray, questions: list[str], workers: int = 1, prose_given: bool = True
+) -> list[str]:
     """The support label of each question (its `facts` JSON), against the records of
     `records_path` where `train_mask` (one flag per row of the file) is set; `prose_given`: a
     prose record's first sentence is given, not taught (the dialogue formats).
@@ -121,8 +129,13 @@ def label(records_path, train_mask: np.ndarray, questions: list[str], workers: i
     holders: dict[str, set[int]] = {}
     keyless_seen: set[int] = set()
     if universe or keyless:
-        scan = functools.partial(_postings, records_path=str(records_path), tokens=universe, keyless=[needed[i] for i in keyless],
-                                 prose_given=prose_given)
+        scan = functools.partial(
+            _postings,
+            records_path=str(records_path),
+            tokens=universe,
+            keyless=[needed[i] for i in keyless],
+            prose_given=prose_given,
+        )
         for part, stated in ordered_map(scan, jobs, workers):
             keyless_seen.update(keyless[i] for i in stated)
             for row, present in part:

@@ -63,7 +63,6 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
 INTERMEDIATE_COMPRESSION = "lz4"
 
 
-
 def open_parquet(path: str | os.PathLike):
     """A Parquet file to read in batches or row groups. Without pre-buffering: with it, pyarrow
     reads ahead over the whole file (measured: 173 MB of buffers to iterate a 300 MB corpus in
@@ -150,8 +149,11 @@ def leftovers(path: str | os.PathLike) -> list[Path]:
     path = Path(path)
     if not path.parent.is_dir():
         return []
-    return sorted(p for p in path.parent.iterdir()
-                  if p.name.startswith(f".{path.name}.") or p.name == f"{path.name}.tmp" or p.name.startswith(f"{path.name}.tmp."))
+    return sorted(
+        p
+        for p in path.parent.iterdir()
+        if p.name.startswith(f".{path.name}.") or p.name == f"{path.name}.tmp" or p.name.startswith(f"{path.name}.tmp.")
+    )
 
 
 def remove_leftovers(path: str | os.PathLike) -> list[Path]:

@@ -115,11 +115,15 @@ def pretrain(model: nn.Module, texts: list[str], tokenizer, options: TinyModelOp
             speed.append({"step": it, "seconds": round(elapsed, 3), "tokens_per_second": round(seen / elapsed, 1)})
             log.info("pretrain step %d/%d loss %.3f (%.0f tokens/s)", it, steps, loss.item(), seen / elapsed)
             if not math.isfinite(loss.item()):
-                raise PipelineError(f"tiny model pretraining diverged at step {it}: lower model.tiny.pretrain_learning_rate")
+                raise PipelineError(
+                    f"tiny model pretraining diverged at step {it}: lower model.tiny.pretrain_learning_rate"
+                )
     return curve, speed
 
 
-def build_tiny_model(texts: list[str], out_dir: str | Path, options: TinyModelOptions, tokenizer) -> tuple[dict, list[dict]]:
+def build_tiny_model(
+    texts: list[str], out_dir: str | Path, options: TinyModelOptions, tokenizer
+) -> tuple[dict, list[dict]]:
     """Initialise (seeded), pretrain and save the tiny model into out_dir; return its summary
     (for farense_base.json) and the pretraining's speed (for the run record)."""
     config = model_config(options, tokenizer)
@@ -132,5 +136,11 @@ def build_tiny_model(texts: list[str], out_dir: str | Path, options: TinyModelOp
     save_model(out_dir, model)
     save_config(dict(config), out_dir / "config.json")
     parameters = sum(v.size for _, v in tree_flatten(model.parameters()))
-    summary = {"kind": "tiny", "parameters": parameters, "config": config, "pretrain_curve": curve, "pretrain_texts": len(texts)}
+    summary = {
+        "kind": "tiny",
+        "parameters": parameters,
+        "config": config,
+        "pretrain_curve": curve,
+        "pretrain_texts": len(texts),
+    }
     return summary, speed

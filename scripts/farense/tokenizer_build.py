@@ -29,7 +29,12 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path) 
     bpe.train_from_iterator(texts, trainer)
     bpe.post_processor = processors.ByteLevel(trim_offsets=False)
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, bos_token=BOS, eos_token=EOS, unk_token=UNK, pad_token=PAD, clean_up_tokenization_spaces=False
+        tokenizer_object=bpe,
+        bos_token=BOS,
+        eos_token=EOS,
+        unk_token=UNK,
+        pad_token=PAD,
+        clean_up_tokenization_spaces=False,
     )
     tokenizer.chat_template = MISTRAL_INSTRUCT  # the tiny model is of the Mistral family
     tokenizer.model_max_length = 4096

@@ -44,4 +44,9 @@ def paired_difference(a, b, seed: int = 0, samples: int = SAMPLES, level: float 
         return None
     diff = a - b
     ci = _interval(diff[_indices(len(diff), samples, seed)].mean(axis=1), level)
-    return {"difference": round(float(diff.mean()), 4), "ci": ci, "excludes_zero": bool(ci[0] > 0 or ci[1] < 0), "questions": int(len(diff))}
+    return {
+        "difference": round(float(diff.mean()), 4),
+        "ci": ci,
+        "excludes_zero": bool(ci[0] > 0 or ci[1] < 0),
+        "questions": int(len(diff)),
+    }

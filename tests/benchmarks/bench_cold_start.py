@@ -46,9 +46,8 @@ def kind(name: str) -> str:
 def child(args) -> None:
     """One evaluation in this process (MLX_PTX_CACHE_DIR set by the parent); JSON on stdout."""
     sys.path.insert(0, str(ROOT / "scripts"))
-    from farense.fastblas import use_fast_blas
+    from farense.preload import blas  # noqa: F401 (first: the BLAS before mlx)
 
-    use_fast_blas()
     import mlx.core as mx
     import yaml
 
@@ -65,17 +64,20 @@ def child(args) -> None:
     training, evaluation = resolve_training(config["training"], ROOT / "config" / "memory"), dict(config["evaluation"])
     if args.questions:
         evaluation["max_questions"] = args.questions
-    options = EvalOptions.from_config(evaluation)
+    options = EvalOptions.from_config(evaluation, ignore=("samples_in_report", "runtime"))
     cache = Path(os.environ["MLX_PTX_CACHE_DIR"])
-    data_format = config["records"]["format"]
+    data_format = config["split"]["format"]
     schema = ROOT / "config" / "schemas" / f"jsonl_{data_format}.schema.yaml"
     parts, seen = {}, modules(cache)
 
     def part(name, started):
         nonlocal seen
         now = modules(cache)
-        parts[name] = {"seconds": round(time.perf_counter() - started, 2), "modules": len(now - seen),
-                       "kinds": dict(Counter(kind(m) for m in now - seen).most_common())}
+        parts[name] = {
+            "seconds": round(time.perf_counter() - started, 2),
+            "modules": len(now - seen),
+            "kinds": dict(Counter(kind(m) for m in now - seen).most_common()),
+        }
         seen = now
 
     started = time.perf_counter()
@@ -84,15 +86,37 @@ def child(args) -> None:
     mx.eval(loaded.model.parameters())
     part("load", started)
     started = time.perf_counter()
-    split_losses(loaded.model, loaded.tokenizer, Path(args.data), data_format, training["batch_size"], training["max_seq_length"],
-                 training["mask_prompt"], options.loss_batches, ("test",), options.seed, schema)
+    split_losses(
+        loaded.model,
+        loaded.tokenizer,
+        Path(args.data),
+        data_format,
+        training["batch_size"],
+        training["max_seq_length"],
+        training["mask_prompt"],
+        options.loss_batches,
+        ("test",),
+        options.seed,
+        schema,
+    )
     part("test loss", started)
     started = time.perf_counter()
     questions = test_questions(Path(args.data) / "test.jsonl", data_format, schema)
     quality, speed = answer_quality(loaded.model, loaded.tokenizer, questions, options)
     part("answers", started)
-    print("RESULT " + json.dumps({"compute": note, "device": str(mx.default_device()), "questions": quality["questions"],
-                                  "generated_tokens": quality["generation"]["generated_tokens"], "parts": parts}), flush=True)
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "compute": note,
+                "device": str(mx.default_device()),
+                "questions": quality["questions"],
+                "generated_tokens": quality["generation"]["generated_tokens"],
+                "parts": parts,
+            }
+        ),
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -100,7 +124,9 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="a model folder (e.g. results/models/base-int4)")
     parser.add_argument("--data", required=True, help="the split folder (results/data)")
     parser.add_argument("--configfile", nargs="+", default=[str(ROOT / "config" / "config.yaml")])
-    parser.add_argument("--questions", type=int, default=0, help="evaluate at most this many questions (0: as configured)")
+    parser.add_argument(
+        "--questions", type=int, default=0, help="evaluate at most this many questions (0: as configured)"
+    )
     parser.add_argument("--cache", type=Path, help="the PTX cache folder to start from (default: a new empty one)")
     parser.add_argument("--runs", nargs="+", default=["cold", "warm"], choices=("cold", "warm"))
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -112,19 +138,34 @@ def main() -> None:
         if run == "cold":
             for f in cache.glob("*"):
                 f.unlink()
-        command = [sys.executable, __file__, "--child", "--model", args.model, "--data", args.data, "--configfile", *args.configfile]
+        command = [
+            sys.executable,
+            __file__,
+            "--child",
+            "--model",
+            args.model,
+            "--data",
+            args.data,
+            "--configfile",
+            *args.configfile,
+        ]
         if args.questions:
             command += ["--questions", str(args.questions)]
         started = time.perf_counter()
-        done = subprocess.run(command, env={**os.environ, "MLX_PTX_CACHE_DIR": str(cache)}, capture_output=True, text=True)
+        done = subprocess.run(
+            command, env={**os.environ, "MLX_PTX_CACHE_DIR": str(cache)}, capture_output=True, text=True
+        )
         wall = time.perf_counter() - started
-        line = next((l for l in done.stdout.splitlines() if l.startswith("RESULT ")), None)
+        line = next((out for out in done.stdout.splitlines() if out.startswith("RESULT ")), None)
         if done.returncode or line is None:
             print(f"{run}: failed (exit {done.returncode}):\n{done.stderr[-3000:]}", flush=True)
             continue
-        result = json.loads(line[len("RESULT "):])
-        print(f"{run}: {wall:.1f} s in all (process start included); {result['compute']} on {result['device']}; "
-              f"{result['questions']} questions, {result['generated_tokens']} tokens; PTX cache {cache}", flush=True)
+        result = json.loads(line[len("RESULT ") :])
+        print(
+            f"{run}: {wall:.1f} s in all (process start included); {result['compute']} on {result['device']}; "
+            f"{result['questions']} questions, {result['generated_tokens']} tokens; PTX cache {cache}",
+            flush=True,
+        )
         for name, part in result["parts"].items():
             kinds = ", ".join(f"{k} {n}" for k, n in list(part["kinds"].items())[:8])
             print(f"  {name:<10} {part['seconds']:8.2f} s  {part['modules']:4d} modules compiled  {kinds}", flush=True)

@@ -29,7 +29,9 @@ PARTS = ("Snakefile", "rules", "scripts", "config", "resources", "environment.ym
 
 def snakemake(wf: Path, cores: int, *args: str) -> float:
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), *args], cwd=wf, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", str(cores), *args], cwd=wf, capture_output=True, text=True
+    )
     if proc.returncode:
         raise SystemExit(proc.stdout[-3000:] + proc.stderr[-3000:])
     return time.perf_counter() - start
@@ -51,19 +53,38 @@ def main() -> None:
             (shutil.copytree if (ROOT / part).is_dir() else shutil.copy2)(ROOT / part, wf / part)
     base = ["--configfile", "config/config.yaml", args.configfile] if args.configfile else []
     print(f"workflow copy: {wf}")
-    prepared = snakemake(wf, max(args.processes), "results/models/base-int4", "results/data/train.jsonl", *base, *(["--config", *args.config] if args.config else []))
+    prepared = snakemake(
+        wf,
+        max(args.processes),
+        "results/models/base-int4",
+        "results/data/train.jsonl",
+        *base,
+        *(["--config", *args.config] if args.config else []),
+    )
     print(f"inputs built in {prepared:.1f} s")
     first, rows = None, []
     for n in args.processes:
         shutil.rmtree(wf / "results/adapters/qlora", ignore_errors=True)
         shutil.rmtree(wf / "results/checkpoints/qlora", ignore_errors=True)
-        wall = snakemake(wf, n, "results/adapters/qlora", "--forcerun", "train_qlora", *base, "--config", *args.config, f'training={{"processes": {n}}}')
+        wall = snakemake(
+            wf,
+            n,
+            "results/adapters/qlora",
+            "--forcerun",
+            "train_qlora",
+            *base,
+            "--config",
+            *args.config,
+            f'training={{"processes": {n}}}',
+        )
         run = json.loads((wf / "results/runs/train_qlora.json").read_text())
         adapter = mx.load(str(wf / "results/adapters/qlora/adapters.safetensors"))
         first = first or adapter
         diff = max(float(mx.abs(adapter[k] - first[k]).max()) for k in first)
         rows.append((n, run["tokens_per_second"], run["train_seconds"], run["wall_seconds"], wall, diff))
-    print(f"\n{'processes':>9} {'tokens/s':>9} {'step s':>8} {'job wall s':>10} {'snakemake s':>11} {'max |diff| vs first':>20}")
+    print(
+        f"\n{'processes':>9} {'tokens/s':>9} {'step s':>8} {'job wall s':>10} {'snakemake s':>11} {'max |diff| vs first':>20}"
+    )
     for n, tps, step, job, wall, diff in rows:
         print(f"{n:>9} {tps:>9} {step:>8} {job:>10} {wall:>11.1f} {diff:>20.3g}")
     if not args.keep:

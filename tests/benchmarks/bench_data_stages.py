@@ -106,11 +106,16 @@ class Generator:
                     lines += [str(i // 6 + 1), "\f" + "HISTÓRIA DO SPORTING CLUBE FARENSE", ""]
             return "\r\n".join(lines), "cp1252" if self.rng.random() < 0.3 else "utf-8"
         if fmt == "md":
-            body = "\n\n".join(f"## Secção {i}\n\n**{p[:30]}** {p[30:]} ⚽" if i % 5 == 0 else p for i, p in enumerate(paragraphs))
+            body = "\n\n".join(
+                f"## Secção {i}\n\n**{p[:30]}** {p[30:]} ⚽" if i % 5 == 0 else p for i, p in enumerate(paragraphs)
+            )
             return body, "utf-8"
         if fmt == "html":
             body = "".join(f"<p>{p.replace('&', '&amp;')}</p>\n" for p in paragraphs)
-            return f"<html><head><script>var x=1;</script></head><body><nav>Início | Loja</nav><article>{body}</article><footer>© Farense</footer></body></html>", "utf-8"
+            return (
+                f"<html><head><script>var x=1;</script></head><body><nav>Início | Loja</nav><article>{body}</article><footer>© Farense</footer></body></html>",
+                "utf-8",
+            )
         return "\n".join(json.dumps({"texto": p, "fonte": "gerado"}, ensure_ascii=False) for p in paragraphs), "utf-8"
 
 
@@ -172,7 +177,9 @@ def run_stage(code: str) -> tuple[float, float, float]:
     of one stage in a fresh Python process."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "scripts"))
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", "import logging; logging.disable(logging.WARNING)\n" + code], env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import logging; logging.disable(logging.WARNING)\n" + code], env=env
+    )
     peak_pss = 0.0
     done = threading.Event()
 
@@ -195,7 +202,9 @@ def run_stage(code: str) -> tuple[float, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100], help="corpus sizes in MB")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker processes per stage (the rule's threads)")
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2], help="worker processes per stage (the rule's threads)"
+    )
     args = parser.parse_args()
     schema = str(ROOT / "config/schemas/jsonl_chat.schema.yaml")
     print(f"{'size':>6} {'workers':>7} {'stage':<14} {'seconds':>8} {'MB/s':>7} {'RSS MB':>7} {'PSS MB':>7}")
@@ -209,10 +218,15 @@ def main() -> None:
                 out.mkdir()
                 total, rss_peak, pss_peak = 0.0, 0.0, 0.0
                 for stage, template in STAGES.items():
-                    seconds, rss, pss = run_stage(template.format(raw=str(raw), out=str(out), schema=schema, workers=workers))
+                    seconds, rss, pss = run_stage(
+                        template.format(raw=str(raw), out=str(out), schema=schema, workers=workers)
+                    )
                     total += seconds
                     rss_peak, pss_peak = max(rss_peak, rss), max(pss_peak, pss)
-                    print(f"{mb:6.0f} {workers:7d} {stage:<14} {seconds:8.2f} {mb / seconds:7.2f} {rss:7.0f} {pss:7.0f}", flush=True)
+                    print(
+                        f"{mb:6.0f} {workers:7d} {stage:<14} {seconds:8.2f} {mb / seconds:7.2f} {rss:7.0f} {pss:7.0f}",
+                        flush=True,
+                    )
                 stats = json.loads((out / "split_stats.json").read_text())
                 print(
                     f"{mb:6.0f} {workers:7d} {'all three':<14} {total:8.2f} {mb / total:7.2f} {rss_peak:7.0f} {pss_peak:7.0f}"

@@ -54,7 +54,9 @@ def _json_differences(a, b, where: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for key in sorted(set(a) | set(b), key=str):
-            out += _json_differences(a.get(key, "<absent>"), b.get(key, "<absent>"), f"{where}.{key}" if where else str(key))
+            out += _json_differences(
+                a.get(key, "<absent>"), b.get(key, "<absent>"), f"{where}.{key}" if where else str(key)
+            )
         return out
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
         return [d for i, (x, y) in enumerate(zip(a, b)) for d in _json_differences(x, y, f"{where}[{i}]")]
@@ -77,7 +79,9 @@ def how_they_differ(a: Path, b: Path, limit: int = 8) -> list[str]:
         ta, tb = mx.load(str(a)), mx.load(str(b))
         if ta.keys() != tb.keys():
             return ["different tensors"]
-        worst = max((float(np.abs(np.array(ta[k], dtype=np.float64) - np.array(tb[k], dtype=np.float64)).max()), k) for k in ta)
+        worst = max(
+            (float(np.abs(np.array(ta[k], dtype=np.float64) - np.array(tb[k], dtype=np.float64)).max()), k) for k in ta
+        )
         changed = sum(1 for k in ta if not np.array_equal(np.array(ta[k]), np.array(tb[k])))
         return [f"{changed} of {len(ta)} tensors differ; largest difference {worst[0]:.3g} (in {worst[1]})"]
     if a.suffix == ".html":  # one long line: compare the text between tags
@@ -85,9 +89,17 @@ def how_they_differ(a: Path, b: Path, limit: int = 8) -> list[str]:
         import re
 
         ta, tb = (re.findall(r"[^<>]+", p.read_text(encoding="utf-8")) for p in (a, b))
-        changes = [(ta[i1:i2], tb[j1:j2]) for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, ta, tb, autojunk=False).get_opcodes() if op != "equal"]
+        changes = [
+            (ta[i1:i2], tb[j1:j2])
+            for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, ta, tb, autojunk=False).get_opcodes()
+            if op != "equal"
+        ]
         lines = [f"{' | '.join(x)[:70]!r} vs {' | '.join(y)[:70]!r}" for x, y in changes]
-        return [f"{len(changes)} passages of text differ"] + lines[:limit] + ([f"... {len(lines) - limit} more"] if len(lines) > limit else [])
+        return (
+            [f"{len(changes)} passages of text differ"]
+            + lines[:limit]
+            + ([f"... {len(lines) - limit} more"] if len(lines) > limit else [])
+        )
     if a.suffix in (".csv", ".jsonl", ".md", ".txt"):
         la, lb = a.read_text(encoding="utf-8").splitlines(), b.read_text(encoding="utf-8").splitlines()
         lines = [f"line {i + 1}: {x[:100]!r} vs {y[:100]!r}" for i, (x, y) in enumerate(zip(la, lb)) if x != y]
@@ -123,8 +135,13 @@ def compare(build_a: Path, build_b: Path) -> int:
 def build(folder: Path, config: list[str], cores: int) -> float:
     copy_workflow(folder)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), "results/report.html", *config],
-                          cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", str(cores), "results/report.html", *config],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"the build in {folder} failed:\n{proc.stdout[-4000:]}")
     return time.perf_counter() - start
@@ -135,7 +152,9 @@ def main() -> int:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--config", choices=sorted(CONFIGS), default="tiny")
     parser.add_argument("--keep", type=Path, help="build in DIR/a and DIR/b and keep them (else a temporary folder)")
-    parser.add_argument("--compare", nargs=2, type=Path, metavar=("BUILD_A", "BUILD_B"), help="only compare two built folders")
+    parser.add_argument(
+        "--compare", nargs=2, type=Path, metavar=("BUILD_A", "BUILD_B"), help="only compare two built folders"
+    )
     args = parser.parse_args()
     if args.compare:
         return 1 if compare(*args.compare) else 0
@@ -145,7 +164,10 @@ def main() -> int:
         for folder in folders:
             if folder.exists():
                 raise SystemExit(f"{folder} exists: give an empty --keep folder")
-            print(f"building {folder} ({args.config} configuration, {args.cores} cores): {build(folder, CONFIGS[args.config], args.cores):.0f} s", flush=True)
+            print(
+                f"building {folder} ({args.config} configuration, {args.cores} cores): {build(folder, CONFIGS[args.config], args.cores):.0f} s",
+                flush=True,
+            )
         return 1 if compare(*folders) else 0
 
 

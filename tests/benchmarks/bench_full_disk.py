@@ -44,13 +44,19 @@ def one(base: Path, free: int) -> None:
         filler = disk / "filler"
         filler.write_bytes(b"\0" * (shutil.disk_usage(disk).free - free))
         failed = run(wf, *build_command(*ARGS))
-        line = next((x.split("ERROR farense: ", 1)[-1] for x in failed.stdout.splitlines() if "no space left" in x), "(no such line)")
+        line = next(
+            (x.split("ERROR farense: ", 1)[-1] for x in failed.stdout.splitlines() if "no space left" in x),
+            "(no such line)",
+        )
         left = len(temporary_files(wf))
         filler.unlink()
         again = run(wf, *build_command(*ARGS))
         verify = run(wf, sys.executable, "scripts/lineage.py", "verify")
         print(f"free {free} B: first run exit {failed.returncode}, temporary files left {left}: {line}")
-        print(f"    after deleting the filler: exit {again.returncode}; lineage verify exit {verify.returncode}", flush=True)
+        print(
+            f"    after deleting the filler: exit {again.returncode}; lineage verify exit {verify.returncode}",
+            flush=True,
+        )
     finally:
         subprocess.run(["umount", str(disk)], check=False)
 

@@ -73,7 +73,10 @@ def main() -> None:
     prompt = mx.random.randint(0, vocab, (args.prompt,)).astype(mx.int32)
     mx.eval(prompt)
     sink = open(args.json, "a", encoding="utf-8") if args.json else None
-    print(f"{'variant':<10} {'prompt':>6} {'gen':>5} {'TTFT ms':>8} {'gen tok/s':>9} {'peak GB':>8} {'model GB':>8}", flush=True)
+    print(
+        f"{'variant':<10} {'prompt':>6} {'gen':>5} {'TTFT ms':>8} {'gen tok/s':>9} {'peak GB':>8} {'model GB':>8}",
+        flush=True,
+    )
     for name in args.variants:
         route, lora = VARIANTS[name]
         model = build(args.shape, route, lora=lora)
@@ -89,16 +92,28 @@ def main() -> None:
         mx.reset_peak_memory()
         runs = [generate_once(model, prompt, args.tokens) for _ in range(args.repeats)]
         record = {
-            "variant": name, "prompt": args.prompt, "tokens": args.tokens, "repeats": args.repeats,
-            "ttft_s": statistics.median(r[0] for r in runs), "generation_tps": statistics.median(r[1] for r in runs),
-            "generated": runs[-1][2], "peak_memory_gb": mx.get_peak_memory() / 1e9, "model_gb": model_gb,
-            "runs": runs, "shape": args.shape, "mlx": machine["mlx"], "device": machine["device"],
+            "variant": name,
+            "prompt": args.prompt,
+            "tokens": args.tokens,
+            "repeats": args.repeats,
+            "ttft_s": statistics.median(r[0] for r in runs),
+            "generation_tps": statistics.median(r[1] for r in runs),
+            "generated": runs[-1][2],
+            "peak_memory_gb": mx.get_peak_memory() / 1e9,
+            "model_gb": model_gb,
+            "runs": runs,
+            "shape": args.shape,
+            "mlx": machine["mlx"],
+            "device": machine["device"],
         }
         if sink:
             sink.write(json.dumps(record) + "\n")
             sink.flush()
-        print(f"{name:<10} {args.prompt:>6} {record['generated']:>5} {1000 * record['ttft_s']:8.1f} {record['generation_tps']:9.1f} "
-              f"{record['peak_memory_gb']:8.2f} {model_gb:8.2f}", flush=True)
+        print(
+            f"{name:<10} {args.prompt:>6} {record['generated']:>5} {1000 * record['ttft_s']:8.1f} {record['generation_tps']:9.1f} "
+            f"{record['peak_memory_gb']:8.2f} {model_gb:8.2f}",
+            flush=True,
+        )
         del model
         gc.collect()
         mx.clear_cache()

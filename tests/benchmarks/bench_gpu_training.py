@@ -83,10 +83,22 @@ from farense.jit_dequant import use_jit_dequant  # noqa: E402
 from farense.training import TrainOptions, limit_queued_memory, lora_config, make_step, schedule  # noqa: E402
 
 SHAPES = {
-    "mistral-7b": dict(hidden_size=4096, num_hidden_layers=32, intermediate_size=14336, num_attention_heads=32,
-                       num_key_value_heads=8, vocab_size=32000),
-    "tiny": dict(hidden_size=256, num_hidden_layers=4, intermediate_size=512, num_attention_heads=8,
-                 num_key_value_heads=2, vocab_size=1024),
+    "mistral-7b": dict(
+        hidden_size=4096,
+        num_hidden_layers=32,
+        intermediate_size=14336,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=32000,
+    ),
+    "tiny": dict(
+        hidden_size=256,
+        num_hidden_layers=4,
+        intermediate_size=512,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        vocab_size=1024,
+    ),
 }
 ROUTES = ("int4", "int4-bf16", "int4-jit", "int4-otf", "bf16", "int4-f32")
 OPTIONS = TrainOptions()  # the pipeline's defaults: rank 8, alpha 16, q/k/v, lr 2e-4, warmup 100, cosine
@@ -96,7 +108,9 @@ class OnTheFlyLinear(nn.QuantizedLinear):
     """int4 storage; each call dequantizes the weight and multiplies in the activations' dtype."""
 
     def __call__(self, x):
-        w = mx.dequantize(self["weight"], self["scales"], self.get("biases"), self.group_size, self.bits, mode=self.mode)
+        w = mx.dequantize(
+            self["weight"], self["scales"], self.get("biases"), self.group_size, self.bits, mode=self.mode
+        )
         y = x @ w.astype(x.dtype).T
         if "bias" in self:
             y = y + self["bias"]
@@ -106,8 +120,14 @@ class OnTheFlyLinear(nn.QuantizedLinear):
 def build(shape: str, route: str, seed: int = 0, lora: bool = True) -> nn.Module:
     """The random-weight model of `route`, frozen, with LoRA layers unless `lora` is false
     (the same values for a seed)."""
-    args = ModelArgs(model_type="mistral", rms_norm_eps=1e-5, rope_theta=10000.0, max_position_embeddings=32768,
-                     tie_word_embeddings=False, **SHAPES[shape])
+    args = ModelArgs(
+        model_type="mistral",
+        rms_norm_eps=1e-5,
+        rope_theta=10000.0,
+        max_position_embeddings=32768,
+        tie_word_embeddings=False,
+        **SHAPES[shape],
+    )
     mx.random.seed(seed)
     model = Model(args)
     model.set_dtype(mx.bfloat16)
@@ -149,8 +169,19 @@ def batches(vocab: int, batch: int, length: int, n: int, seed: int):
     return data, lengths
 
 
-def time_config(model, vocab: int, batch: int, length: int, checkpoint: bool, warmup: int, steps: int,
-                limit: bool = True, accumulation: int = 1, jit: bool = False, margin_gb: float | None = None) -> dict:
+def time_config(
+    model,
+    vocab: int,
+    batch: int,
+    length: int,
+    checkpoint: bool,
+    warmup: int,
+    steps: int,
+    limit: bool = True,
+    accumulation: int = 1,
+    jit: bool = False,
+    margin_gb: float | None = None,
+) -> dict:
     block = type(model.layers[0])
     original = block.__call__
     previous_limit = mx.get_memory_limit()
@@ -222,8 +253,13 @@ def agreement(shape: str, n_steps: int, batch: int, length: int) -> dict:
             losses.append(round(loss.item(), 5))
         after = default_loss(model, data[0], lengths)[0].item()
         final = {k: np.array(v.astype(mx.float32)) for k, v in tree_flatten(model.trainable_parameters())}
-        found[route] = {"first_loss": first, "losses": losses, "loss_after": after, "final": final,
-                        "delta": {k: final[k] - initial[k] for k in final}}
+        found[route] = {
+            "first_loss": first,
+            "losses": losses,
+            "loss_after": after,
+            "final": final,
+            "delta": {k: final[k] - initial[k] for k in final},
+        }
         del model, optimizer, step, state
         gc.collect()
         mx.clear_cache()
@@ -232,12 +268,17 @@ def agreement(shape: str, n_steps: int, batch: int, length: int) -> dict:
         a, b = found[x], found[y]
         diff = np.sqrt(sum(float(np.sum((a["delta"][k] - b["delta"][k]) ** 2)) for k in a["delta"]))
         norm = np.sqrt(sum(float(np.sum(b["delta"][k] ** 2)) for k in b["delta"]))
-        return {"max_abs_diff_lora": max(float(np.max(np.abs(a["final"][k] - b["final"][k]))) for k in a["final"]),
-                "relative_diff_of_updates": float(diff / norm) if norm else None,
-                "first_loss_diff": abs(a["first_loss"] - b["first_loss"]), "loss_after_diff": abs(a["loss_after"] - b["loss_after"])}
+        return {
+            "max_abs_diff_lora": max(float(np.max(np.abs(a["final"][k] - b["final"][k]))) for k in a["final"]),
+            "relative_diff_of_updates": float(diff / norm) if norm else None,
+            "first_loss_diff": abs(a["first_loss"] - b["first_loss"]),
+            "loss_after_diff": abs(a["loss_after"] - b["loss_after"]),
+        }
 
     return {
-        "steps": n_steps, "batch": batch, "length": length,
+        "steps": n_steps,
+        "batch": batch,
+        "length": length,
         "routes": {r: {k: found[r][k] for k in ("first_loss", "losses", "loss_after")} for r in found},
         "largest_update": max(float(np.max(np.abs(d))) for d in found["int4-f32"]["delta"].values()),
         "int4 vs int4-bf16": compare("int4", "int4-bf16"),
@@ -280,20 +321,24 @@ def memory_probe(model, vocab: int, batch: int, length: int, variant: str, steps
                 loss, _, accumulated = step(data, lengths, None, True)
                 mx.eval(state, loss, accumulated)
         elif variant == "eager":
+
             def call(data, lengths):
                 (loss, _), grads = loss_and_grad(model, data, lengths)
                 optimizer.update(model, grads)
                 mx.eval(model.trainable_parameters(), optimizer.state, loss)
         elif variant == "eager-2eval":
+
             def call(data, lengths):
                 (loss, _), grads = loss_and_grad(model, data, lengths)
                 mx.eval(loss)
                 optimizer.update(model, grads)
                 mx.eval(model.trainable_parameters(), optimizer.state)
         elif variant == "forward":
+
             def call(data, lengths):
                 mx.eval(default_loss(model, data, lengths)[0])
         elif variant == "grad":
+
             def call(data, lengths):
                 (loss, _), grads = loss_and_grad(model, data, lengths)
                 mx.eval(loss, grads)
@@ -316,9 +361,15 @@ def memory_probe(model, vocab: int, batch: int, length: int, variant: str, steps
             peaks.append(mx.get_peak_memory())
             if variant == "step-nocache":
                 mx.clear_cache()
-        return {"before_gb": before / 1e9, "first_peak_gb": peaks[0] / 1e9, "peak_gb": max(peaks[1:]) / 1e9,
-                "peaks_gb": [round(p / 1e9, 3) for p in peaks], "first_s": times[0],
-                "step_s": statistics.median(times[1:]), "after_gb": mx.get_active_memory() / 1e9}
+        return {
+            "before_gb": before / 1e9,
+            "first_peak_gb": peaks[0] / 1e9,
+            "peak_gb": max(peaks[1:]) / 1e9,
+            "peaks_gb": [round(p / 1e9, 3) for p in peaks],
+            "first_s": times[0],
+            "step_s": statistics.median(times[1:]),
+            "after_gb": mx.get_active_memory() / 1e9,
+        }
     finally:
         block.__call__ = original
         if old_limit is not None:
@@ -330,8 +381,14 @@ def memory_probe(model, vocab: int, batch: int, length: int, variant: str, steps
 
 
 def describe_machine() -> dict:
-    info = {"mlx": mx.__version__, "mlx_lm": mlx_lm.__version__, "device": str(mx.default_device()),
-            "python": platform.python_version(), "platform": platform.platform(), "blas": BLAS}
+    info = {
+        "mlx": mx.__version__,
+        "mlx_lm": mlx_lm.__version__,
+        "device": str(mx.default_device()),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "blas": BLAS,
+    }
     for name in ("device_info",):
         fn = getattr(mx, name, None) or getattr(getattr(mx, "metal", None), name, None)
         if fn:
@@ -346,20 +403,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", choices=SHAPES, default="mistral-7b")
     parser.add_argument("--routes", nargs="*", choices=ROUTES, default=["int4", "int4-bf16", "bf16"])
-    parser.add_argument("--configs", nargs="*", default=["2x512", "4x512", "8x1024"],
-                        help="BATCHxLENGTH, or BATCHxLENGTHxACCUMULATION (gradient accumulation; default 1)")
+    parser.add_argument(
+        "--configs",
+        nargs="*",
+        default=["2x512", "4x512", "8x1024"],
+        help="BATCHxLENGTH, or BATCHxLENGTHxACCUMULATION (gradient accumulation; default 1)",
+    )
     parser.add_argument("--checkpoint", nargs="+", choices=("off", "on"), default=["off", "on"])
-    parser.add_argument("--limit", nargs="+", choices=("on", "off"), default=["on"],
-                        help="with checkpointing: lower MLX's memory limit as train() does (farense.training.limit_queued_memory)")
-    parser.add_argument("--margins", nargs="+", type=float, default=[None],
-                        help="GB over the memory in use at the start that the lowered limit allows (default: train()'s)")
+    parser.add_argument(
+        "--limit",
+        nargs="+",
+        choices=("on", "off"),
+        default=["on"],
+        help="with checkpointing: lower MLX's memory limit as train() does (farense.training.limit_queued_memory)",
+    )
+    parser.add_argument(
+        "--margins",
+        nargs="+",
+        type=float,
+        default=[None],
+        help="GB over the memory in use at the start that the lowered limit allows (default: train()'s)",
+    )
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--agreement", type=int, default=0, help="N: compare routes int4 and int4-bf16 over N steps")
     parser.add_argument("--agreement-config", default="2x512")
     parser.add_argument("--json", type=Path, help="append one JSON line per result here")
-    parser.add_argument("--probe", nargs="*", choices=PROBES, default=[],
-                        help="peak memory of pieces of the step (int4 route, checkpointing on) for each of --probe-configs")
+    parser.add_argument(
+        "--probe",
+        nargs="*",
+        choices=PROBES,
+        default=[],
+        help="peak memory of pieces of the step (int4 route, checkpointing on) for each of --probe-configs",
+    )
     parser.add_argument("--probe-configs", nargs="*", default=["1x256", "1x512", "2x512"])
     parser.add_argument("--probe-limit-gb", type=float, default=5.0, help="the memory limit of the step-limit probe")
     parser.add_argument("--deadline", type=float, default=0, help="seconds: start no new probe after this long")
@@ -371,21 +447,31 @@ def main() -> None:
 
     def emit(record: dict) -> None:
         if sink:
-            sink.write(json.dumps({**record, "shape": args.shape, "mlx": machine["mlx"], "device": machine["device"]}) + "\n")
+            sink.write(
+                json.dumps({**record, "shape": args.shape, "mlx": machine["mlx"], "device": machine["device"]}) + "\n"
+            )
             sink.flush()
 
     vocab = SHAPES[args.shape]["vocab_size"]
     if args.probe:
         start = time.perf_counter()
         model = build(args.shape, "int4")
-        print(f"int4 model built in {time.perf_counter() - start:.1f} s, active {mx.get_active_memory() / 1e9:.3f} GB", flush=True)
+        print(
+            f"int4 model built in {time.perf_counter() - start:.1f} s, active {mx.get_active_memory() / 1e9:.3f} GB",
+            flush=True,
+        )
         for variant in args.probe:
             for config in args.probe_configs:
                 if args.deadline and time.perf_counter() - start > args.deadline:
                     print(f"probe {variant} {config}: skipped (deadline)", flush=True)
                     continue
                 batch, length = (int(x) for x in config.split("x"))
-                record = {"probe": variant, "batch": batch, "length": length, "limit_gb": args.probe_limit_gb if variant == "step-limit" else None}
+                record = {
+                    "probe": variant,
+                    "batch": batch,
+                    "length": length,
+                    "limit_gb": args.probe_limit_gb if variant == "step-limit" else None,
+                }
                 try:
                     record.update(memory_probe(model, vocab, batch, length, variant, args.steps, args.probe_limit_gb))
                 except Exception as error:  # noqa: BLE001 (reported, the next probe runs)
@@ -396,8 +482,11 @@ def main() -> None:
         gc.collect()
         mx.clear_cache()
     if args.routes and args.configs:
-        print(f"{'route':<10} {'batch':>5} {'len':>5} {'acc':>3} {'ckpt':>4} {'limit':>5} {'tok/s':>8} {'step s':>7} {'first s':>7} "
-              f"{'peak GB':>8} {'timed GB':>8} {'model GB':>8} {'limit GB':>8}", flush=True)
+        print(
+            f"{'route':<10} {'batch':>5} {'len':>5} {'acc':>3} {'ckpt':>4} {'limit':>5} {'tok/s':>8} {'step s':>7} {'first s':>7} "
+            f"{'peak GB':>8} {'timed GB':>8} {'model GB':>8} {'limit GB':>8}",
+            flush=True,
+        )
     for route in args.routes:
         if not args.configs:
             break
@@ -410,29 +499,67 @@ def main() -> None:
             total = mx.device_info().get("total_memory") if cuda else None
             size = 2 * get_total_parameters(model)
             choice = compute_route("auto", True, mx.default_device() == mx.cpu, cuda, total, size)
-            print(f"compute: auto for this int4 model here -> {choice} (dequantized size {size / 1e9:.1f} GB, "
-                  f"GPU memory {total / 1e9 if total else 0:.1f} GB, CUDA {cuda})", flush=True)
-            emit({"compute_choice": choice, "dequantized_gb": size / 1e9, "gpu_memory_gb": (total or 0) / 1e9, "cuda": cuda})
+            print(
+                f"compute: auto for this int4 model here -> {choice} (dequantized size {size / 1e9:.1f} GB, "
+                f"GPU memory {total / 1e9 if total else 0:.1f} GB, CUDA {cuda})",
+                flush=True,
+            )
+            emit(
+                {
+                    "compute_choice": choice,
+                    "dequantized_gb": size / 1e9,
+                    "gpu_memory_gb": (total or 0) / 1e9,
+                    "cuda": cuda,
+                }
+            )
         for config in args.configs:
             batch, length, *rest = (int(x) for x in config.split("x"))
             accumulation = rest[0] if rest else 1
             for ckpt in args.checkpoint:
-                for limit, margin in [(lim, m) for lim in (args.limit if ckpt == "on" or route == "int4-jit" else ["off"])
-                                      for m in (args.margins if lim == "on" else [None])]:
-                    record = {"route": route, "batch": batch, "length": length, "accumulation": accumulation, "checkpoint": ckpt == "on",
-                              "limit": limit == "on", "margin_gb": margin, "model_gb": model_gb, "build_s": built}
+                for limit, margin in [
+                    (lim, m)
+                    for lim in (args.limit if ckpt == "on" or route == "int4-jit" else ["off"])
+                    for m in (args.margins if lim == "on" else [None])
+                ]:
+                    record = {
+                        "route": route,
+                        "batch": batch,
+                        "length": length,
+                        "accumulation": accumulation,
+                        "checkpoint": ckpt == "on",
+                        "limit": limit == "on",
+                        "margin_gb": margin,
+                        "model_gb": model_gb,
+                        "build_s": built,
+                    }
                     head = f"{route:<10} {batch:>5} {length:>5} {accumulation:>3} {ckpt:>4} {limit:>5}"
                     try:
-                        record.update(time_config(model, vocab, batch, length, ckpt == "on", args.warmup, args.steps, limit == "on", accumulation,
-                                                      route == "int4-jit", margin))
+                        record.update(
+                            time_config(
+                                model,
+                                vocab,
+                                batch,
+                                length,
+                                ckpt == "on",
+                                args.warmup,
+                                args.steps,
+                                limit == "on",
+                                accumulation,
+                                route == "int4-jit",
+                                margin,
+                            )
+                        )
                     except Exception as error:  # noqa: BLE001 (out of memory: reported, the next config runs)
                         record["error"] = repr(error)[:300]
                         print(f"{head} failed: {record['error']}", flush=True)
                         emit(record)
                         continue
                     emit(record)
-                    print(f"{head} {record['tokens_per_second']:8.0f} {record['median_step_s']:7.3f} {record['first_step_s']:7.2f} "
-                          f"{record['peak_memory_gb']:8.2f} {record['steady_peak_gb']:8.2f} {model_gb:8.2f} {record['memory_limit_gb']:8.2f}", flush=True)
+                    print(
+                        f"{head} {record['tokens_per_second']:8.0f} {record['median_step_s']:7.3f} {record['first_step_s']:7.2f} "
+                        f"{record['peak_memory_gb']:8.2f} {record['steady_peak_gb']:8.2f} {model_gb:8.2f} {record['memory_limit_gb']:8.2f}",
+                        flush=True,
+                    )
         del model
         gc.collect()
         mx.clear_cache()

@@ -41,7 +41,9 @@ ARGS = ("--configfile", "config/config.yaml", str(ROOT / "tests/config/tiny.yaml
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--times", type=int, default=13, help="kill points spread over the build's time")
-    parser.add_argument("--events", nargs="*", default=["all"], help="observed moments to kill at (names of kill_sweep.EVENTS, or all)")
+    parser.add_argument(
+        "--events", nargs="*", default=["all"], help="observed moments to kill at (names of kill_sweep.EVENTS, or all)"
+    )
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one, removed)")
     args = parser.parse_args()
     events = list(kill_sweep.EVENTS) if args.events == ["all"] else args.events
@@ -70,18 +72,24 @@ def main() -> int:
         for number, (name, fraction, when) in enumerate(points):
             wf = copy_workflow(base / f"point{number:02d}")
             at_seconds = None if fraction is None else fraction * total
-            kill = kill_sweep.run_and_kill(wf, ARGS, name, at_seconds=at_seconds, when=when, log=base / f"point{number:02d}.killed.log")
+            kill = kill_sweep.run_and_kill(
+                wf, ARGS, name, at_seconds=at_seconds, when=when, log=base / f"point{number:02d}.killed.log"
+            )
             if not kill.killed and not kill.build_failed and fraction is not None:
                 # Other jobs on the machine make build times vary (80 to 112 s here): a build faster
                 # than T ends before a late point. Once: the same fraction of the time it just took.
                 total = kill.seconds
                 shutil.rmtree(wf)
                 wf = copy_workflow(base / f"point{number:02d}")
-                kill = kill_sweep.run_and_kill(wf, ARGS, name, at_seconds=fraction * total, when=None, log=base / f"point{number:02d}.killed.log")
+                kill = kill_sweep.run_and_kill(
+                    wf, ARGS, name, at_seconds=fraction * total, when=None, log=base / f"point{number:02d}.killed.log"
+                )
             if not kill.killed:
                 if kill.build_failed:  # the build stopped by itself before the moment came
                     failed += 1
-                    print(f"{name:52} {'-':>9}  {kill.running:18} {'-':>8}  FAILED before the kill: {kill.build_failed}")
+                    print(
+                        f"{name:52} {'-':>9}  {kill.running:18} {'-':>8}  FAILED before the kill: {kill.build_failed}"
+                    )
                     continue
                 missed += 1
                 print(f"{name:52} {'-':>9}  {kill.running:18} {'-':>8}  missed: the build ended first")
@@ -96,8 +104,10 @@ def main() -> int:
                 problems.insert(0, f"the killed run: {kill.build_failed}")
             failed += bool(problems)
             (base / f"point{number:02d}.recovery.log").write_text(recovery.stdout, encoding="utf-8")
-            print(f"{name:52} {kill.seconds:8.1f}s  {kill.running:18} {seconds:7.1f}s  {'ok' if not problems else 'FAILED: ' + ' | '.join(problems)}",
-                  flush=True)
+            print(
+                f"{name:52} {kill.seconds:8.1f}s  {kill.running:18} {seconds:7.1f}s  {'ok' if not problems else 'FAILED: ' + ' | '.join(problems)}",
+                flush=True,
+            )
             if not problems and not args.keep:
                 shutil.rmtree(wf, ignore_errors=True)
         print(f"kill points tried: {tried}, failed: {failed} (missed: {missed}; recovery: {kill_sweep.RECOVERY})")

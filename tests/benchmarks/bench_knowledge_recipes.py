@@ -64,7 +64,9 @@ def answers(model, tokenizer, questions: list[dict], max_new_tokens: int, batch:
     prompts = [tokenizer.apply_chat_template(q["prompt"]["messages"], add_generation_prompt=True) for q in questions]
     out = []
     for i in range(0, len(prompts), batch):
-        out += [t.strip() for t in batch_generate(model, tokenizer, prompts[i : i + batch], max_tokens=max_new_tokens).texts]
+        out += [
+            t.strip() for t in batch_generate(model, tokenizer, prompts[i : i + batch], max_tokens=max_new_tokens).texts
+        ]
     return out
 
 
@@ -76,8 +78,17 @@ def training_questions(train_path: Path, limit: int = 64) -> list[dict]:
         obj = json.loads(line)
         meta = obj.get("meta", {})
         if meta.get("kind") in ("qa_curated", "qa_table") and meta.get("facts"):
-            out.append({"id": meta["id"], "kind": meta["kind"], "support": "train", "facts": meta["facts"], "question": obj["messages"][-2]["content"],
-                        "reference": obj["messages"][-1]["content"], "prompt": {"messages": obj["messages"][:-1]}})
+            out.append(
+                {
+                    "id": meta["id"],
+                    "kind": meta["kind"],
+                    "support": "train",
+                    "facts": meta["facts"],
+                    "question": obj["messages"][-2]["content"],
+                    "reference": obj["messages"][-1]["content"],
+                    "prompt": {"messages": obj["messages"][:-1]},
+                }
+            )
     step = max(1, len(out) // limit)
     return out[::step][:limit]
 
@@ -88,8 +99,18 @@ def accuracy(rows: list[dict]) -> float | None:
 
 
 def score(questions: list[dict], texts: list[str]) -> tuple[dict, list[dict]]:
-    rows = [{"id": q["id"], "kind": q["kind"], "support": q["support"], "question": q["question"], "reference": q["reference"], "response": t,
-             **score_answer(q, t)} for q, t in zip(questions, texts)]
+    rows = [
+        {
+            "id": q["id"],
+            "kind": q["kind"],
+            "support": q["support"],
+            "question": q["question"],
+            "reference": q["reference"],
+            "response": t,
+            **score_answer(q, t),
+        }
+        for q, t in zip(questions, texts)
+    ]
     seen = [r for r in rows if r["support"] == SEEN]
     unseen = [r for r in rows if r["support"] == UNSEEN]
     return {
@@ -98,11 +119,21 @@ def score(questions: list[dict], texts: list[str]) -> tuple[dict, list[dict]]:
         "seen_table": accuracy([r for r in seen if r["kind"] == "qa_table"]),
         "train_questions": accuracy([r for r in rows if r["support"] == "train"]),
         "seen_f1": round(statistics.fmean(r["f1"] for r in seen), 4) if seen else None,
-        "unseen_hallucination": round(statistics.fmean(float(r["asserts_specific"]) for r in unseen), 4) if unseen else None,
+        "unseen_hallucination": round(statistics.fmean(float(r["asserts_specific"]) for r in unseen), 4)
+        if unseen
+        else None,
     }, rows
 
 
-def run(recipe: dict, route: str, defaults: dict, at: list[float], max_new_tokens: int, answers_dir: Path | None, limit: int | None) -> list[dict]:
+def run(
+    recipe: dict,
+    route: str,
+    defaults: dict,
+    at: list[float],
+    max_new_tokens: int,
+    answers_dir: Path | None,
+    limit: int | None,
+) -> list[dict]:
     data_dir = ROOT / recipe.get("data", "results/data")
     questions = (test_questions(data_dir / "test.jsonl", "chat") + training_questions(data_dir / "train.jsonl"))[:limit]
     settings = resolve_training(merged(defaults, recipe.get("training", {})), ROOT / "config/memory")
@@ -111,7 +142,9 @@ def run(recipe: dict, route: str, defaults: dict, at: list[float], max_new_token
     model, tokenizer = mlx_lm.load(model_path)
     ensure_chat_template(tokenizer, model.model_type)
     model, note = prepare(model, settings["compute"], training=True)
-    train_set, valid_set, _ = load_local_dataset(data_dir, tokenizer, types.SimpleNamespace(mask_prompt=options.mask_prompt))
+    train_set, valid_set, _ = load_local_dataset(
+        data_dir, tokenizer, types.SimpleNamespace(mask_prompt=options.mask_prompt)
+    )
     layers = len(model.layers) if options.num_layers == -1 else options.num_layers
     mx.random.seed(options.seed)
     model.freeze()
@@ -130,17 +163,48 @@ def run(recipe: dict, route: str, defaults: dict, at: list[float], max_new_token
         model.train()
         if answers_dir is not None:
             answers_dir.mkdir(parents=True, exist_ok=True)
-            (answers_dir / f"{recipe['name']}-{route}-{it}.json").write_text(json.dumps(answered, ensure_ascii=False, indent=1), encoding="utf-8")
-        row = {"recipe": recipe["name"], "route": route, "epoch": round(it / per_epoch, 2), "iteration": it, "train_loss": round(loss, 4),
-               "valid_loss": round(valid, 4), **scores, "seconds": round(time.perf_counter() - started, 1)}
+            (answers_dir / f"{recipe['name']}-{route}-{it}.json").write_text(
+                json.dumps(answered, ensure_ascii=False, indent=1), encoding="utf-8"
+            )
+        row = {
+            "recipe": recipe["name"],
+            "route": route,
+            "epoch": round(it / per_epoch, 2),
+            "iteration": it,
+            "train_loss": round(loss, 4),
+            "valid_loss": round(valid, 4),
+            **scores,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
-        state, measured = train(model, CacheDataset(train_set), CacheDataset(valid_set), options, Path(tmp) / "out", Path(tmp) / "ckpt", "sweep", progress)
-    print(json.dumps({"recipe": recipe["name"], "route": route, "compute": note, "iterations": state.iteration, "best_step": state.best_step,
-                      "best_val_loss": round(state.best_val_loss, 4), "stopped_early": state.stopped_early,
-                      "tokens_per_second": measured.tokens_per_second}), flush=True)
+        state, measured = train(
+            model,
+            CacheDataset(train_set),
+            CacheDataset(valid_set),
+            options,
+            Path(tmp) / "out",
+            Path(tmp) / "ckpt",
+            "sweep",
+            progress,
+        )
+    print(
+        json.dumps(
+            {
+                "recipe": recipe["name"],
+                "route": route,
+                "compute": note,
+                "iterations": state.iteration,
+                "best_step": state.best_step,
+                "best_val_loss": round(state.best_val_loss, 4),
+                "stopped_early": state.stopped_early,
+                "tokens_per_second": measured.tokens_per_second,
+            }
+        ),
+        flush=True,
+    )
     return rows
 
 
@@ -148,10 +212,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipes", type=Path, required=True)
     parser.add_argument("--routes", nargs="+", default=["lora"], choices=["lora", "qlora"])
-    parser.add_argument("--at", nargs="+", type=float, default=[3, 6, 10, 15, 20], help="epochs at which to answer the test questions")
+    parser.add_argument(
+        "--at", nargs="+", type=float, default=[3, 6, 10, 15, 20], help="epochs at which to answer the test questions"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--limit", type=int, help="answer only the first N questions (a quick try)")
-    parser.add_argument("--answers", type=Path, help="write every answer, scored, here (one JSON file per recipe, route and moment)")
+    parser.add_argument(
+        "--answers", type=Path, help="write every answer, scored, here (one JSON file per recipe, route and moment)"
+    )
     args = parser.parse_args()
     defaults = yaml.safe_load((ROOT / "config/config.yaml").read_text(encoding="utf-8"))["training"]
     print(f"device {mx.default_device()}", flush=True)
@@ -159,7 +227,18 @@ def main() -> None:
     for recipe in json.loads(args.recipes.read_text(encoding="utf-8")):
         for route in recipe.get("routes", args.routes):
             rows += run(recipe, route, defaults, args.at, args.max_new_tokens, args.answers, args.limit)
-    columns = ("epoch", "train_loss", "valid_loss", "seen_fact_accuracy", "seen_curated", "seen_table", "train_questions", "seen_f1", "unseen_hallucination", "seconds")
+    columns = (
+        "epoch",
+        "train_loss",
+        "valid_loss",
+        "seen_fact_accuracy",
+        "seen_curated",
+        "seen_table",
+        "train_questions",
+        "seen_f1",
+        "unseen_hallucination",
+        "seconds",
+    )
     print(f"\n{'recipe':<22} {'route':<6} " + " ".join(f"{c[:10]:>10}" for c in columns))
     for r in rows:
         print(f"{r['recipe']:<22} {r['route']:<6} " + " ".join(f"{r[c]!s:>10}" for c in columns))

@@ -47,9 +47,20 @@ from farense.loss import chunk_rows, chunked_loss  # noqa: E402
 from farense.training import TrainOptions, lora_config, make_step  # noqa: E402
 
 GEMMA3_270M = dict(
-    model_type="gemma3_text", hidden_size=640, num_hidden_layers=18, intermediate_size=2048, num_attention_heads=4,
-    num_key_value_heads=1, head_dim=256, vocab_size=262144, query_pre_attn_scalar=256, sliding_window=512,
-    sliding_window_pattern=6, rope_theta=1_000_000.0, rope_local_base_freq=10_000.0, rms_norm_eps=1e-6,
+    model_type="gemma3_text",
+    hidden_size=640,
+    num_hidden_layers=18,
+    intermediate_size=2048,
+    num_attention_heads=4,
+    num_key_value_heads=1,
+    head_dim=256,
+    vocab_size=262144,
+    query_pre_attn_scalar=256,
+    sliding_window=512,
+    sliding_window_pattern=6,
+    rope_theta=1_000_000.0,
+    rope_local_base_freq=10_000.0,
+    rms_norm_eps=1e-6,
 )
 
 
@@ -92,8 +103,15 @@ def measure(model, loss, batch, lengths, steps: int) -> dict:
     mx.reset_peak_memory()
     tic = time.perf_counter()
     eval_value = loss(model, batch, lengths)[0].item()
-    return {"first": first, "step": statistics.median(times), "peak": peak, "loss": value.item(),
-            "eval": time.perf_counter() - tic, "eval_peak": mx.get_peak_memory(), "eval_loss": eval_value}
+    return {
+        "first": first,
+        "step": statistics.median(times),
+        "peak": peak,
+        "loss": value.item(),
+        "eval": time.perf_counter() - tic,
+        "eval_peak": mx.get_peak_memory(),
+        "eval_loss": eval_value,
+    }
 
 
 def main() -> None:
@@ -104,7 +122,9 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=512, help="tokens per row seen by the model")
     parser.add_argument("--losses", nargs="+", default=["default", "auto"], help="default, auto or positions per chunk")
     parser.add_argument("--steps", type=int, default=3, help="timed calls per loss")
-    parser.add_argument("--grad-checkpoint", action="store_true", help="mlx-lm's grad_checkpoint, as training.grad_checkpoint")
+    parser.add_argument(
+        "--grad-checkpoint", action="store_true", help="mlx-lm's grad_checkpoint, as training.grad_checkpoint"
+    )
     args = parser.parse_args()
 
     model = build(args.layers, args.vocab)
@@ -113,14 +133,21 @@ def main() -> None:
     weights = sum(v.nbytes for _, v in tree_flatten(model.parameters()))
     batch = mx.random.randint(0, args.vocab, (args.batch, args.length + 1))
     lengths = mx.array([[0, args.length]] * args.batch)
-    print(f"gemma3_text, {args.layers} layers, vocabulary {args.vocab}, batch {args.batch} x {args.length}, "
-          f"weights {weights / 1e9:.3f} GB, grad checkpoint {'on' if args.grad_checkpoint else 'off'}; "
-          f"{os.cpu_count()} CPU(s), {mx.default_device()}, {BLAS}; auto: {chunk_rows(args.vocab)} positions per chunk")
-    print(f"{'loss':<8} {'first s':>8} {'step s':>7} {'peak GB':>8} {'eval s':>7} {'eval GB':>8} {'loss value':>11} {'eval loss':>10}")
+    print(
+        f"gemma3_text, {args.layers} layers, vocabulary {args.vocab}, batch {args.batch} x {args.length}, "
+        f"weights {weights / 1e9:.3f} GB, grad checkpoint {'on' if args.grad_checkpoint else 'off'}; "
+        f"{os.cpu_count()} CPU(s), {mx.default_device()}, {BLAS}; auto: {chunk_rows(args.vocab)} positions per chunk"
+    )
+    print(
+        f"{'loss':<8} {'first s':>8} {'step s':>7} {'peak GB':>8} {'eval s':>7} {'eval GB':>8} {'loss value':>11} {'eval loss':>10}"
+    )
     for name in args.losses:
         r = measure(model, loss_for(name), batch, lengths, args.steps)
-        print(f"{name:<8} {r['first']:8.2f} {r['step']:7.2f} {r['peak'] / 1e9:8.3f} {r['eval']:7.2f} {r['eval_peak'] / 1e9:8.3f} "
-              f"{r['loss']:11.6f} {r['eval_loss']:10.6f}", flush=True)
+        print(
+            f"{name:<8} {r['first']:8.2f} {r['step']:7.2f} {r['peak'] / 1e9:8.3f} {r['eval']:7.2f} {r['eval_peak'] / 1e9:8.3f} "
+            f"{r['loss']:11.6f} {r['eval_loss']:10.6f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

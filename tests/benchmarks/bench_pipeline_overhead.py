@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import copy_workflow  # noqa: E402  (the tests' copy of the workflow)
+
 TARGET = "results/report.html"
 CHANGES = {
     "nothing changed": [],
@@ -94,15 +95,21 @@ def main() -> None:
         seconds, proc = snakemake(wf, "--cores", "1", TARGET)
         if proc.returncode != 0:
             raise SystemExit(f"build failed:\n{proc.stdout[-3000:]}")
-        print(f"build: `snakemake --cores 1 {TARGET}` {seconds:.1f} s (jobs run: {job_counts(proc.stdout).get('total', 0)})", flush=True)
+        print(
+            f"build: `snakemake --cores 1 {TARGET}` {seconds:.1f} s (jobs run: {job_counts(proc.stdout).get('total', 0)})",
+            flush=True,
+        )
 
         times = []
         for _ in range(args.repeats):
             seconds, proc = snakemake(wf, "-n", TARGET)
             times.append(seconds)
         nothing = "Nothing to be done" in proc.stdout
-        print(f"up to date: `snakemake -n {TARGET}` min {min(times):.2f} s, median {statistics.median(times):.2f} s "
-              f"over {args.repeats} runs ('Nothing to be done': {nothing})", flush=True)
+        print(
+            f"up to date: `snakemake -n {TARGET}` min {min(times):.2f} s, median {statistics.median(times):.2f} s "
+            f"over {args.repeats} runs ('Nothing to be done': {nothing})",
+            flush=True,
+        )
 
         print(f"\n{'change':<56} {'jobs':>4} {'dry-run s':>9}  rerun")
         raw = sorted((wf / "resources/raw").rglob("*.txt"))[0]

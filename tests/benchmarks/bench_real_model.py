@@ -36,7 +36,9 @@ def job_times(results: Path) -> list[tuple[str, float, float]]:
     for tsv in sorted((results / "benchmarks").glob("*.tsv")):
         with open(tsv, encoding="utf-8") as handle:
             row = next(csv.DictReader(handle, delimiter="\t"))
-        rows.append((tsv.stem, float(row["s"]), float(row["max_rss"]) if row["max_rss"] not in ("", "NA") else float("nan")))
+        rows.append(
+            (tsv.stem, float(row["s"]), float(row["max_rss"]) if row["max_rss"] not in ("", "NA") else float("nan"))
+        )
     return rows
 
 
@@ -44,7 +46,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cores", type=int, default=1)
     parser.add_argument("--config", nargs="*", default=[], help="passed to snakemake --config")
-    parser.add_argument("--configfile", help="a configuration file laid over config/config.yaml (snakemake --configfile)")
+    parser.add_argument(
+        "--configfile", help="a configuration file laid over config/config.yaml (snakemake --configfile)"
+    )
     parser.add_argument("--workdir", type=Path, default=ROOT)
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--out", type=Path, help="copy the evaluations, cards, report and split statistics here")
@@ -68,8 +72,10 @@ def main() -> None:
     spec = base.get("base", {})
     print(f"\nbase: {spec.get('name')} ({spec.get('kind')}){' - auto: ' + spec['auto'] if spec.get('auto') else ''}")
     if base.get("kind") == "gguf":
-        print(f"  {base['name']} {base['architecture']}, {base['parameters']:,} parameters, tensors {base['tensor_types']}, "
-              f"chat template: {base['chat_template']}")
+        print(
+            f"  {base['name']} {base['architecture']}, {base['parameters']:,} parameters, tensors {base['tensor_types']}, "
+            f"chat template: {base['chat_template']}"
+        )
 
     print(f"\n{'job':<22} {'seconds':>8} {'max RSS MB':>11}")
     for name, seconds, rss in job_times(results):
@@ -77,10 +83,15 @@ def main() -> None:
 
     print(f"\n{'adapter':<7} {'compute':<48} {'iters':>6} {'best':>5} {'tok/s':>7} {'train s':>8} {'peak GB':>8}")
     for name in ("qlora", "lora"):
-        s, r = load(results / "adapters" / name / "training_summary.json"), load(results / "runs" / f"train_{name}.json")
+        s, r = (
+            load(results / "adapters" / name / "training_summary.json"),
+            load(results / "runs" / f"train_{name}.json"),
+        )
         if s:
-            print(f"{name:<7} {s['compute'][:48]:<48} {s['iterations']:>6} {s['best_step']:>5} {r.get('tokens_per_second')!s:>7} "
-                  f"{r.get('train_seconds')!s:>8} {r.get('peak_memory_gb')!s:>8}")
+            print(
+                f"{name:<7} {s['compute'][:48]:<48} {s['iterations']:>6} {s['best_step']:>5} {r.get('tokens_per_second')!s:>7} "
+                f"{r.get('train_seconds')!s:>8} {r.get('peak_memory_gb')!s:>8}"
+            )
 
     split = load(results / "data/split_stats.json")
     print(f"\ntest questions: {split.get('test_questions', {}).get('by_kind_and_support')}")
@@ -89,18 +100,26 @@ def main() -> None:
     for name, e in evals.items():
         if e:
             a = e["answers"]
-            print(f"{name:<9} {e['loss']['test']['loss']:>9.4f} {e['loss']['test']['perplexity']:>8.2f} {a['exact_match']:>6} "
-                  f"{a['f1']:>6} {a['questions']:>9} {load(results / 'runs' / f'evaluate_{name}.json').get('generation', {}).get('tokens_per_second')!s:>9}")
-    print(f"\n{'model':<9} {'label':<12} {'n':>4} {'fact acc':>8} {'95% interval':>16} {'F1':>6} {'95% interval':>16} {'halluc.':>8}")
+            print(
+                f"{name:<9} {e['loss']['test']['loss']:>9.4f} {e['loss']['test']['perplexity']:>8.2f} {a['exact_match']:>6} "
+                f"{a['f1']:>6} {a['questions']:>9} {load(results / 'runs' / f'evaluate_{name}.json').get('generation', {}).get('tokens_per_second')!s:>9}"
+            )
+    print(
+        f"\n{'model':<9} {'label':<12} {'n':>4} {'fact acc':>8} {'95% interval':>16} {'F1':>6} {'95% interval':>16} {'halluc.':>8}"
+    )
     for name, e in evals.items():
         for label, b in (e or {}).get("answers", {}).get("by_support", {}).items():
-            print(f"{name:<9} {label:<12} {b['questions']:>4} {b['fact_accuracy']!s:>8} {b['fact_accuracy_ci']!s:>16} {b['f1']!s:>6} "
-                  f"{b['f1_ci']!s:>16} {b.get('hallucination_rate', '')!s:>8}")
+            print(
+                f"{name:<9} {label:<12} {b['questions']:>4} {b['fact_accuracy']!s:>8} {b['fact_accuracy_ci']!s:>16} {b['f1']!s:>6} "
+                f"{b['f1_ci']!s:>16} {b.get('hallucination_rate', '')!s:>8}"
+            )
     comparison = load(results / "eval/comparison.json").get("pairs", {})
     print("\npaired differences (fact accuracy | F1), seen facts")
     for pair in comparison.values():
         fa, f1 = pair["seen_fact"]["fact_correct"], pair["seen_fact"]["f1"]
-        print(f"  {pair['label']:<48} {fa and fa['difference']!s:>7} {fa and fa['ci']!s:>18} | {f1 and f1['difference']!s:>7} {f1 and f1['ci']!s:>18}")
+        print(
+            f"  {pair['label']:<48} {fa and fa['difference']!s:>7} {fa and fa['ci']!s:>18} | {f1 and f1['difference']!s:>7} {f1 and f1['ci']!s:>18}"
+        )
 
     print("\nsample answers")
     rows = evals["qlora"].get("answers", {}).get("per_question", [])
@@ -115,7 +134,12 @@ def main() -> None:
         import shutil
 
         args.out.mkdir(parents=True, exist_ok=True)
-        for path in [*(results / "eval").glob("*.json"), *(results / "cards").glob("*.md"), results / "report.html", results / "data/split_stats.json"]:
+        for path in [
+            *(results / "eval").glob("*.json"),
+            *(results / "cards").glob("*.md"),
+            results / "report.html",
+            results / "data/split_stats.json",
+        ]:
             if path.exists():
                 shutil.copy(path, args.out / (path.name if path.parent.name != "cards" else f"card_{path.name}"))
 

@@ -44,7 +44,9 @@ def odd_requests() -> list[tuple[int, object]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", type=Path, help="a folder with a built results/ (default: a tiny build in a temporary folder)")
+    parser.add_argument(
+        "--workdir", type=Path, help="a folder with a built results/ (default: a tiny build in a temporary folder)"
+    )
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=16)
@@ -57,22 +59,39 @@ def main() -> int:
         snakemake(workdir, "results/adapters/qlora", *TINY)
         print(f"tiny build (results/adapters/qlora): {time.perf_counter() - started:.0f} s")
     load = os.getloadavg()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {load[0]:.1f}; python {platform.python_version()}")
-    print(f"burst: {args.requests} requests, {args.clients} clients at once, max_tokens {args.max_tokens}, client timeout 60 s")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {load[0]:.1f}; python {platform.python_version()}"
+    )
+    print(
+        f"burst: {args.requests} requests, {args.clients} clients at once, max_tokens {args.max_tokens}, client timeout 60 s"
+    )
     model = ["--model", "results/models/base-int4", "--adapter-path", "results/adapters/qlora"]
     servers = [
         ("serve_qlora (default bounds)", [sys.executable, str(ROOT / "scripts/serve_qlora.py")], odd_requests()),
-        ("serve_qlora --max-in-flight 8", [sys.executable, str(ROOT / "scripts/serve_qlora.py"), "--max-in-flight", "8"], []),
+        (
+            "serve_qlora --max-in-flight 8",
+            [sys.executable, str(ROOT / "scripts/serve_qlora.py"), "--max-in-flight", "8"],
+            [],
+        ),
         ("mlx_lm.server", [sys.executable, "-m", "mlx_lm", "server", *model], [(77, NOT_UTF8)]),
     ]
     for name, cmd, extra in servers:
         port = free_port()
-        process = start_server([*cmd, "--host", "127.0.0.1", "--port", str(port)], workdir, port, Path(scratch.name) / f"{port}.log")
+        process = start_server(
+            [*cmd, "--host", "127.0.0.1", "--port", str(port)], workdir, port, Path(scratch.name) / f"{port}.log"
+        )
         try:
             result = burst(port, process.pid, args.requests, args.clients, args.max_tokens, timeout=60.0, extra=extra)
         finally:
             stop_server(process)
-        print(f"\n{name}" + (f" (odd requests at {[i for i, _ in extra]}: statuses {[result.statuses[i] for i, _ in extra]})" if extra else ""))
+        print(
+            f"\n{name}"
+            + (
+                f" (odd requests at {[i for i, _ in extra]}: statuses {[result.statuses[i] for i, _ in extra]})"
+                if extra
+                else ""
+            )
+        )
         print("  " + "\n  ".join(result.lines()))
     return 0
 
