@@ -201,7 +201,7 @@ def check(wf: Path, reference: Path, recovery: subprocess.CompletedProcess) -> l
         return [f"the recovery stopped with exit status {recovery.returncode}:\n{tail}"]
     problems = []
     verify = subprocess.run(
-        [sys.executable, "scripts/lineage.py", "verify"],
+        [sys.executable, "scripts/cli/lineage.py", "verify"],
         cwd=wf,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -19,7 +19,7 @@ from farense.errors import PipelineError
 from farense.split_lines import read_split
 
 TINY = ("--configfile", "config/config.yaml", str(ROOT / "tests/config/tiny.yaml"))
-SCRIPT = str(ROOT / "scripts/inference_qlora.py")
+SCRIPT = str(ROOT / "scripts/cli/inference_qlora.py")
 CHAT_SCHEMA = ROOT / "config/schemas/jsonl_chat.schema.yaml"
 SAFETENSORS = (
     "results/models/base/model.safetensors",

@@ -8,7 +8,7 @@ import time
 
 from conftest import ROOT
 
-SCRIPT = str(ROOT / "scripts/inference_qlora.py")
+SCRIPT = str(ROOT / "scripts/cli/inference_qlora.py")
 
 
 def ask(cwd, *args, stdin=None):
@@ -151,7 +151,7 @@ def test_a_fused_model_loads_and_answers(tiny_adapters, tmp_path):
 
 
 def test_export_and_fuse_carry_the_model_card(tiny_report, tmp_path):
-    script = str(ROOT / "scripts" / "export_adapter.py")
+    script = str(ROOT / "scripts" / "cli" / "export_adapter.py")
     card = (tiny_report / "results/cards/qlora.md").read_text()
 
     def run(*args):

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ROOT, copy_built, snakemake
 
-CLI = str(ROOT / "scripts" / "lineage.py")
+CLI = str(ROOT / "scripts" / "cli" / "lineage.py")
 JOBS = {
     "clean_text",
     "build_records",

@@ -1,4 +1,4 @@
-"""Serving under load (issue 16, item 6): scripts/serve_qlora.py, mlx-lm's server with bounds
+"""Serving under load (issue 16, item 6): scripts/cli/serve_qlora.py, mlx-lm's server with bounds
 (farense.serving). First the bounds alone, in front of a stand-in handler (no model, a second);
 then the real server with the tiny model's QLoRA adapter under a burst of 200 requests from 32
 clients, odd requests mixed in: each answered or refused with an HTTP status, none left hanging,
@@ -20,7 +20,7 @@ from conftest import ROOT
 from farense.serving import BoundedHTTPServer, Limits, make_handler
 from serve_load import burst, free_port, post, start_server, stop_server
 
-SERVE = str(ROOT / "scripts/serve_qlora.py")
+SERVE = str(ROOT / "scripts/cli/serve_qlora.py")
 
 
 class StandIn(BaseHTTPRequestHandler):

@@ -7,7 +7,7 @@ bytes from file" for an empty one, and mlx-lm a traceback.
 
 Only the structure is checked: a safetensors file's header and the sizes it promises (one read
 of the header, whatever the size of the weights). A byte changed inside the tensor data is not
-seen here; `python scripts/lineage.py verify` compares every artifact with the sha256 recorded
+seen here; `python scripts/cli/lineage.py verify` compares every artifact with the sha256 recorded
 when it was made.
 """
 

@@ -1,4 +1,4 @@
-"""Provenance of the pipeline's artifacts (what `scripts/lineage.py` and the lineage rule use): the
+"""Provenance of the pipeline's artifacts (what `scripts/cli/lineage.py` and the lineage rule use): the
 entries, the graph they form, and their audit.
 
 Every rule writes one entry (results/lineage/<job>.json) after its outputs are complete: each

@@ -69,8 +69,8 @@ def lineage_section(data: dict) -> str:
     out.append(
         "<p>Every job wrote a provenance entry (<code>results/lineage/&lt;job&gt;.json</code>) when its outputs were complete: "
         "the outputs' sha256, the inputs with the sha256 they had when read, the params, the code and the package versions. "
-        "<code>python scripts/lineage.py verify</code> recomputes the hashes and checks the chain; "
-        "<code>python scripts/lineage.py show results/adapters/qlora</code> prints an artifact's ancestry down to the raw files.</p>"
+        "<code>python scripts/cli/lineage.py verify</code> recomputes the hashes and checks the chain; "
+        "<code>python scripts/cli/lineage.py show results/adapters/qlora</code> prints an artifact's ancestry down to the raw files.</p>"
     )
     pairs = job_edges(data)
     producers = {a for a, _ in pairs}

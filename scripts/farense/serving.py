@@ -1,5 +1,5 @@
 """mlx-lm's OpenAI-compatible server with bounds in front of it, for serving the adapter on
-loopback to a backend under load (scripts/serve_qlora.py).
+loopback to a backend under load (scripts/cli/serve_qlora.py).
 
 mlx-lm's own server (`mlx_lm.server`, as the README first documented it), measured on the tiny
 model on 2 busy CPU cores:
@@ -238,7 +238,7 @@ def token_counter(model_path: str, chat_template_args: dict | None = None):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python scripts/serve_qlora.py [our options] [mlx_lm.server's options]`: mlx-lm's server
+    """`python scripts/cli/serve_qlora.py [our options] [mlx_lm.server's options]`: mlx-lm's server
     (all its options) with the bounds above, on the pipeline's int4 base and QLoRA adapter unless
     --model is given."""
     from .inference import resolve

@@ -6,7 +6,7 @@ disk at different stages, then completed once space is freed. Needs root (mount)
 For each free size: a copy of the workflow whose `results` is a symbolic link to a folder on a
 20 MiB tmpfs, and a filler file that leaves that many bytes free; `snakemake --cores 1
 results/report.html` with tests/config/tiny.yaml; then the filler deleted and the same command
-again, and `python scripts/lineage.py verify`. Prints the line the failing job wrote, how many
+again, and `python scripts/cli/lineage.py verify`. Prints the line the failing job wrote, how many
 temporary files were left under results/, and the exit statuses. Not part of the test suite
 (tests/test_full_disk.py runs one such case).
 """
@@ -51,7 +51,7 @@ def one(base: Path, free: int) -> None:
         left = len(temporary_files(wf))
         filler.unlink()
         again = run(wf, *build_command(*ARGS))
-        verify = run(wf, sys.executable, "scripts/lineage.py", "verify")
+        verify = run(wf, sys.executable, "scripts/cli/lineage.py", "verify")
         print(f"free {free} B: first run exit {failed.returncode}, temporary files left {left}: {line}")
         print(
             f"    after deleting the filler: exit {again.returncode}; lineage verify exit {verify.returncode}",

@@ -6,7 +6,7 @@ time recovered the way the README says (the same command again), and checked.
 Builds the workflow once uninterrupted (`snakemake --cores 1 results/report.html` with
 tests/config/tiny.yaml) and measures its time T. Then, for each kill point, in a fresh copy: starts
 the same build, kills it at the moment, runs the same command again, and checks (tests/kill_sweep.py)
-that the recovery finishes, that `python scripts/lineage.py verify` holds, that results/clean/* and
+that the recovery finishes, that `python scripts/cli/lineage.py verify` holds, that results/clean/* and
 results/data/* are byte-identical to the uninterrupted build's, that both adapters agree with its
 adapters within 1e-4, and that no temporary file is left under results/. Kill points:
 - `--times N` moments spread over the build: (i + 0.5) / N x T after the start, i = 0..N-1 (T:

@@ -10,7 +10,7 @@ the other, each server is started on a free loopback port and sent `--requests` 
 served (200), refused (an HTTP error status), failed (no HTTP answer: timeout, reset), latency
 percentiles and the server's RSS before, at its peak (sampled every 50 ms) and after:
 
-- `serve_qlora`: scripts/serve_qlora.py with its default bounds; three odd requests are mixed
+- `serve_qlora`: scripts/cli/serve_qlora.py with its default bounds; three odd requests are mixed
   into the burst (a 1 MB prompt, a body that is not UTF-8, a prompt over the model's context);
 - `serve_qlora --max-in-flight 8`: the same server with fewer slots than clients (503s);
 - `mlx_lm.server`: mlx-lm's own server as the README documented it before (no odd requests but
@@ -67,10 +67,10 @@ def main() -> int:
     )
     model = ["--model", "results/models/base-int4", "--adapter-path", "results/adapters/qlora"]
     servers = [
-        ("serve_qlora (default bounds)", [sys.executable, str(ROOT / "scripts/serve_qlora.py")], odd_requests()),
+        ("serve_qlora (default bounds)", [sys.executable, str(ROOT / "scripts/cli/serve_qlora.py")], odd_requests()),
         (
             "serve_qlora --max-in-flight 8",
-            [sys.executable, str(ROOT / "scripts/serve_qlora.py"), "--max-in-flight", "8"],
+            [sys.executable, str(ROOT / "scripts/cli/serve_qlora.py"), "--max-in-flight", "8"],
             [],
         ),
         ("mlx_lm.server", [sys.executable, "-m", "mlx_lm", "server", *model], [(77, NOT_UTF8)]),

@@ -1,8 +1,8 @@
 """Ask the trained Farense model a question.
 
-    python scripts/inference_qlora.py "Qual foi a melhor classificação do Farense?"
-    python scripts/inference_qlora.py --json --max-tokens 100 "Quem foi Hassan Nader?"
-    python scripts/inference_qlora.py --json - < pergunta.txt      # the prompt on standard input
+    python scripts/cli/inference_qlora.py "Qual foi a melhor classificação do Farense?"
+    python scripts/cli/inference_qlora.py --json --max-tokens 100 "Quem foi Hassan Nader?"
+    python scripts/cli/inference_qlora.py --json - < pergunta.txt      # the prompt on standard input
 
 Loads the int4 base with the QLoRA adapter the pipeline made (--adapter lora: the LoRA one on
 the unquantized base; none: the int4 base alone; --fused DIR: a model made by mlx_lm.fuse).
@@ -20,7 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-import farense.quiet_transformers  # noqa: F401 (first: before transformers is imported)
+import _farense_path  # noqa: F401 (first: puts scripts/ on sys.path for the farense package)
+import farense.quiet_transformers  # noqa: F401 (next: before transformers is imported)
 from farense.preload import blas  # noqa: F401 (loads the BLAS before mlx is imported)
 from farense.errors import PipelineError
 from farense.inference import answer, load, resolve

@@ -1,8 +1,8 @@
 """Export a trained adapter with its model card, or fuse it into its base model.
 
-    python scripts/export_adapter.py DEST                  # results/adapters/qlora + README.md (its card)
-    python scripts/export_adapter.py DEST --adapter lora
-    python scripts/export_adapter.py DEST --fuse           # the base with the adapter fused in, + README.md
+    python scripts/cli/export_adapter.py DEST                  # results/adapters/qlora + README.md (its card)
+    python scripts/cli/export_adapter.py DEST --adapter lora
+    python scripts/cli/export_adapter.py DEST --fuse           # the base with the adapter fused in, + README.md
 
 DEST must not exist; it is written whole or not at all. The card (results/cards/<adapter>.md,
 made by the model_card stage) carries the adapter's measured figures, its recipe and the sha256
@@ -15,7 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import farense.quiet_transformers  # noqa: F401 (first: before transformers is imported)
+import _farense_path  # noqa: F401 (first: puts scripts/ on sys.path for the farense package)
+import farense.quiet_transformers  # noqa: F401 (next: before transformers is imported)
 from farense.errors import PipelineError
 from farense.export import export
 

@@ -1,8 +1,8 @@
 """Audit the lineage of the pipeline's artifacts.
 
-    python scripts/lineage.py verify             # exit 0 when every hash and link holds
-    python scripts/lineage.py show results/adapters/qlora [--code]
-    python scripts/lineage.py show results/data/train.jsonl --json
+    python scripts/cli/lineage.py verify             # exit 0 when every hash and link holds
+    python scripts/cli/lineage.py show results/adapters/qlora [--code]
+    python scripts/cli/lineage.py show results/data/train.jsonl --json
 
 Reads the provenance entries the jobs wrote (results/lineage/*.json). `verify` recomputes the
 sha256 of every recorded artifact and input, and names each artifact that was changed or
@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-
+import _farense_path  # noqa: F401 (first: puts scripts/ on sys.path for the farense package)
 from farense.provenance import ancestry, find_artifact, load_store, producers, verify
 
 
