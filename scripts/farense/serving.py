@@ -258,8 +258,10 @@ def main(argv: list[str] | None = None) -> None:
             "--max-prompt-bytes N, --socket-timeout S; then mlx_lm.server's:\n"
         )
     ours, rest = parser.parse_known_args(argv)
+    asks_help = bool({"-h", "--help"} & set(argv))
     try:
-        if not any(a == "--model" or a.startswith("--model=") for a in rest):
+        # --help: mlx_lm.server's own help, whether or not an adapter has been trained yet
+        if not asks_help and not any(a == "--model" or a.startswith("--model=") for a in rest):
             model_path, adapter_path = resolve(Path(ours.results), ours.adapter, None)
             rest = ["--model", model_path, *(["--adapter-path", adapter_path] if adapter_path else []), *rest]
         given = argparse.ArgumentParser(add_help=False)
