@@ -61,6 +61,17 @@ def test_page_furniture():
     assert remove_stray_bullets("•\n• item\n▪ outro\nfim") == ("\nitem\noutro\nfim", 3)
 
 
+def test_a_hyphen_read_as_a_bullet_is_joined_as_a_hyphen():
+    # scanned books: "associa• tiva" (the break became a space) and "associa•\ntiva"
+    assert join_hyphenation("a vida associa• tiva animava") == ("a vida associativa\nanimava", 1)
+    assert join_hyphenation("a vida associa•\ntiva") == ("a vida associativa", 1)
+    # a compound the document writes with its hyphen keeps it
+    assert join_hyphenation("o guarda• redes e o guarda-redes") == ("o guarda-redes\ne o guarda-redes", 1)
+    # a bullet between spaces, or before a capital, is no hyphen
+    assert join_hyphenation("o clube • sede e o estádio") == ("o clube • sede e o estádio", 0)
+    assert join_hyphenation("Faro•\nOlhão") == ("Faro•\nOlhão", 0)
+
+
 def test_running_header_needs_repeats():
     assert remove_running_headers("Capítulo\ntexto\nCapítulo\n", 3) == ("Capítulo\ntexto\nCapítulo\n", 0)
 

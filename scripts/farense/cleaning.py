@@ -143,6 +143,11 @@ def remove_stray_bullets(text: str) -> tuple[str, int]:
 # before it is read separately.
 _LINE_BREAK_HYPHEN = re.compile(rf"-[ \t]*\n(?:[ \t{PAGE_BREAK}]*\n)*[ \t]*(-?)([a-zà-ÿ]\w*)([ \t]+)?")
 _WORD_BEFORE = re.compile(r"\w+$")
+# Scanned books: the hyphen of a word split at a line break read as a bullet, "associa•\ntiva",
+# or "associa• tiva" once the break became a space. A bullet right after a letter and before a
+# lowercase letter, with nothing or one break between, is that hyphen; a bullet between spaces
+# ("sede • estádio") is not touched.
+_BULLET_HYPHEN = re.compile(r"(?<=[^\W\d_])•(?:[ \t]*\n[ \t]*|[ \t])(?=[a-zà-ÿ])")
 
 
 def join_hyphenation(text: str) -> tuple[str, int]:
@@ -150,8 +155,10 @@ def join_hyphenation(text: str) -> tuple[str, int]:
 
     The hyphen stays when the document elsewhere writes the same compound with it
     ("guarda-\\nredes" -> "guarda-redes"), since Portuguese has many such compounds, and
-    when the next line repeats it ("pré-\\n-época" -> "pré-época").
+    when the next line repeats it ("pré-\\n-época" -> "pré-época"). A bullet read for that
+    hyphen ("associa• tiva", _BULLET_HYPHEN) is taken for one.
     """
+    text = _BULLET_HYPHEN.sub("-\n", text)
     if "-" not in text:
         return text, 0
     lower = None
