@@ -55,8 +55,8 @@ def test_the_memory_threshold_is_a_share_of_the_gpu():
     )
 
 
-def test_prepare_on_this_cpu_dequantizes_an_int4_model_to_the_values_it_holds():
-    import mlx.core as mx
+def int4_llama():
+    """A one-layer llama quantized to int4 (mlx-lm's own model class)."""
     import mlx.nn as nn
     from mlx_lm.models import llama
 
@@ -73,6 +73,13 @@ def test_prepare_on_this_cpu_dequantizes_an_int4_model_to_the_values_it_holds():
     )
     model = llama.Model(args)
     nn.quantize(model, group_size=64, bits=4)
+    return model
+
+
+def test_prepare_on_this_cpu_dequantizes_an_int4_model_to_the_values_it_holds():
+    import mlx.core as mx
+
+    model = int4_llama()
     q = model.layers[0].self_attn.q_proj
     expected = mx.dequantize(q.weight, q.scales, q.biases, q.group_size, q.bits)
     if mx.default_device() != mx.cpu:
@@ -86,35 +93,18 @@ def test_prepare_on_this_cpu_dequantizes_an_int4_model_to_the_values_it_holds():
 def test_a_model_too_large_for_float32_here_keeps_its_own_kernels_or_trains_just_in_time(monkeypatch):
     import mlx.core as mx
     import mlx.nn as nn
-    from mlx_lm.models import llama
 
     from farense import compute
+    from farense.jit_dequant import JitDequantLinear
 
     if mx.default_device() != mx.cpu:
         pytest.skip("this test is about the CPU route")
-    args = llama.ModelArgs(
-        model_type="llama",
-        hidden_size=64,
-        num_hidden_layers=1,
-        intermediate_size=128,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        rms_norm_eps=1e-5,
-        vocab_size=128,
-        tie_word_embeddings=False,
-    )
-    model = llama.Model(args)
-    nn.quantize(model, group_size=64, bits=4)
     monkeypatch.setattr(compute, "_system_memory", lambda: 1000)  # a machine of 1000 bytes
-    model, note = prepare(model, "auto", training=False)
+    model, note = prepare(int4_llama(), "auto", training=False)
     assert note == "int4 kernels" and isinstance(model.layers[0].self_attn.q_proj, nn.QuantizedLinear)
 
     # Training the same model: int4 weights kept, products in float32 from weights dequantized just in time.
-    from farense.jit_dequant import JitDequantLinear
-
-    model = llama.Model(args)
-    nn.quantize(model, group_size=64, bits=4)
-    model, note = prepare(model, "auto", training=True)
+    model, note = prepare(int4_llama(), "auto", training=True)
     q = model.layers[0].self_attn.q_proj
     assert note == "int4 weights dequantized just in time, products in float32"
     assert type(q) is JitDequantLinear and q.weight.dtype == mx.uint32 and q.scales.dtype == mx.float32
