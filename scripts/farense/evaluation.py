@@ -206,6 +206,12 @@ def summarize(rows: list[dict], options: EvalOptions, label: str = "") -> dict:
     return out
 
 
+def scored_row(question: dict, response: str) -> dict:
+    """A test question's row of the evaluation: what it is, the answer, and its scores."""
+    keys = ("id", "kind", "support", "question", "reference")
+    return {**{k: question[k] for k in keys}, "response": response, **score_answer(question, response)}
+
+
 def answer_quality(model, tokenizer, questions: list[dict], options: EvalOptions) -> tuple[dict, dict]:
     """Greedy answers and their scores; and apart, the generation speed (overall and per question)."""
     chosen = questions if options.max_questions == -1 else questions[: options.max_questions]
@@ -215,17 +221,7 @@ def answer_quality(model, tokenizer, questions: list[dict], options: EvalOptions
         model, tokenizer, [q["prompt"] for q in chosen], options.max_new_tokens, options.batch_size
     )
     rows = [
-        {
-            "id": q["id"],
-            "kind": q["kind"],
-            "support": q["support"],
-            "question": q["question"],
-            "reference": q["reference"],
-            "response": r["response"],
-            **score_answer(q, r["response"]),
-            "generated_tokens": r["generated_tokens"],
-        }
-        for q, r in zip(chosen, results)
+        {**scored_row(q, r["response"]), "generated_tokens": r["generated_tokens"]} for q, r in zip(chosen, results)
     ]
     generated = sum(r["generated_tokens"] for r in rows)
     overall = summarize(rows, options)

@@ -10,7 +10,7 @@ them first: `snakemake --cores 1 results/data/split_stats.json results/models/ba
 {"epochs": 20, "lora": {"rank": 16}}). For each recipe and route (lora: the unquantized base;
 qlora: the int4 base) it trains with the pipeline's training code (farense.training.train, early
 stopping as configured) and, at the epochs given by --at, answers the test questions greedily in
-batches and scores them as the evaluation does (farense.evaluation.score_answer): fact accuracy on
+batches and scores them as the evaluation does (farense.evaluation.scored_row): fact accuracy on
 seen facts, token F1, and the hallucination rate on unseen facts; also the validation loss there.
 The answers come from the adapter of that moment, not from the one kept by validation loss.
 
@@ -46,7 +46,7 @@ from mlx_lm.tuner.utils import linear_to_lora_layers  # noqa: E402
 
 from farense.chat_templates import ensure_chat_template  # noqa: E402
 from farense.compute import prepare  # noqa: E402
-from farense.evaluation import score_answer, test_questions  # noqa: E402
+from farense.evaluation import scored_row, test_questions  # noqa: E402
 from farense.loss import chunked_loss  # noqa: E402
 from farense.memory_presets import resolve_training  # noqa: E402
 from farense.support import SEEN, UNSEEN  # noqa: E402
@@ -99,18 +99,7 @@ def accuracy(rows: list[dict]) -> float | None:
 
 
 def score(questions: list[dict], texts: list[str]) -> tuple[dict, list[dict]]:
-    rows = [
-        {
-            "id": q["id"],
-            "kind": q["kind"],
-            "support": q["support"],
-            "question": q["question"],
-            "reference": q["reference"],
-            "response": t,
-            **score_answer(q, t),
-        }
-        for q, t in zip(questions, texts)
-    ]
+    rows = [scored_row(q, t) for q, t in zip(questions, texts)]
     seen = [r for r in rows if r["support"] == SEEN]
     unseen = [r for r in rows if r["support"] == UNSEEN]
     return {
