@@ -30,10 +30,12 @@ import unicodedata
 from functools import lru_cache
 
 EXCLUSIVE = ("outcome", "venue", "score", "date")
-MONTHS = (
+# The months as the corpus writes them (records.py writes dates with them), and in plain() form,
+# the form texts are compared in.
+MONTH_NAMES = (
     "janeiro",
     "fevereiro",
-    "marco",
+    "março",
     "abril",
     "maio",
     "junho",
@@ -167,6 +169,7 @@ _CLUB_WORDS = frozenset({"sporting", "clube", "club", "sc", "farense", "de"})
 _CONNECTORS = frozenset({"de", "da", "do", "dos", "das"})
 
 _ACCENTS = str.maketrans("áàâãäéèêëíìîïóòôõöúùûüçñ", "aaaaaeeeeiiiiooooouuuucn")
+MONTHS = tuple(name.translate(_ACCENTS) for name in MONTH_NAMES)
 _SCORE = re.compile(r"(?<![\d/.:-])(\d{1,2})\s*(?:-|–|x|:|\ba\b)\s*(\d{1,2})(?!\d|[/.:,-]\d)")
 _DATE_WORDS = re.compile(r"\b(\d{1,2})(?:\.?º|\.?o)?\s+de\s+(" + "|".join(MONTHS) + r")\s+(?:de\s+)?(\d{4})\b")
 _DATE_DMY = re.compile(r"\b(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})\b")

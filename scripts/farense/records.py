@@ -258,20 +258,6 @@ def chunk_document(text: str, size: int, overlap: int) -> list[str]:
 
 # ---------------------------------------------------------------- questions from the results table
 
-_MONTHS = (
-    "janeiro",
-    "fevereiro",
-    "março",
-    "abril",
-    "maio",
-    "junho",
-    "julho",
-    "agosto",
-    "setembro",
-    "outubro",
-    "novembro",
-    "dezembro",
-)
 _SCORE = re.compile(r"^\s*(\d{1,2})\s*[-–x:]\s*(\d{1,2})\s*(.*?)\s*$")
 
 
@@ -290,7 +276,7 @@ def parse_date(value: str) -> date | None:
 
 
 def date_pt(d: date) -> str:
-    return f"{d.day} de {_MONTHS[d.month - 1]} de {d.year}"
+    return f"{d.day} de {factlib.MONTH_NAMES[d.month - 1]} de {d.year}"
 
 
 @dataclass(frozen=True)
