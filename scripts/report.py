@@ -33,7 +33,7 @@ def trained_sentence(base: dict, conversion: dict, trainings: dict, config: dict
         "gguf": f"{base.get('name')} imported from {base.get('gguf')}",
     }.get(base.get("kind"), f"the base model {conversion['base']['path']}")
     adapters = " and ".join(
-        f"{'QLoRA on the int4 model' if name == 'qlora' else 'LoRA on the unquantized model'} ({s['iterations']} iterations, best step {s['best_step']})"
+        f"{'QLoRA on the int4 model' if name == 'qlora' else 'LoRA on the unquantized model'} ({s['iterations']} iterations, kept step {s['kept_step']}, the {s['keep']})"
         for name, (s, _) in sorted(trainings.items(), key=lambda kv: kv[0] != "qlora")
     )
     return (

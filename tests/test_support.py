@@ -153,3 +153,50 @@ def test_questions_with_nothing_to_look_up_by_are_checked_against_every_record(t
         UNSEEN,
         UNSEEN,
     ]
+
+
+def test_a_curated_question_reworded_in_training_is_seen_and_its_rewording_trains(workflow, tmp_path):
+    """A pair naming the question it rewords ("reformula") is that question's fact: the question
+    is the probe held out for the test, the rewording trains, and nothing else states the fact."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    pairs = [
+        {"pergunta": "Em que ano foi fundado o Clube da Ria?", "resposta": "O Clube da Ria foi fundado em 1931."},
+        {"pergunta": "Quem treinou o Clube da Ria em 1950?", "resposta": "Foi Joaquim Ramalho."},
+    ]
+    rewordings = [
+        {
+            "pergunta": "Desde que ano existe o clube dos pescadores da Ria?",
+            "resposta": "Existe desde 1931, ano da sua fundação.",
+            "reformula": pairs[0]["pergunta"],
+        },
+        {  # names a question that no file asks: a fact of its own, with a warning
+            "pergunta": "Quantos sócios tinha o Clube da Ria em 1960?",
+            "resposta": "Tinha 412 sócios.",
+            "reformula": "Quantos sócios tinha o clube?",
+        },
+    ]
+    (raw / "perguntas.json").write_text(json.dumps(pairs, ensure_ascii=False), encoding="utf-8")
+    (raw / "reformuladas.json").write_text(json.dumps(rewordings, ensure_ascii=False), encoding="utf-8")
+    split = '{"probe_fraction": 1.0, "unseen_fraction": 0.0, "valid_fraction": 0.0, "test_fraction": 0.0}'
+    snakemake(
+        workflow,
+        "results/data/test.jsonl",
+        "--config",
+        f"raw_dir={raw}",
+        f"split={split}",
+        'records={"club_name": "Ria"}',
+    )
+    data = workflow / "results/data"
+    lines = [json.loads(line) for line in (data / "test.jsonl").read_text(encoding="utf-8").splitlines()]
+    support = {obj["messages"][-2]["content"]: obj["meta"]["support"] for obj in lines}
+    # the second original has no rewording and no prose: unseen; the rewordings are never probes
+    assert support == {pairs[0]["pergunta"]: SEEN, pairs[1]["pergunta"]: UNSEEN}
+    train = (data / "train.jsonl").read_text(encoding="utf-8")
+    assert rewordings[0]["pergunta"] in train and rewordings[1]["pergunta"] in train
+    assert pairs[0]["pergunta"] not in train
+    warnings = json.loads((data / "records_stats.json").read_text())["warnings"]
+    assert [
+        w["path"].endswith("reformuladas.json") and "item 1 rewords a question no curated file asks" in w["message"]
+        for w in warnings
+    ] == [True]

@@ -117,6 +117,26 @@ def test_early_stopping_keeps_the_best_adapter(trained):
     assert all(not v.any() for k, v in adapter.items() if k.endswith("lora_b"))  # LoRA starts at zero
 
 
+def test_keep_last_writes_the_final_adapter_whatever_the_validation_loss(trained):
+    # As above no validation counts as an improvement, so the best stays step 0; keep: last writes
+    # the final iteration's adapter all the same, and the summary and the model card say so.
+    snakemake(
+        trained,
+        "results/adapters/qlora",
+        *CONFIG,
+        "--config",
+        'training={"keep": "last", "early_stopping": {"patience": 0, "min_delta": 10.0}}',
+    )
+    out = trained / "results/adapters/qlora"
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["best_step"] == 0 and not summary["stopped_early"]
+    assert summary["keep"] == "last" and summary["kept_step"] == summary["iterations"] >= 40
+    adapter = load_adapter(out / "adapters.safetensors")
+    assert all(v.any() for k, v in adapter.items() if k.endswith("lora_b"))  # trained, not step 0's zeros
+    best = load_adapter(out.parent.parent / "checkpoints/qlora/best.safetensors")
+    assert all(not v.any() for k, v in best.items() if k.endswith("lora_b"))
+
+
 def test_divergence_watchdog_names_the_step(trained):
     proc = snakemake(
         trained,

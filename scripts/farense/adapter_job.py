@@ -142,6 +142,8 @@ def run(job: dict, log, blas: str | None) -> None:
             "device": str(mx.default_device()),
             "iterations": state.iteration,
             "best_step": state.best_step,
+            "keep": options.keep,
+            "kept_step": state.iteration if options.keep == "last" else state.best_step,
             "best_val_loss": state.best_val_loss,
             "initial_val_loss": state.metrics[0]["val_loss"],
             "stopped_early": state.stopped_early,

@@ -58,6 +58,7 @@ def resolve_training(training: dict, presets_dir: str | Path, memory_bytes: int 
         num_layers=lora["num_layers"],
         early_stopping_patience=training["early_stopping"]["patience"],
         early_stopping_min_delta=training["early_stopping"]["min_delta"],
+        keep=training["keep"],
     )
     for key in (
         "learning_rate",

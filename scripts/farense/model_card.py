@@ -118,8 +118,9 @@ def card(
         f"{', '.join(lora['keys'])} of {adapter_config['num_layers']} blocks",
         f"- learning rate {training['learning_rate']} ({training['warmup_steps']} warmup updates, {training['decay']} decay), "
         f"batch {training['batch_size']} x accumulation {training['grad_accumulation']}, sequences up to {training['max_seq_length']} tokens",
-        f"- {summary['iterations']} iterations; kept the adapter of step {summary['best_step']} (best validation loss "
-        f"{summary['best_val_loss']:.4f}); {summary['trainable_parameters']} trainable parameters",
+        f"- {summary['iterations']} iterations; kept the adapter of step {summary['kept_step']} ({summary['keep']}; best "
+        f"validation loss {summary['best_val_loss']:.4f} at step {summary['best_step']}); "
+        f"{summary['trainable_parameters']} trainable parameters",
         # no speed or memory here: a card is hashed like any artifact, and those differ from run
         # to run (they are in the training's run record, results/runs/, and the report)
         f"- computed as: {summary['compute']} on {summary['device']}",

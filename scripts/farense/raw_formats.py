@@ -37,6 +37,9 @@ TABLE_COLUMNS = {
 }
 QUESTION_KEYS = ("pergunta", "question", "q")
 ANSWER_KEYS = ("resposta", "answer", "a")
+# A pair that asks, in other words, the fact of another curated question names that question: the
+# split then treats them as one fact (farense.records).
+REWORDS_KEYS = ("reformula", "rewords")
 PARAGRAPH_KEYS = ("texto", "text", "content", "paragrafo", "paragraph")
 
 
@@ -109,13 +112,17 @@ def parse_qa(text: str, path: str, options: CleaningOptions, counts: dict, warni
         if not isinstance(question, str) or not isinstance(answer, str) or not question.strip() or not answer.strip():
             warnings.warn(path, f"item {i} has no 'pergunta'/'question' and 'resposta'/'answer' strings: skipped")
             continue
-        pairs.append(
-            {
-                "question": clean_inline(question, options, counts),
-                "answer": clean_inline(answer, options, counts),
-                "item": i,
-            }
-        )
+        pair = {
+            "question": clean_inline(question, options, counts),
+            "answer": clean_inline(answer, options, counts),
+            "item": i,
+        }
+        rewords = _pick(item, REWORDS_KEYS)
+        if isinstance(rewords, str) and rewords.strip():
+            pair["rewords"] = clean_inline(rewords, options, counts)
+        elif rewords is not None:
+            warnings.warn(path, f"item {i}: 'reformula' must name the question it rewords (a string): ignored")
+        pairs.append(pair)
     return pairs
 
 

@@ -482,6 +482,9 @@ def records_for_document(doc: dict, options: RecordOptions, report: RecordReport
         for pair in json.loads(doc["payload"]):
             q, a = pair["question"], pair["answer"]
             key = f"q:{fold(q)}"
+            # A rewording ("reformula") is the fact of the question it names: never the probe, so
+            # when that question is held out for the test, its rewordings train.
+            rewords = pair.get("rewords")
             out.append(
                 _record(
                     doc,
@@ -491,8 +494,8 @@ def records_for_document(doc: dict, options: RecordOptions, report: RecordReport
                     f"{q}\n{a}",
                     q,
                     a,
-                    fact_key=key,
-                    probe=True,
+                    fact_key=f"q:{fold(rewords)}" if rewords else key,
+                    probe=not rewords,
                     facts=factlib.question_facts(q, a, options.club_name),
                 )
             )
@@ -550,6 +553,19 @@ def answers_agree(a: str, b: str) -> bool:
         return False
     words_a, words_b = set(fold(a).split()), set(fold(b).split())
     return len(words_a & words_b) / len(words_a | words_b) >= 0.5
+
+
+def check_rewordings(records: list[dict], report: RecordReport) -> None:
+    """Warn of a rewording whose question no curated file asks: it is then a fact of its own, with
+    no probe, and the split treats it as any other question."""
+    asked = {r["fact_key"] for r in records if r["kind"] == "qa_curated" and r["probe"]}
+    for r in records:
+        if r["kind"] == "qa_curated" and not r["probe"] and r["fact_key"] not in asked:
+            item = r["origin"].rsplit("#item", 1)[-1]
+            report.warnings.warn(
+                r["source_path"],
+                f"item {item} rewords a question no curated file asks ({r['fact_key'][2:]!r}): kept as a fact of its own",
+            )
 
 
 def mark_conflicts(records: list[dict], report: RecordReport) -> list[dict]:
@@ -656,6 +672,7 @@ def build_records(corpus_path, records_path, stats_path, options: RecordOptions,
                     written += chunks.num_rows
                     report.counts["chunk"] = report.counts.get("chunk", 0) + chunks.num_rows
             questions = mark_conflicts(questions, report)
+            check_rewordings(questions, report)
             if questions:
                 writer.write_table(_table(questions))
             for record in questions:

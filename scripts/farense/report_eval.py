@@ -257,7 +257,7 @@ def evaluation_section(evals: dict, costs: dict | None = None) -> str:
             for n, e in _ordered(evals)
             if e["overfitting"].get("per_step")
         ]
-        out.append(table(["adapter", "best step (kept)", "gap at the best step"], rows, {1, 2}))
+        out.append(table(["adapter", "kept step", "gap at the kept step"], rows, {1, 2}))
         out.append(
             "<p><small>The training loss at a step is the mean over the iterations since the previous metrics row.</small></p>"
         )
