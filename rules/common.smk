@@ -1,11 +1,12 @@
 # Helpers shared by the rules.
 import os
+import sys
 from pathlib import Path
 
 from farense.base_model import resolve
 from farense.errors import PipelineError
 from farense.imports import project_modules
-from farense.memory_presets import preset_megabytes, preset_name, resolve_training
+from farense.memory_presets import graph_settings, preset_megabytes, preset_name, resolve_training
 from farense.raw_files import scan
 from farense.resources import (
     SMALL_JOB_MB,
@@ -91,6 +92,13 @@ def model_location(key):
 def training_params():
     """The effective training options: the memory preset's values, overridden by explicit config keys."""
     return resolve_training(config["training"], Path(workflow.basedir) / "config" / "memory")
+
+
+# Low-memory training on Linux: smaller CUDA graphs (farense.memory_presets.LOW_MEMORY_GRAPHS). MLX
+# reads them once per process, so they are set here, before any job starts, and every job of the
+# run inherits them; a value already in the environment wins. The run records name them.
+for _name, _value in graph_settings(training_params(), sys.platform).items():
+    os.environ.setdefault(_name, _value)
 
 
 def trained_adapters():

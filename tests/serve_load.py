@@ -123,7 +123,7 @@ class Burst:
     rss_before: int = 0
     rss_peak: int = 0
     rss_after: int = 0
-    bad_bodies: int = 0  # 200 answers without a chat completion in them
+    bad_bodies: int = 0  # 200 answers without a chat completion in them (text, or an empty answer)
 
     @property
     def served(self) -> int:
@@ -183,7 +183,11 @@ def burst(
         ok_body = True
         if status == 200:
             try:
-                ok_body = isinstance(json.loads(data)["choices"][0]["message"]["content"], str)
+                choice = json.loads(data)["choices"][0]
+                # an empty answer (the model's first token ends its turn) is content null in
+                # mlx-lm 0.32.2's server, with finish_reason "stop"
+                content = choice["message"]["content"]
+                ok_body = isinstance(content, str) or (content is None and choice["finish_reason"] == "stop")
             except (ValueError, KeyError, IndexError, TypeError):
                 ok_body = False
         return status, time.perf_counter() - tic, ok_body

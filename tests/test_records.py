@@ -213,10 +213,14 @@ def test_build_records_on_the_cleaned_corpus(built_data):
         per_match["qa_table"] == 2
     ).all()  # a repeated CSV row repeats its wordings
     assert (records[records["kind"] == "qa_table"].groupby("fact_key")["probe"].sum() == 1).all()
-    assert (
-        records.loc[records["kind"] == "qa_curated", "probe"].all()
-        and not records.loc[records["kind"] == "chunk", "probe"].any()
-    )
+    # a curated question is its fact's probe; a rewording of it (perguntas_reformuladas.json,
+    # perguntas_variantes.json: "reformula") shares its fact key and is not
+    curated = records[records["kind"] == "qa_curated"]
+    rewordings = curated["source_path"].str.contains("reformuladas|variantes")
+    assert rewordings.sum() == 182 + 14 and not curated.loc[rewordings, "probe"].any()
+    assert curated.loc[~rewordings, "probe"].all() and not records.loc[records["kind"] == "chunk", "probe"].any()
+    assert set(curated.loc[rewordings, "fact_key"]) <= set(curated.loc[~rewordings, "fact_key"])
+    assert (curated.groupby("fact_key")["probe"].sum() >= 1).all()
     facts = json.loads(
         records[records["question"].str.startswith("Quem era o treinador do Farense em 1994/95")].iloc[0]["facts"]
     )

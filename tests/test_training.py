@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, snakemake
-from farense.memory_presets import GIB, pick_preset, preset_megabytes, resolve_training
+from farense.memory_presets import GIB, graph_settings, pick_preset, preset_megabytes, resolve_training
 
 TINY = str(ROOT / "tests/config/tiny.yaml")
 CONFIG = ("--configfile", "config/config.yaml", TINY)
@@ -226,6 +226,29 @@ def test_learning_rate_change_reruns_training_only(trained):
 def test_auto_memory_preset_follows_memory(memory, preset):
     assert pick_preset(memory) == preset
     assert preset_megabytes(preset) == int(preset[:-2]) * 1024
+
+
+def test_low_memory_training_on_linux_asks_for_smaller_cuda_graphs():
+    import yaml
+
+    training = yaml.safe_load((ROOT / "config/config.yaml").read_text())["training"]
+    presets = ROOT / "config/memory"
+    eight, sixteen = (resolve_training(dict(training, memory=m), presets) for m in ("8gb", "16gb"))
+    assert graph_settings(eight, "linux") == {"MLX_MAX_OPS_PER_BUFFER": "16", "MLX_MAX_MB_PER_BUFFER": "200"}
+    assert graph_settings(eight, "darwin") == {} and graph_settings(sixteen, "linux") == {}
+
+
+def test_the_run_record_names_the_graph_settings_the_8gb_preset_set(trained, tmp_path):
+    # a copy: the other tests of this module read the trained tree's default-preset outputs
+    wf = shutil.copytree(trained, tmp_path / "wf", symlinks=True)
+    snakemake(wf, "results/adapters/qlora", *CONFIG, "--config", 'training={"memory": "8gb"}')
+    run = json.loads((wf / "results/runs/train_qlora.json").read_text())
+    expected = {"MLX_MAX_OPS_PER_BUFFER": "16", "MLX_MAX_MB_PER_BUFFER": "200"} if sys.platform == "linux" else {}
+    assert {
+        k: v for k, v in run["mlx_environment"].items() if k in ("MLX_MAX_OPS_PER_BUFFER", "MLX_MAX_MB_PER_BUFFER")
+    } == expected
+    summary = json.loads((wf / "results/adapters/qlora/training_summary.json").read_text())
+    assert summary["preset"] == "8gb"
 
 
 def test_memory_presets_and_overrides():

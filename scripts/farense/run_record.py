@@ -13,6 +13,7 @@ lineage hashes it like any output, and the report reads its cost figures from it
 from __future__ import annotations
 
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -28,7 +29,15 @@ def peak_memory_gb() -> float:
 
 def write_run(path: str | Path, measured: dict, blas: str | None = None) -> dict:
     """Write `measured` with the machine it was measured on; returns the record."""
-    record = {**measured, "blas": blas, "platform": platform.platform(), "machine": platform.machine()}
+    record = {
+        **measured,
+        "blas": blas,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        # MLX's own settings from the environment (CUDA graph sizes, the PTX cache...): they change
+        # speed and memory, not results
+        "mlx_environment": {k: v for k, v in sorted(os.environ.items()) if k.startswith("MLX_")},
+    }
     write_json_atomic(path, record)
     return record
 
