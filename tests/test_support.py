@@ -90,6 +90,22 @@ def test_match_questions_need_the_opponent_and_the_date_with_the_result(tmp_path
         assert label(records, np.ones(len(texts), dtype=bool), [question], prose_given=False) == [expected]
 
 
+def build_test_labels(workflow, raw) -> dict[str, str]:
+    """The support label of each test question of the club "Ria"'s corpus in `raw`, split with every
+    fact probed and nothing else in validation or test (so what is not probed trains)."""
+    split = '{"probe_fraction": 1.0, "unseen_fraction": 0.0, "valid_fraction": 0.0, "test_fraction": 0.0}'
+    snakemake(
+        workflow,
+        "results/data/test.jsonl",
+        "--config",
+        f"raw_dir={raw}",
+        f"split={split}",
+        'records={"club_name": "Ria"}',
+    )
+    lines = (workflow / "results/data/test.jsonl").read_text(encoding="utf-8").splitlines()
+    return {obj["messages"][-2]["content"]: obj["meta"]["support"] for obj in map(json.loads, lines)}
+
+
 def test_labels_on_a_hand_made_corpus_through_the_real_pipeline(workflow, tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -114,20 +130,7 @@ def test_labels_on_a_hand_made_corpus_through_the_real_pipeline(workflow, tmp_pa
         },  # stated nowhere else
     ]
     (raw / "perguntas.json").write_text(json.dumps(pairs, ensure_ascii=False), encoding="utf-8")
-    # every fact probed; nothing else goes to validation or test, so the prose trains
-    split = '{"probe_fraction": 1.0, "unseen_fraction": 0.0, "valid_fraction": 0.0, "test_fraction": 0.0}'
-    snakemake(
-        workflow,
-        "results/data/test.jsonl",
-        "--config",
-        f"raw_dir={raw}",
-        f"split={split}",
-        'records={"club_name": "Ria"}',
-    )
-    lines = [
-        json.loads(line) for line in (workflow / "results/data/test.jsonl").read_text(encoding="utf-8").splitlines()
-    ]
-    support = {obj["messages"][-2]["content"]: obj["meta"]["support"] for obj in lines}
+    support = build_test_labels(workflow, raw)
     assert support == {
         pairs[0]["pergunta"]: SEEN,
         pairs[1]["pergunta"]: SEEN,
@@ -178,18 +181,8 @@ def test_a_curated_question_reworded_in_training_is_seen_and_its_rewording_train
     ]
     (raw / "perguntas.json").write_text(json.dumps(pairs, ensure_ascii=False), encoding="utf-8")
     (raw / "reformuladas.json").write_text(json.dumps(rewordings, ensure_ascii=False), encoding="utf-8")
-    split = '{"probe_fraction": 1.0, "unseen_fraction": 0.0, "valid_fraction": 0.0, "test_fraction": 0.0}'
-    snakemake(
-        workflow,
-        "results/data/test.jsonl",
-        "--config",
-        f"raw_dir={raw}",
-        f"split={split}",
-        'records={"club_name": "Ria"}',
-    )
+    support = build_test_labels(workflow, raw)
     data = workflow / "results/data"
-    lines = [json.loads(line) for line in (data / "test.jsonl").read_text(encoding="utf-8").splitlines()]
-    support = {obj["messages"][-2]["content"]: obj["meta"]["support"] for obj in lines}
     # the second original has no rewording and no prose: unseen; the rewordings are never probes
     assert support == {pairs[0]["pergunta"]: SEEN, pairs[1]["pergunta"]: UNSEEN}
     train = (data / "train.jsonl").read_text(encoding="utf-8")
