@@ -48,7 +48,7 @@ def test_each_model_is_evaluated_with_measured_figures(tiny_report):
     summary = json.loads((tiny_report / "results/adapters/qlora/training_summary.json").read_text())
     assert qlora["cost"]["training_compute"] == summary["compute"]
     over = qlora["overfitting"]
-    assert over["best_step"] == summary["best_step"] and over["per_step"]
+    assert over["kept_step"] == summary["kept_step"] == summary["best_step"] and over["per_step"]
     assert all(r["gap"] == pytest.approx(r["val_loss"] - r["train_loss"], abs=1e-5) for r in over["per_step"])
 
 

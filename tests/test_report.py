@@ -104,8 +104,8 @@ def evaluation(name, response, adapter=True):
         },
         "overfitting": {
             "per_step": [{"step": 10, "train_loss": 4.0, "val_loss": 5.0, "gap": 1.0}],
-            "best_step": 10,
-            "gap_at_best_step": 1.0,
+            "kept_step": 10,
+            "gap_at_kept_step": 1.0,
         }
         if adapter
         else {},

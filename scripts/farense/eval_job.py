@@ -66,9 +66,9 @@ def run(job: dict, log, blas: str | None) -> None:
     if adapter:
         training_summary = read_json(Path(adapter) / "training_summary.json", "training summary")
         overfitting = overfitting_from_metrics(Path(adapter) / "metrics.csv")
-        overfitting["best_step"] = training_summary["kept_step"]  # the adapter evaluated
-        at_best = [r for r in overfitting["per_step"] if r["step"] == training_summary["kept_step"]]
-        overfitting["gap_at_best_step"] = at_best[0]["gap"] if at_best else None
+        overfitting["kept_step"] = training_summary["kept_step"]  # the adapter evaluated
+        at_kept = [r for r in overfitting["per_step"] if r["step"] == training_summary["kept_step"]]
+        overfitting["gap_at_kept_step"] = at_kept[0]["gap"] if at_kept else None
     if "train" in losses:
         # the kept adapter (or the base) on whole splits: the gap the user will live with
         overfitting["valid_minus_train_loss"] = round(losses["valid"]["loss"] - losses["train"]["loss"], 6)

@@ -253,7 +253,7 @@ def evaluation_section(evals: dict, costs: dict | None = None) -> str:
         out.append("<h3>Overfitting gap: validation minus training loss at each validation step</h3>")
         out.append(line_chart_svg(gaps, height=180, xlabel="iteration", ylabel="gap"))
         rows = [
-            [LABELS.get(n, n), e["overfitting"].get("best_step"), e["overfitting"].get("gap_at_best_step")]
+            [LABELS.get(n, n), e["overfitting"].get("kept_step"), e["overfitting"].get("gap_at_kept_step")]
             for n, e in _ordered(evals)
             if e["overfitting"].get("per_step")
         ]

@@ -81,7 +81,7 @@ def main() -> None:
     for name, seconds, rss in job_times(results):
         print(f"{name:<22} {seconds:>8.1f} {rss:>11.0f}")
 
-    print(f"\n{'adapter':<7} {'compute':<48} {'iters':>6} {'best':>5} {'tok/s':>7} {'train s':>8} {'peak GB':>8}")
+    print(f"\n{'adapter':<7} {'compute':<48} {'iters':>6} {'kept':>5} {'tok/s':>7} {'train s':>8} {'peak GB':>8}")
     for name in ("qlora", "lora"):
         s, r = (
             load(results / "adapters" / name / "training_summary.json"),
@@ -89,7 +89,7 @@ def main() -> None:
         )
         if s:
             print(
-                f"{name:<7} {s['compute'][:48]:<48} {s['iterations']:>6} {s['best_step']:>5} {r.get('tokens_per_second')!s:>7} "
+                f"{name:<7} {s['compute'][:48]:<48} {s['iterations']:>6} {s['kept_step']:>5} {r.get('tokens_per_second')!s:>7} "
                 f"{r.get('train_seconds')!s:>8} {r.get('peak_memory_gb')!s:>8}"
             )
 
