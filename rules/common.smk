@@ -6,6 +6,7 @@ from pathlib import Path
 from farense.base_model import resolve
 from farense.errors import PipelineError
 from farense.imports import project_modules
+from farense.kernel_cache import ENV as KERNEL_CACHE_ENV
 from farense.memory_presets import graph_settings, preset_megabytes, preset_name, resolve_training
 from farense.raw_files import scan
 from farense.resources import (
@@ -99,6 +100,11 @@ def training_params():
 # run inherits them; a value already in the environment wins. The run records name them.
 for _name, _value in graph_settings(training_params(), sys.platform).items():
     os.environ.setdefault(_name, _value)
+
+# The GPU kernel cache the jobs share (farense.kernel_cache), given to them through the environment
+# rather than as a param: it changes how fast a job runs, not what it writes.
+if config["kernel_cache"]:
+    os.environ.setdefault(KERNEL_CACHE_ENV, os.path.abspath(config["kernel_cache"]))
 
 
 def trained_adapters():

@@ -217,7 +217,7 @@ def test_build_records_on_the_cleaned_corpus(built_data):
     # perguntas_variantes.json: "reformula") shares its fact key and is not
     curated = records[records["kind"] == "qa_curated"]
     rewordings = curated["source_path"].str.contains("reformuladas|variantes")
-    assert rewordings.sum() == 182 + 14 and not curated.loc[rewordings, "probe"].any()
+    assert rewordings.sum() == 182 + 273 + 14 and not curated.loc[rewordings, "probe"].any()
     assert curated.loc[~rewordings, "probe"].all() and not records.loc[records["kind"] == "chunk", "probe"].any()
     assert set(curated.loc[rewordings, "fact_key"]) <= set(curated.loc[~rewordings, "fact_key"])
     assert (curated.groupby("fact_key")["probe"].sum() >= 1).all()

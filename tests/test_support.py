@@ -90,6 +90,22 @@ def test_match_questions_need_the_opponent_and_the_date_with_the_result(tmp_path
         assert label(records, np.ones(len(texts), dtype=bool), [question], prose_given=False) == [expected]
 
 
+def test_a_hyphenated_name_is_found_by_its_words(tmp_path):
+    # the index splits "Beira-Mar" into "beira" and "mar"; a key word "beira-mar" was never in it, so
+    # every match against Beira-Mar was labelled unseen_fact although training stated its result
+    question = _question(
+        "Qual foi o resultado do Farense contra o Beira-Mar em 5 de fevereiro de 1995?",
+        "O Farense perdeu com o Beira-Mar por 0-1, fora, a 5 de fevereiro de 1995 (Primeira Divisão, época 1994/95).",
+    )
+    assert key_tokens(json.loads(question)["answer"] + json.loads(question)["subject"]) >= {"beira", "mar"}
+    stated = (
+        "A 5 de fevereiro de 1995 o Farense defrontou o Beira-Mar. Fora, numa partida da Primeira Divisão "
+        "(época 1994/95), o encontro terminou com derrota do Farense por 0-1."
+    )
+    records = _records(tmp_path / "records.parquet", [stated])
+    assert label(records, np.ones(1, dtype=bool), [question]) == [SEEN]
+
+
 def build_test_labels(workflow, raw) -> dict[str, str]:
     """The support label of each test question of the club "Ria"'s corpus in `raw`, split with every
     fact probed and nothing else in validation or test (so what is not probed trains)."""

@@ -249,6 +249,10 @@ def test_the_run_record_names_the_graph_settings_the_8gb_preset_set(trained, tmp
     } == expected
     summary = json.loads((wf / "results/adapters/qlora/training_summary.json").read_text())
     assert summary["preset"] == "8gb"
+    # the shared kernel cache is handed to every job, as an absolute path (farense.kernel_cache);
+    # on a CPU, MLX's own cache setting is left as it was
+    assert run["mlx_environment"]["FARENSE_KERNEL_CACHE"] == str(wf.resolve() / ".snakemake/mlx-kernels")
+    assert run["mlx_environment"].get("MLX_PTX_CACHE_DIR") == os.environ.get("MLX_PTX_CACHE_DIR")
 
 
 def test_memory_presets_and_overrides():

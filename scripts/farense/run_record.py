@@ -17,6 +17,7 @@ import os
 import platform
 from pathlib import Path
 
+from .kernel_cache import ENV as KERNEL_CACHE_ENV
 from .textio import write_json_atomic
 
 
@@ -34,9 +35,11 @@ def write_run(path: str | Path, measured: dict, blas: str | None = None) -> dict
         "blas": blas,
         "platform": platform.platform(),
         "machine": platform.machine(),
-        # MLX's own settings from the environment (CUDA graph sizes, the PTX cache...): they change
-        # speed and memory, not results
-        "mlx_environment": {k: v for k, v in sorted(os.environ.items()) if k.startswith("MLX_")},
+        # MLX's own settings from the environment (CUDA graph sizes, the PTX cache...) and the
+        # shared kernel cache: they change speed and memory, not results
+        "mlx_environment": {
+            k: v for k, v in sorted(os.environ.items()) if k.startswith("MLX_") or k == KERNEL_CACHE_ENV
+        },
     }
     write_json_atomic(path, record)
     return record

@@ -62,7 +62,9 @@ def key_tokens(needed: list[dict]) -> frozenset[str]:
     tokens = set()
     for f in needed:
         if f["kind"] in ("name", "competition"):
-            tokens.update(w for w in factlib.plain(f["value"]).split() if len(w) > 2 and w not in ("das", "dos"))
+            # split as the index splits a text (plain_words): "Beira-Mar" is "beira" and "mar" there,
+            # and a key word the index never holds would make the fact unfindable (unseen_fact)
+            tokens.update(w for w in factlib.plain_words(f["value"]) if len(w) > 2 and w not in ("das", "dos"))
         elif f["kind"] in ("date", "season"):
             tokens.add(f["value"][:4])
         # not numbers: "7000" may be written "7 000" or "sete mil", and the year 2021 "2020/21"
