@@ -163,6 +163,10 @@ def test_every_job_is_a_slurm_job_and_a_cancelled_one_is_reported(cluster, tiny_
         assert (job["state"], job["comment"]) == ("COMPLETED", f"rule_{entry['rule']}"), entry["job"]
         assert entry["slurm"]["partition"] == slurm_cluster.PARTITION
 
+    # The shared kernel cache reached the Slurm jobs: the run folder's, which every node sees
+    run = json.loads((wf / "results/runs/train_qlora.json").read_text())
+    assert run["mlx_environment"]["FARENSE_KERNEL_CACHE"] == str(wf.resolve() / ".snakemake/mlx-kernels")
+
     # What the rules declare reached Slurm: CPUs, memory, time limit, GPU.
     def requested(rule):
         job_id = next(e["slurm"]["job_id"] for e in entries if e["rule"] == rule)

@@ -25,6 +25,7 @@ import atexit
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -112,6 +113,8 @@ def use_shared_cache(environ=os.environ) -> Path | None:
     def _publish_and_clean():
         try:
             publish(private, shelf_dir)
+        except OSError as err:  # a shelf that cannot be written costs the next job time, not this job's result
+            print(f"farense: kernel cache {shelf_dir} not updated: {err}", file=sys.stderr)
         finally:
             shutil.rmtree(private, ignore_errors=True)
 
