@@ -95,6 +95,8 @@ def test_only_changed_stages_rerun(tiny_report, tmp_path):
     assert planned_jobs(
         workflow, "results/report.html", *TINY, "--config", 'cleaning={"threads": 1}', 'training={"runtime": 30}'
     ) == {"report": 1}
+    # where the jobs share their GPU kernels: how fast, never what (it is no param of any rule)
+    assert planned_jobs(workflow, "results/report.html", *TINY, "--config", "kernel_cache=/elsewhere") == {}
     # the LoRA baseline switched off: nothing to train or evaluate, the graph and the report change
     assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'training={"train_lora": false}') == {
         **EVALUATION,
