@@ -2,7 +2,7 @@
 
 MLX's CUDA backend compiles each kernel the first time a process meets it (NVRTC, to the GPU's
 own machine code) and keeps the result in `$MLX_PTX_CACHE_DIR`, by default `/tmp/mlx/<version>/ptx`:
-on a fresh machine the default build spent 162 s of its 283 s compiling (BENCHMARKS.md 1.8), and
+the default build with an empty cache spent 162 s of its 283 s compiling (BENCHMARKS.md 1.8), and
 every node of a cluster pays that again, since /tmp is its own. This cache lives in the workflow's
 folder instead (on a cluster, the shared file system the jobs run in), so that a kernel is
 compiled once per run folder, whichever machine meets it first.
@@ -67,13 +67,14 @@ def attach(shelf_dir: Path, private: Path) -> None:
 def publish(private: Path, shelf_dir: Path) -> list[str]:
     """Copy the modules compiled into `private` onto the shelf, each file whole; the modules'
     names. A module the shelf already has (another job compiled it meanwhile) is left as it is."""
-    new = {}
-    for entry in private.iterdir():
-        if entry.is_file() and not entry.is_symlink() and entry.suffix in PUBLISH_ORDER:
-            new.setdefault(entry.stem, []).append(entry)
+    compiled = {
+        entry.stem
+        for entry in private.iterdir()
+        if entry.suffix == ".ptx" and entry.is_file() and not entry.is_symlink()  # links: read from the shelf
+    }
     published = []
-    for module, files in sorted(new.items()):
-        if (shelf_dir / f"{module}.ptx").exists() or not (private / f"{module}.ptx").is_file():
+    for module in sorted(compiled):
+        if (shelf_dir / f"{module}.ptx").exists():
             continue
         shelf_dir.mkdir(parents=True, exist_ok=True)
         for suffix in PUBLISH_ORDER:
