@@ -6,7 +6,10 @@ must leave MLX's cache alone."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -78,6 +81,20 @@ def test_a_copy_that_fails_leaves_no_file_on_the_shelf(tmp_path, monkeypatch):
         kc.publish(job, tmp_path / "shelf")
     # the kernel list may be there; the machine code, which MLX reads first, is not, nor any part of it
     assert sorted(p.name for p in (tmp_path / "shelf").iterdir()) == ["copy_fails.cu", "copy_fails.txt"]
+
+
+def test_the_folders_of_killed_jobs_are_removed(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process id that no longer runs
+    dead = tmp_path / f"{kc.PRIVATE_PREFIX}{gone.pid}-abc123"
+    live = tmp_path / f"{kc.PRIVATE_PREFIX}{os.getpid()}-def456"
+    other = tmp_path / "farense-kernels-notapid"
+    for folder in (dead, live, other):
+        module(folder, "fused_add")
+    (dead / "link.ptx").symlink_to(live / "fused_add.ptx")
+    assert kc.remove_stale(tmp_path) == [dead]
+    assert not dead.exists() and live.exists() and other.exists()
+    assert (live / "fused_add.ptx").read_bytes() == b"\x7fELF machine code"  # a link removed, not its target
 
 
 def test_on_a_cpu_or_with_mlx_cache_set_mlx_is_left_alone(tmp_path):

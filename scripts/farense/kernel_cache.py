@@ -17,6 +17,8 @@ of it or nothing), its kernel list before its code, which MLX reads first.
 
 Nothing happens on a CPU or a Mac (they do not read this cache), nor when MLX_PTX_CACHE_DIR is
 already set (the user's choice, or a parent job's: the data-parallel ranks share their launcher's).
+A job killed before it could clean up leaves its private folder (named after its process id) in
+the temporary folder; the next job on that machine removes it.
 """
 
 from __future__ import annotations
@@ -93,6 +95,31 @@ def publish(private: Path, shelf_dir: Path) -> list[str]:
     return published
 
 
+PRIVATE_PREFIX = "farense-kernels-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale(tmp_root: Path) -> list[Path]:
+    """Remove the private folders of jobs that are gone (killed before they could clean up: a
+    SIGKILL, an out-of-memory kill); a folder is named after its job's process id."""
+    removed = []
+    for folder in Path(tmp_root).glob(f"{PRIVATE_PREFIX}*-*"):
+        pid = folder.name[len(PRIVATE_PREFIX) :].split("-", 1)[0]
+        if folder.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 def use_shared_cache(environ=os.environ) -> Path | None:
     """Point MLX at a private folder seeded from the shared cache, and publish what this process
     compiles when it exits; the shelf in use, or None where this does not apply."""
@@ -107,7 +134,8 @@ def use_shared_cache(environ=os.environ) -> Path | None:
     if architecture is None:
         return None
     shelf_dir = shelf(shared, mx.__version__, architecture)
-    private = Path(tempfile.mkdtemp(prefix="farense-kernels-"))
+    remove_stale(Path(tempfile.gettempdir()))
+    private = Path(tempfile.mkdtemp(prefix=f"{PRIVATE_PREFIX}{os.getpid()}-"))
     attach(shelf_dir, private)
     environ[MLX_ENV] = str(private)
 
