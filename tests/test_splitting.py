@@ -129,6 +129,44 @@ def test_fact_roles_bind_probes_to_test_and_their_facts_to_training():
     )
 
 
+def test_valid_probes_go_to_validation_and_their_facts_to_training():
+    fact_keys = np.array([0, 0, 0, 1, 1, 2, 2, 3, -1, -1])
+    probes = np.array([1, 0, 0, 1, 0, 1, 0, 0, 0, 0], dtype=bool)
+    all_valid = fact_roles(
+        fact_keys, probes, SplitOptions(probe_fraction=1.0, unseen_fraction=0.0, valid_probe_fraction=1.0)
+    )
+    assert all_valid.tolist() == [1, 0, 0, 1, 0, 1, 0, -1, -1, -1]
+    third = fact_roles(
+        fact_keys, probes, SplitOptions(seed=3, probe_fraction=1.0, unseen_fraction=0.0, valid_probe_fraction=1 / 3)
+    )
+    assert sorted(third[[0, 3, 5]].tolist()) == [1, 2, 2]  # one probe validates, two are tested
+    assert (third[[1, 2, 4, 6]] == 0).all()  # every probed fact's other records train
+
+
+def test_valid_probes_on_the_shipped_corpus(records, tmp_path):
+    tested, lines = run_split(records, tmp_path / "tested")
+    validated, vlines = run_split(records, tmp_path / "validated", SplitOptions(valid_probe_fraction=0.5))
+    assert tested["valid_probes"] == 0 and validated["valid_probes"] > 10
+    assert validated["leakage_check"]["passed"]
+    frame = pd.read_parquet(records).set_index("record_id")
+    split_of = {obj["meta"]["id"]: s for s, objs in vlines.items() for obj in objs}
+    was = {obj["meta"]["id"]: s for s, objs in lines.items() for obj in objs}
+    # the same seed picks the same probed facts: half of their probes moved from test to validation
+    valid_probes = [rid for rid, s in split_of.items() if s == "valid" and was[rid] == "test"]
+    assert all(frame.loc[valid_probes, "probe"]) and len(valid_probes) == validated["valid_probes"]
+    assert all(split_of[rid] == was[rid] for rid in split_of if rid not in valid_probes)  # nothing else moved
+    for rid in valid_probes:  # the fact's other records train: the validation question asks what training states
+        siblings = [
+            r for r in frame.index[frame["fact_key"] == frame.loc[rid, "fact_key"]] if r != rid and r in split_of
+        ]
+        assert siblings and all(split_of[r] == "train" for r in siblings), frame.loc[rid, "question"]
+    # the probes that validate are no longer tested: fewer seen_fact questions, as many unseen
+    seen, unseen = (validated["test_questions"]["by_support"][label] for label in (SEEN, UNSEEN))
+    assert (
+        seen < tested["test_questions"]["by_support"][SEEN] and unseen == tested["test_questions"]["by_support"][UNSEEN]
+    )
+
+
 def test_no_exact_or_near_duplicate_text_crosses_splits(records, tmp_path):
     _, lines = run_split(records, tmp_path)
     frame = pd.read_parquet(records).set_index("record_id")

@@ -63,7 +63,8 @@ FREE = -1
 def fact_roles(fact_keys: np.ndarray, probes: np.ndarray, options: SplitOptions) -> np.ndarray:
     """The split each record is bound to by its fact (FREE, or an index into SPLITS): a seeded
     `unseen_fraction` of the facts that have a probe go to test whole; the probes of the next
-    `probe_fraction` go to test and those facts' other records to training. `fact_keys` are
+    `probe_fraction` go to test and those facts' other records to training, except that the
+    probes of a `valid_probe_fraction` of those facts go to validation instead. `fact_keys` are
     integer codes, -1 for a record of no fact."""
     forced = np.full(len(fact_keys), FREE, dtype=np.int8)
     probed_facts = np.unique(fact_keys[probes & (fact_keys >= 0)])
@@ -73,10 +74,12 @@ def fact_roles(fact_keys: np.ndarray, probes: np.ndarray, options: SplitOptions)
     n_unseen = int(round(options.unseen_fraction * len(order)))
     n_probe = int(round(options.probe_fraction * len(order)))
     unseen, probed = order[:n_unseen], order[n_unseen : n_unseen + n_probe]
-    test, train = SPLITS.index("test"), SPLITS.index("train")
+    test, valid, train = SPLITS.index("test"), SPLITS.index("valid"), SPLITS.index("train")
     in_probed = np.isin(fact_keys, probed)
     forced[in_probed] = train
     forced[in_probed & probes] = test
+    validated = probed[: int(round(options.valid_probe_fraction * len(probed)))]
+    forced[np.isin(fact_keys, validated) & probes] = valid
     forced[np.isin(fact_keys, unseen)] = test
     return forced
 
@@ -95,7 +98,7 @@ def assign_splits(
     _, member_of, sizes = np.unique(components, return_inverse=True, return_counts=True)
     bound = np.full(len(sizes), FREE, dtype=np.int8)
     if forced is not None:
-        np.maximum.at(bound, member_of, forced)  # test (2) over train (0) over free (-1)
+        np.maximum.at(bound, member_of, forced)  # test (2) over valid (1) over train (0) over free (-1)
     n_kinds = int(kinds.max()) + 1
     kind_counts = np.bincount(member_of * n_kinds + kinds, minlength=len(sizes) * n_kinds).reshape(len(sizes), n_kinds)
     dominant = kind_counts.argmax(axis=1)  # a tie goes to the kind first by name

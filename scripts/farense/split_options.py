@@ -18,6 +18,7 @@ class SplitOptions:
     near_duplicate_threshold: float = 0.7
     probe_fraction: float = 0.5
     unseen_fraction: float = 0.1
+    valid_probe_fraction: float = 0.0
     keep_conflicts: bool = False
     format: str = "chat"
     system_prompt: str = ""

@@ -12,6 +12,9 @@ The test split is built to measure knowledge (farense.support labels each test q
   to training: the test asks for a fact that training stated in other words;
 - for a seeded `unseen_fraction`, every record of the fact goes to test: facts no model can
   know from our data;
+- for a `valid_probe_fraction` of the probed facts, the probe goes to validation instead of test,
+  so that the validation loss (training.keep: best, early stopping) also measures questions about
+  facts that training states in other words, not only records training never saw;
 - everything else is split in the configured shares, stratified by kind.
 """
 
@@ -156,7 +159,8 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
     del parts
 
     components = group_records(group_keys, exact_keys, near_pairs)
-    assignment = assign_splits(components, kinds, options, fact_roles(fact_codes, probes, options))
+    roles = fact_roles(fact_codes, probes, options)
+    assignment = assign_splits(components, kinds, options, roles)
     for index, (split, fraction) in enumerate(options.fractions.items()):
         if fraction > 0 and not (assignment == index).any():
             raise PipelineError(
@@ -260,6 +264,8 @@ def split_jsonl(records_path, out_dir, stats_path, schema_path, options: SplitOp
             "probe_fraction": options.probe_fraction,
             "unseen_fraction": options.unseen_fraction,
         },
+        # probes put in validation (split.valid_probe_fraction): questions about facts training states
+        "valid_probes": int(((roles == SPLITS.index("valid")) & (assignment == SPLITS.index("valid"))).sum()),
     }
     write_json_atomic(stats_path, summary)
     return summary
