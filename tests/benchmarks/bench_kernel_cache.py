@@ -2,7 +2,7 @@
 
     python tests/benchmarks/bench_kernel_cache.py [--target results/adapters/qlora] [--cores 1] [--config KEY=VALUE ...]
 
-Copies the workflow (without results/, .snakemake/, .git/) into two new folders, A and B, and runs
+Copies the workflow (as the tests do: no results/, no .snakemake/) into two new folders, A and B, and runs
 `snakemake --cores N TARGET` in A with an empty kernel cache (kernel_cache=<tmp>/shared), then in
 B with the cache A left: B stands for a second node of a cluster, which sees the run folder's
 cache but has compiled nothing itself. Prints each job's wall time in A and B, each training's
@@ -25,21 +25,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from bench_real_model import job_times, load  # noqa: E402
-
-SKIP = ("results", ".snakemake", ".git", ".carry", ".venv", ".venv-ci")
-
-
-def copy_workflow(dest: Path) -> Path:
-    """The repository's files as a clone would have them, without outputs or caches."""
-    dest.mkdir(parents=True)
-    excludes = [f"--exclude=./{name}" for name in SKIP]
-    pack = subprocess.Popen(["tar", *excludes, "-cf", "-", "."], cwd=ROOT, stdout=subprocess.PIPE)
-    subprocess.run(["tar", "-xf", "-"], cwd=dest, stdin=pack.stdout, check=True)
-    if pack.wait() != 0:
-        raise SystemExit("copying the workflow failed")
-    return dest
+from conftest import copy_workflow  # noqa: E402  (the tests' copy of the workflow: no outputs, no caches)
 
 
 def modules(shared: Path) -> dict[str, int]:
