@@ -95,6 +95,17 @@ def training_params():
     return resolve_training(config["training"], Path(workflow.basedir) / "config" / "memory")
 
 
+def adapter_training(wildcards):
+    """A training job's options: training_params, with the seed of a replicate's wildcard."""
+    seed = getattr(wildcards, "seed", None)
+    return training_params() | ({"seed": int(seed)} if seed is not None else {})
+
+
+def checkpoint_folder(wildcards, output):
+    """Where a training job keeps its checkpoints: results/checkpoints/<its adapter's name>."""
+    return f"results/checkpoints/{Path(output.adapter).name}"
+
+
 # Low-memory training on Linux: smaller CUDA graphs (farense.memory_presets.LOW_MEMORY_GRAPHS). MLX
 # reads them once per process, so they are set here, before any job starts, and every job of the
 # run inherits them; a value already in the environment wins. The run records name them.
@@ -112,8 +123,23 @@ def trained_adapters():
     return ["qlora"] + (["lora"] if config["training"]["train_lora"] else [])
 
 
+def replicates():
+    """The extra training runs' names (training.replicates - 1 per trained adapter): qlora-seed1, ..."""
+    first = config["training"]["seed"]
+    seeds = range(first + 1, first + config["training"]["replicates"])
+    return [f"{name}-seed{seed}" for name in trained_adapters() for seed in seeds]
+
+
+def route(name):
+    """The model an evaluation or adapter name is a run of: qlora-seed1 -> qlora."""
+    return name.split("-seed")[0]
+
+
 def adapter_output(name):
-    return (rules.train_lora if name == "lora" else rules.train_qlora).output.adapter
+    """The adapter folder of a trained adapter or a replicate."""
+    if name in ("lora", "qlora"):
+        return (rules.train_lora if name == "lora" else rules.train_qlora).output.adapter
+    return f"results/adapters/{name}"
 
 
 def adapter_targets():
@@ -124,7 +150,7 @@ def loaded_model(name):
     """The model folder an evaluation or adapter named `name` uses: the int4 one for base and
     qlora, the unquantized base the pipeline made for base_full and lora ([] when model.base
     names a folder or hub id, read where it is)."""
-    return rules.convert_int4.output.model if name in ("base", "qlora") else built_base()
+    return rules.convert_int4.output.model if route(name) in ("base", "qlora") else built_base()
 
 
 def evaluation_training_params():
@@ -148,7 +174,7 @@ def evaluated_models():
 def evaluation_inputs(wildcards):
     """The model an evaluation loads, and the adapter on it."""
     inputs = {"model": loaded_model(wildcards.model)} if loaded_model(wildcards.model) else {}
-    if wildcards.model in ("lora", "qlora"):
+    if route(wildcards.model) in ("lora", "qlora"):
         inputs["adapter"] = adapter_output(wildcards.model)
     return inputs
 
@@ -181,5 +207,6 @@ def lineage_entries():
     if config["training"]["train_lora"]:
         jobs.append(rules.train_lora)
     entries = [job.output.lineage for job in jobs] + [rules.compare_models.output.lineage]
-    entries += expand("results/lineage/evaluate_{model}.json", model=evaluated_models())
+    entries += expand("results/lineage/train_{name}.json", name=replicates())
+    entries += expand("results/lineage/evaluate_{model}.json", model=evaluated_models() + replicates())
     return entries + expand("results/lineage/model_card_{adapter}.json", adapter=trained_adapters())

@@ -1,5 +1,6 @@
 # Evaluation: the int4 base alone, the unquantized base alone, the LoRA adapter and the QLoRA
-# adapter, each on the test split; their paired differences; a model card for each adapter.
+# adapter (and their replicates, rules/model.smk), each on the test split; their paired
+# differences; a model card for each adapter.
 # An evaluation asks for a GPU and memory as training does (rules/model.smk).
 
 
@@ -20,7 +21,7 @@ rule evaluate:
     benchmark:
         "results/benchmarks/evaluate_{model}.tsv"
     wildcard_constraints:
-        model="base|base_full|lora|qlora",
+        model=r"base|base_full|lora|qlora|(lora|qlora)-seed\d+",
     conda:
         "../environment.yml"
     resources:
@@ -39,6 +40,7 @@ rule evaluate:
 rule compare_models:
     input:
         evaluations=expand("results/eval/{model}.json", model=evaluated_models()),
+        replicates=expand("results/eval/{model}.json", model=replicates()),
         code=code_of("compare_models.py"),
     output:
         lineage="results/lineage/compare_models.json",
@@ -52,6 +54,7 @@ rule compare_models:
         runtime=SMALL_JOB_MINUTES,
     params:
         evaluation=evaluation_params(),
+        training_seed=config["training"]["seed"],
     script:
         "../scripts/compare_models.py"
 

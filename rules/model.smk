@@ -82,9 +82,9 @@ rule train_qlora:
     params:
         model=model_location("model"),
         kind="int4",
-        training=training_params(),
+        training=adapter_training,
         data_format=config["split"]["format"],
-        checkpoints="results/checkpoints/qlora",
+        checkpoints=checkpoint_folder,
         processes=config["training"]["processes"],
     script:
         "../scripts/train_adapter.py"
@@ -114,9 +114,35 @@ rule train_lora:
     params:
         model=model_location("model"),
         kind="fp16",
-        training=training_params(),
+        training=adapter_training,
         data_format=config["split"]["format"],
-        checkpoints="results/checkpoints/lora",
+        checkpoints=checkpoint_folder,
         processes=config["training"]["processes"],
     script:
         "../scripts/train_adapter.py"
+
+
+# More training runs of each adapter (training.replicates): the same recipe from the next seeds,
+# into results/adapters/qlora-seed1, ... They are evaluated and compared (rules/evaluate.smk), so
+# that the report's intervals hold what a training run's seed changes; the model cards, export and
+# serving use the first run. Their seed is the wildcard (adapter_training).
+use rule train_qlora as train_qlora_replicate with:
+    output:
+        lineage="results/lineage/train_qlora-seed{seed}.json",
+        adapter=directory("results/adapters/qlora-seed{seed}"),
+        run="results/runs/train_qlora-seed{seed}.json",
+    log:
+        "results/logs/train_qlora-seed{seed}.log",
+    benchmark:
+        "results/benchmarks/train_qlora-seed{seed}.tsv"
+
+
+use rule train_lora as train_lora_replicate with:
+    output:
+        lineage="results/lineage/train_lora-seed{seed}.json",
+        adapter=directory("results/adapters/lora-seed{seed}"),
+        run="results/runs/train_lora-seed{seed}.json",
+    log:
+        "results/logs/train_lora-seed{seed}.log",
+    benchmark:
+        "results/benchmarks/train_lora-seed{seed}.tsv"

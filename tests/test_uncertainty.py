@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from farense.comparison import compare
-from farense.uncertainty import mean_ci, paired_difference
+from farense.comparison import across_runs, compare
+from farense.uncertainty import mean_ci, paired_difference, runs_difference, runs_mean_ci
 
 
 def test_a_constant_has_no_spread_and_nothing_has_no_interval():
@@ -83,3 +83,52 @@ def test_comparison_pairs_the_same_questions_per_label():
     assert seen["f1"]["questions"] == 3 and seen["f1"]["difference"] == pytest.approx((0.1 + 0.4 + 0.0) / 3, abs=1e-4)
     assert result["lora-qlora"]["unseen_fact"]["fact_correct"]["difference"] == 0.0
     assert result["lora-qlora"]["overall"]["f1"]["questions"] == 4
+
+
+def test_with_one_run_each_the_two_level_bootstrap_is_the_paired_one():
+    rng = np.random.default_rng(3)
+    a, b = rng.random(50) < 0.6, rng.random(50) < 0.4
+    paired = paired_difference(a, b, seed=5, samples=2000)
+    over_runs = runs_difference([a], [b], seed=5, samples=2000)
+    assert over_runs["ci"] == paired["ci"] and over_runs["difference"] == paired["difference"]
+    assert over_runs["runs"] == [1, 1]
+    assert runs_mean_ci([a], seed=5, samples=2000) == mean_ci(a, seed=5, samples=2000)
+
+
+def test_runs_that_disagree_widen_the_interval_and_runs_that_agree_do_not():
+    rng = np.random.default_rng(0)
+    draws = rng.random((3, 200))
+    baseline = [rng.random(200) < 0.5]
+    # per question right (1) or wrong (0): three runs that each get 70% right, or 90%, 60% and 30%
+    agree = [d >= 0.3 for d in draws]
+    disagree = [d >= share for d, share in zip(draws, (0.1, 0.4, 0.7))]
+    width = {
+        name: np.diff(runs_difference(runs, baseline, samples=4000)["ci"])[0]
+        for name, runs in (("agree", agree), ("disagree", disagree))
+    }
+    one_run = np.diff(paired_difference(agree[0], baseline[0], samples=4000)["ci"])[0]
+    assert width["disagree"] > 2 * width["agree"]  # the runs' spread (0.3 to 0.9) enters the interval
+    assert width["agree"] < 1.3 * one_run  # runs that agree add little to the questions' own spread
+    same = runs_difference([baseline[0], baseline[0]], baseline, samples=500)
+    assert same["difference"] == 0.0 and same["ci"] == [0.0, 0.0]
+    with pytest.raises(ValueError, match="differ in number"):
+        runs_difference(baseline, [baseline[0][:10]])
+
+
+def test_across_runs_groups_replicates_by_model_and_seed():
+    def run(correct):  # four seen questions, each right or wrong
+        return _eval([(f"q{i}", "seen_fact", c, float(c)) for i, c in enumerate(correct)])
+
+    evals = {"lora": run([1, 1, 0, 0]), "qlora": run([1, 1, 1, 1]), "base": run([0, 0, 0, 0])}
+    assert across_runs(evals, {}, first_seed=0) is None  # one run each: the paired comparison says it all
+    replicates = {"qlora-seed2": run([0, 0, 0, 0]), "qlora-seed1": run([1, 1, 0, 0]), "lora-seed1": run([1, 1, 0, 0])}
+    result = across_runs(evals, replicates, first_seed=0, samples=500)
+    qlora = result["models"]["qlora"]
+    assert qlora["seeds"] == [0, 1, 2] and qlora["seen_fact"]["fact_accuracy_runs"] == [1.0, 0.5, 0.0]
+    assert qlora["seen_fact"]["fact_accuracy"] == 0.5 and qlora["seen_fact"]["fact_accuracy_sd"] == 0.5
+    assert result["models"]["base"]["seeds"] == [0]
+    lq = result["pairs"]["lora-qlora"]["seen_fact"]["fact_correct"]
+    assert lq["runs"] == [2, 3] and lq["difference"] == 0.0 and lq["ci"][0] < 0 < lq["ci"][1]
+    assert result["pairs"]["qlora-base"]["seen_fact"]["fact_correct"]["runs"] == [3, 1]
+    with pytest.raises(ValueError, match="names no evaluated model"):
+        across_runs(evals, {"mistral-seed1": run([1, 1, 1, 1])}, first_seed=0)

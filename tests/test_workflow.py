@@ -102,6 +102,13 @@ def test_only_changed_stages_rerun(tiny_report, tmp_path):
         **EVALUATION,
         "model_card": 1,
     }
+    # more training runs of each adapter: those runs and their evaluations, never the first ones
+    assert planned_jobs(workflow, "results/report.html", *TINY, "--config", 'training={"replicates": 3}') == {
+        "train_qlora_replicate": 2,
+        "train_lora_replicate": 2,
+        "evaluate": 4,
+        **EVALUATION,
+    }
     # an edited raw file: cleaning onwards
     raw = workflow / "resources/raw/estadios.txt"
     raw.write_bytes(raw.read_bytes() + "\nO São Luís fica no centro de Faro.\n".encode("utf-8"))
@@ -116,6 +123,33 @@ def test_only_changed_stages_rerun(tiny_report, tmp_path):
     module = workflow / "scripts/farense/training.py"
     module.write_text(module.read_text() + "\n")
     assert planned_jobs(workflow, "results/report.html", *TINY) == AFTER_TRAINING
+
+
+def test_replicates_train_from_the_next_seeds_and_enter_the_comparison(tiny_report, tmp_path):
+    """training.replicates: 2 on the built tree trains qlora-seed1 from seed 1 (tests/config/tiny.yaml
+    keeps seed 0) into its own folder, evaluates it, and the comparison holds both runs."""
+    workflow = copy_built(tiny_report, tmp_path / "wf")
+    config = ("--config", 'training={"replicates": 2, "train_lora": false}')
+    snakemake(workflow, "results/eval/comparison.json", *TINY, *config)
+    first, second = workflow / "results/adapters/qlora", workflow / "results/adapters/qlora-seed1"
+    assert json.loads((second / "adapter_config.json").read_text())["training"]["seed"] == 1
+    assert json.loads((first / "adapter_config.json").read_text())["training"]["seed"] == 0
+    assert (second / "adapters.safetensors").read_bytes() != (first / "adapters.safetensors").read_bytes()
+    lineage = json.loads((workflow / "results/lineage/train_qlora-seed1.json").read_text())
+    assert lineage["rule"] == "train_qlora_replicate" and lineage["params"]["training"]["seed"] == 1
+    runs = json.loads((workflow / "results/eval/comparison.json").read_text())["runs"]
+    qlora = runs["models"]["qlora"]
+    assert qlora["seeds"] == [0, 1] and len(qlora["seen_fact"]["fact_accuracy_runs"]) == 2
+    evals = [json.loads((workflow / f"results/eval/{n}.json").read_text()) for n in ("qlora", "qlora-seed1")]
+    assert evals[1]["adapter"].endswith("qlora-seed1")
+    seen = [e["answers"]["by_support"]["seen_fact"]["fact_accuracy"] for e in evals]
+    assert qlora["seen_fact"]["fact_accuracy_runs"] == seen
+    assert runs["pairs"]["qlora-base"]["seen_fact"]["fact_correct"]["runs"] == [2, 1]
+    assert "lora" not in runs["models"]  # switched off: no runs of it
+    snakemake(workflow, "results/report.html", *TINY, *config)
+    assert "Over training runs" in (workflow / "results/report.html").read_text()
+    jobs = json.loads((workflow / "results/lineage.json").read_text())["jobs"]
+    assert {"train_qlora-seed1", "evaluate_qlora-seed1"} <= jobs.keys()
 
 
 def test_seed_changes_the_split_files(workflow):

@@ -188,6 +188,7 @@ def knowledge_section(evals: dict, comparison: dict, costs: dict | None = None, 
                 )
                 + "</p>"
             )
+    out.append(_runs_part(comparison.get("runs"), bool(pairs)))
     costs = costs or {}
     cost = [
         [LABELS.get(n, n)]
@@ -207,6 +208,52 @@ def knowledge_section(evals: dict, comparison: dict, costs: dict | None = None, 
         + table(["model", "model on disk (MB)", "adapter (MB)", "training peak memory (GB)", "training time (s)"], cost)
     )
     out.append("</section>")
+    return "".join(out)
+
+
+def _runs_part(runs: dict | None, trained: bool) -> str:
+    """The training runs (training.replicates): each model's runs on seen facts, their mean with
+    the interval over questions and runs, and the differences over the runs; with one run, what
+    its figures leave out."""
+    if not runs:
+        return (
+            "<p>One training run of each adapter: the intervals above cover the sample of questions, not the chance of "
+            "the training run itself (its seed), which can move fact accuracy as much (BENCHMARKS.md 7.4). "
+            "<code>training.replicates</code> trains more runs and puts both in the intervals.</p>"
+            if trained
+            else ""
+        )
+    rows = []
+    for name, model in runs["models"].items():
+        seen = model[SEEN]
+        if len(model["seeds"]) < 2 or seen["fact_accuracy"] is None:
+            continue
+        per_run = ", ".join(f"{v:.3f}" for v in seen["fact_accuracy_runs"])
+        rows.append(
+            [
+                LABELS.get(name, name),
+                ", ".join(str(s) for s in model["seeds"]),
+                per_run,
+                _with_ci(seen["fact_accuracy"], seen["fact_accuracy_ci"]),
+                _cell(seen["fact_accuracy_sd"]),
+            ]
+        )
+    out = [
+        "<h3>Over training runs</h3>",
+        "<p>Each adapter trained from several seeds (<code>training.replicates</code>); the interval resamples the "
+        "questions and the runs.</p>",
+        table(["model", "seeds", "fact accuracy of each run, seen", "mean, seen", "standard deviation"], rows),
+    ]
+    rows = []
+    for pair in runs["pairs"].values():
+        d = pair[SEEN]["fact_correct"]
+        if d and max(d["runs"]) > 1:
+            verdict = "yes: a real difference" if d["excludes_zero"] else "no: within what the questions and runs allow"
+            rows.append(
+                [pair["label"], f"{d['difference']:+.3f}", _ci(d["ci"]), "/".join(map(str, d["runs"])), verdict]
+            )
+    if rows:
+        out.append(table(["difference of the means", "value", "95% interval", "runs", "interval excludes 0"], rows))
     return "".join(out)
 
 

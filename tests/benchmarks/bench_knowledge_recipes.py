@@ -1,18 +1,22 @@
 """Which training recipe teaches the model the corpus's facts: fact accuracy on the test split's
 seen_fact questions as training goes, for several recipes, on the pipeline's own splits and base.
 
-    python tests/benchmarks/bench_knowledge_recipes.py --recipes RECIPES.json [--routes lora qlora] [--at 3 6 10]
+    python tests/benchmarks/bench_knowledge_recipes.py --recipes RECIPES.json [--routes lora qlora] [--at 3 6 10] [--memory-gb 9]
 
 Reads results/data/{train,valid,test}.jsonl, results/models/base and results/models/base-int4 (build
 them first: `snakemake --cores 1 results/data/split_stats.json results/models/base-int4`, with the
 --config of the real model). RECIPES.json is a list of {"name": ..., "training": {...}}, each
 "training" a partial `training` config section as in config/config.yaml (for example
-{"epochs": 20, "lora": {"rank": 16}}). For each recipe and route (lora: the unquantized base;
+{"epochs": 20, "lora": {"rank": 16}}; tests/benchmarks/knowledge_seeds.json: config/knowledge.yaml's
+recipe from five seeds, BENCHMARKS.md 7.4). For each recipe and route (lora: the unquantized base;
 qlora: the int4 base) it trains with the pipeline's training code (farense.training.train, early
 stopping as configured) and, at the epochs given by --at, answers the test questions greedily in
 batches and scores them as the evaluation does (farense.evaluation.scored_row): fact accuracy on
 seen facts, token F1, and the hallucination rate on unseen facts; also the validation loss there.
 The answers come from the adapter of that moment, not from the one kept by validation loss.
+
+Several processes can share one GPU (one recipe and route each): give each --memory-gb, or the
+freed buffers one process keeps for reuse starve the others of memory.
 
 Figures, not pass/fail: a recipe that the pipeline should use is then run through the whole
 pipeline (bench_real_model.py) as a configuration of its own.
@@ -209,7 +213,16 @@ def main() -> None:
     parser.add_argument(
         "--answers", type=Path, help="write every answer, scored, here (one JSON file per recipe, route and moment)"
     )
+    parser.add_argument(
+        "--memory-gb",
+        type=float,
+        help="cap this process's GPU memory and its cache of freed buffers (MLX keeps freed memory up to "
+        "the device's limit, so ten sweeps side by side on one H200 ran out of memory at 24 GB in use)",
+    )
     args = parser.parse_args()
+    if args.memory_gb:
+        mx.set_memory_limit(int(args.memory_gb * 2**30))
+        mx.set_cache_limit(int(args.memory_gb * 2**30 / 4))
     defaults = yaml.safe_load((ROOT / "config/config.yaml").read_text(encoding="utf-8"))["training"]
     print(f"device {mx.default_device()}", flush=True)
     rows = []
