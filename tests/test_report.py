@@ -168,3 +168,30 @@ def test_evaluation_sections_escape_answers_and_mark_what_does_not_apply():
     evals["qlora"]["answers"]["per_question"] = []
     evals["base"]["answers"]["per_question"] = []
     assert "No test question was answered" in samples_section(evals, 8)
+
+
+def test_with_several_training_runs_the_report_leads_with_their_mean():
+    import copy
+
+    from farense.comparison import across_runs, compare
+    from farense.report_eval import knowledge_section
+
+    evals = {
+        "base": evaluation("base", "Não sei.", adapter=False),
+        "lora": evaluation("lora", "No São Luís."),
+        "qlora": evaluation("qlora", "No São Luís."),
+    }
+    evals["base"]["answers"]["per_question"][0]["fact_correct"] = False
+    one_run = knowledge_section(evals, {"pairs": compare(evals, samples=200), "runs": None})
+    assert "One training run of each adapter" in one_run and "mean of" not in one_run
+    assert "LoRA minus QLoRA on seen facts: +0.000" in one_run
+    wrong = copy.deepcopy(evals["qlora"])  # a second run, from the next seed, that gets the fact wrong
+    wrong["answers"]["per_question"][0]["fact_correct"] = False
+    replicates = {"qlora-seed1": wrong, "lora-seed1": copy.deepcopy(evals["lora"])}
+    runs = across_runs(evals, replicates, first_seed=0, samples=200)
+    page = knowledge_section(evals, {"pairs": compare(evals, samples=200), "runs": runs})
+    assert "QLoRA (int4 base), mean of 2 runs" in page  # the chart draws the runs' mean, not the first run's 1.0
+    assert "Over training runs" in page and "1.000, 0.000" in page and "0.500 [0.00, 1.00]" in page
+    assert "One training run of each adapter" not in page
+    assert "LoRA minus QLoRA on seen facts, over 2 and 2 training runs: +0.500" in page
+    assert "The first runs alone: +0.000" in page

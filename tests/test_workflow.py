@@ -148,6 +148,9 @@ def test_replicates_train_from_the_next_seeds_and_enter_the_comparison(tiny_repo
     assert "lora" not in runs["models"]  # switched off: no runs of it
     snakemake(workflow, "results/report.html", *TINY, *config)
     assert "Over training runs" in (workflow / "results/report.html").read_text()
+    assert (
+        "the first of 2 training runs of its recipe (seeds 0, 1)" in (workflow / "results/cards/qlora.md").read_text()
+    )
     jobs = json.loads((workflow / "results/lineage.json").read_text())["jobs"]
     assert {"train_qlora-seed1", "evaluate_qlora-seed1"} <= jobs.keys()
 

@@ -111,6 +111,17 @@ def card(
             + rows
             + [""]
         )
+    runs = (comparison.get("runs") or {}).get("models", {}).get(name)
+    if runs and len(runs["seeds"]) > 1:
+        seen = runs["seen_fact"]
+        out += [
+            f"This adapter is the first of {len(runs['seeds'])} training runs of its recipe (seeds "
+            f"{', '.join(map(str, runs['seeds']))}): their fact accuracy on seen facts was "
+            f"{', '.join(_value(v) for v in seen['fact_accuracy_runs'])}, mean {_value(seen['fact_accuracy'])} "
+            f"{_interval(seen['fact_accuracy_ci'])} (95% interval over the questions and the runs). The runs differ only "
+            "in their seed: the figures above are one draw of that chance.",
+            "",
+        ]
     out += [
         "## How it was made",
         "",

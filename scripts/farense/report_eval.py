@@ -127,11 +127,22 @@ def knowledge_section(evals: dict, comparison: dict, costs: dict | None = None, 
             "model (<code>model.base: gemma3-270m</code>, the default where MLX has a GPU; see the README) to measure "
             "knowledge.</p>"
         )
+    runs = (comparison.get("runs") or {}).get("models", {})
+
+    def several(name):  # the model's training runs, when it has more than one (training.replicates)
+        return runs[name] if len(runs.get(name, {}).get("seeds", [])) > 1 else None
+
     out.append("<h3>Fact accuracy on seen facts</h3>")
     out.append(
         interval_chart_svg(
             [
                 (
+                    f"{LABELS.get(n, n)}, mean of {len(several(n)['seeds'])} runs",
+                    several(n)[SEEN]["fact_accuracy"],
+                    several(n)[SEEN]["fact_accuracy_ci"],
+                )
+                if several(n)
+                else (
                     LABELS.get(n, n),
                     e["answers"]["by_support"][SEEN]["fact_accuracy"],
                     e["answers"]["by_support"][SEEN]["fact_accuracy_ci"],
@@ -178,7 +189,23 @@ def knowledge_section(evals: dict, comparison: dict, costs: dict | None = None, 
         out.append("<h3>Paired differences, fact accuracy on seen facts</h3>")
         out.append(table(["difference", "value", "95% interval", "interval excludes 0"], rows))
         lq = pairs.get("lora-qlora", {}).get(SEEN, {}).get("fact_correct")
-        if lq:
+        over_runs = ((comparison.get("runs") or {}).get("pairs", {}).get("lora-qlora", {}).get(SEEN) or {}).get(
+            "fact_correct"
+        )
+        if over_runs and max(over_runs["runs"]) > 1:
+            a, b = over_runs["runs"]
+            out.append(
+                f"<p>LoRA minus QLoRA on seen facts, over {a} and {b} training runs: {over_runs['difference']:+.3f}, "
+                f"interval {_ci(over_runs['ci'])}: "
+                + (
+                    "the interval excludes zero, so the two differ by more than the questions and the seeds explain."
+                    if over_runs["excludes_zero"]
+                    else "the interval holds zero, so these questions and runs cannot tell the two apart."
+                )
+                + (f" The first runs alone: {lq['difference']:+.3f}, {_ci(lq['ci'])}." if lq else "")
+                + "</p>"
+            )
+        elif lq:
             out.append(
                 f"<p>LoRA minus QLoRA on seen facts: {lq['difference']:+.3f}, interval {_ci(lq['ci'])}: "
                 + (
