@@ -8,7 +8,7 @@ given --config, then prints from what the stages wrote: each job's wall time and
 tokens/s, peak memory (results/runs/train_*.json) and steps (training_summary.json), test loss and perplexity, fact accuracy
 with its interval, token F1 and the hallucination rate per support label for the int4 base, the
 unquantized base, LoRA and QLoRA (results/eval/*.json), the paired differences
-(results/eval/comparison.json), and a few sample answers of each label. --out DIR copies the
+(results/eval/comparison.json; over the training runs too, with training.replicates), and a few sample answers of each label. --out DIR copies the
 evaluations, model cards, report and split statistics there.
 Figures, not pass/fail: BENCHMARKS.md holds what it printed on the H200.
 """
@@ -113,13 +113,27 @@ def main() -> None:
                 f"{name:<9} {label:<12} {b['questions']:>4} {b['fact_accuracy']!s:>8} {b['fact_accuracy_ci']!s:>16} {b['f1']!s:>6} "
                 f"{b['f1_ci']!s:>16} {b.get('hallucination_rate', '')!s:>8}"
             )
-    comparison = load(results / "eval/comparison.json").get("pairs", {})
-    print("\npaired differences (fact accuracy | F1), seen facts")
-    for pair in comparison.values():
-        fa, f1 = pair["seen_fact"]["fact_correct"], pair["seen_fact"]["f1"]
-        print(
-            f"  {pair['label']:<48} {fa and fa['difference']!s:>7} {fa and fa['ci']!s:>18} | {f1 and f1['difference']!s:>7} {f1 and f1['ci']!s:>18}"
-        )
+    comparison = load(results / "eval/comparison.json")
+
+    def differences(pairs: dict, title: str) -> None:
+        print(f"\n{title} (fact accuracy | F1), seen facts")
+        for pair in pairs.values():
+            fa, f1 = pair["seen_fact"]["fact_correct"], pair["seen_fact"]["f1"]
+            print(
+                f"  {pair['label']:<48} {fa and fa['difference']!s:>7} {fa and fa['ci']!s:>18} | {f1 and f1['difference']!s:>7} {f1 and f1['ci']!s:>18}"
+            )
+
+    differences(comparison.get("pairs", {}), "paired differences, first runs")
+    runs = comparison.get("runs")
+    if runs:  # training.replicates
+        print("\ntraining runs: fact accuracy on seen facts per run, mean, sd, interval over questions and runs")
+        for name, model in runs["models"].items():
+            seen = model["seen_fact"]
+            print(
+                f"  {name:<9} seeds {model['seeds']!s:<12} {seen['fact_accuracy_runs']!s:<36} {seen['fact_accuracy']!s:>7} "
+                f"{seen['fact_accuracy_sd']!s:>7} {seen['fact_accuracy_ci']!s:>18}"
+            )
+        differences(runs["pairs"], "differences of the runs' means")
 
     print("\nsample answers")
     rows = evals["qlora"].get("answers", {}).get("per_question", [])
