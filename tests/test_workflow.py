@@ -260,9 +260,21 @@ def test_config_yaml_schema_and_readme_agree():
 
 
 def test_a_cluster_dry_run_shows_what_each_job_asks_for(workflow):
-    """The issue's acceptance: no --cores, and gpu and mem_mb on the model stages."""
+    """The issue's acceptance: no --cores, and gpu and mem_mb on the model stages (with a second
+    training run of each adapter, training.replicates)."""
     pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install -r requirements-slurm.txt")
-    out = snakemake(workflow, "-n", "--executor", "slurm", "--jobs", "8", "results/report.html", cores=None).stdout
+    out = snakemake(
+        workflow,
+        "-n",
+        "--executor",
+        "slurm",
+        "--jobs",
+        "8",
+        "results/report.html",
+        "--config",
+        'training={"replicates": 2}',
+        cores=None,
+    ).stdout
     resources = {}
     for block in out.split("\nrule ")[1:]:
         line = next(x for x in block.splitlines() if x.strip().startswith("resources:"))
@@ -270,6 +282,9 @@ def test_a_cluster_dry_run_shows_what_each_job_asks_for(workflow):
     for rule in ("build_base_model", "convert_int4", "train_qlora", "train_lora", "evaluate"):
         assert resources[rule]["gpu"] == "1" and int(resources[rule]["mem_mb"]) > 2048, rule
     assert resources["train_qlora"]["runtime"] == "240" and resources["evaluate"]["runtime"] == "60"
+    # the second runs of training.replicates ask for what the first runs ask for
+    assert resources["train_qlora_replicate"] == resources["train_qlora"]
+    assert resources["train_lora_replicate"] == resources["train_lora"]
     for rule in ("clean_text", "build_records", "split_jsonl", "compare_models", "model_card", "lineage", "report"):
         assert (
             "gpu" not in resources[rule]
