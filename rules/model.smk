@@ -135,6 +135,8 @@ use rule train_qlora as train_qlora_replicate with:
         "results/logs/train_qlora-seed{seed}.log",
     benchmark:
         "results/benchmarks/train_qlora-seed{seed}.tsv"
+    wildcard_constraints:
+        seed=r"\d+",
 
 
 use rule train_lora as train_lora_replicate with:
@@ -146,3 +148,5 @@ use rule train_lora as train_lora_replicate with:
         "results/logs/train_lora-seed{seed}.log",
     benchmark:
         "results/benchmarks/train_lora-seed{seed}.tsv"
+    wildcard_constraints:
+        seed=r"\d+",

@@ -67,13 +67,14 @@ def runs_of(evals: dict[str, dict], replicates: dict[str, dict], first_seed: int
     """Each evaluated model's training runs as (seed, evaluation), the first run (the shipped
     adapter, from `first_seed`) first; `replicates` are named <model>-seed<N> (qlora-seed1)."""
     runs = {name: [(first_seed, evaluation)] for name, evaluation in evals.items()}
-    for name, evaluation in sorted(
-        replicates.items(), key=lambda kv: (kv[0].split("-seed")[0], int(kv[0].split("-seed")[1]))
-    ):
+    named = []
+    for name, evaluation in replicates.items():
         model, _, seed = name.partition("-seed")
         if model not in runs or not seed.isdigit():
             raise ValueError(f"replicate evaluation {name!r} names no evaluated model and seed (<model>-seed<N>)")
-        runs[model].append((int(seed), evaluation))
+        named.append((model, int(seed), evaluation))
+    for model, seed, evaluation in sorted(named, key=lambda m: m[:2]):
+        runs[model].append((seed, evaluation))
     return runs
 
 
