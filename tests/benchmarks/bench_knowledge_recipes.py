@@ -15,8 +15,12 @@ batches and scores them as the evaluation does (farense.evaluation.scored_row): 
 seen facts, token F1, and the hallucination rate on unseen facts; also the validation loss there.
 The answers come from the adapter of that moment, not from the one kept by validation loss.
 
-Several processes can share one GPU (one recipe and route each): give each --memory-gb, or the
-freed buffers one process keeps for reuse starve the others of memory.
+Several processes can share one GPU (--processes N: one recipe and route each): give them
+--memory-gb, or the freed buffers one process keeps for reuse starve the others of memory.
+--runs reads the recipes as seeds of one recipe (BENCHMARKS.md 7.4, in one command):
+
+    python tests/benchmarks/bench_knowledge_recipes.py --recipes tests/benchmarks/knowledge_seeds.json \
+        --routes lora qlora --at 10 20 --processes 10 --memory-gb 9 --answers DIR --runs
 
 Figures, not pass/fail: a recipe that the pipeline should use is then run through the whole
 pipeline (bench_real_model.py) as a configuration of its own.
@@ -214,20 +218,43 @@ def main() -> None:
         "--answers", type=Path, help="write every answer, scored, here (one JSON file per recipe, route and moment)"
     )
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="train this many recipe-route pairs at once, each in a process of its own (one GPU holds ten of "
+        "Gemma 3 270M; give --memory-gb too)",
+    )
+    parser.add_argument(
+        "--runs",
+        action="store_true",
+        help="the recipes are runs of one recipe (seeds): also print, per route, each run's seen-fact accuracy at the "
+        "last epoch of --at, their mean and the interval over questions and runs, and LoRA minus QLoRA over the runs "
+        "(farense.uncertainty; needs --answers)",
+    )
+    parser.add_argument(
         "--memory-gb",
         type=float,
         help="cap this process's GPU memory and its cache of freed buffers (MLX keeps freed memory up to "
         "the device's limit, so ten sweeps side by side on one H200 ran out of memory at 24 GB in use)",
     )
     args = parser.parse_args()
+    if args.runs and not args.answers:
+        parser.error("--runs reads the answers: give --answers DIR")
     if args.memory_gb:
         mx.set_memory_limit(int(args.memory_gb * 2**30))
         mx.set_cache_limit(int(args.memory_gb * 2**30 / 4))
     defaults = yaml.safe_load((ROOT / "config/config.yaml").read_text(encoding="utf-8"))["training"]
     print(f"device {mx.default_device()}", flush=True)
-    rows = []
-    for recipe in json.loads(args.recipes.read_text(encoding="utf-8")):
-        for route in recipe.get("routes", args.routes):
+    jobs = [
+        (recipe, route)
+        for recipe in json.loads(args.recipes.read_text(encoding="utf-8"))
+        for route in recipe.get("routes", args.routes)
+    ]
+    if args.processes > 1:
+        rows = side_by_side(jobs, args)
+    else:
+        rows = []
+        for recipe, route in jobs:
             rows += run(recipe, route, defaults, args.at, args.max_new_tokens, args.answers, args.limit)
     columns = (
         "epoch",
@@ -244,6 +271,79 @@ def main() -> None:
     print(f"\n{'recipe':<22} {'route':<6} " + " ".join(f"{c[:10]:>10}" for c in columns))
     for r in rows:
         print(f"{r['recipe']:<22} {r['route']:<6} " + " ".join(f"{r[c]!s:>10}" for c in columns))
+    if args.runs:
+        over_runs(rows, args.answers)
+
+
+def side_by_side(jobs: list[tuple[dict, str]], args) -> list[dict]:
+    """Each recipe-route pair in a process of its own (this script, one recipe and route), at most
+    --processes at once; their result rows, in the order of `jobs`."""
+    import subprocess
+
+    options = ["--at", *map(str, args.at), "--max-new-tokens", str(args.max_new_tokens)]
+    options += ["--answers", str(args.answers)] if args.answers else []
+    options += ["--limit", str(args.limit)] if args.limit else []
+    options += ["--memory-gb", str(args.memory_gb)] if args.memory_gb else []
+    with tempfile.TemporaryDirectory() as tmp:
+        pending, running, rows = list(enumerate(jobs)), [], {}
+        while pending or running:
+            while pending and len(running) < args.processes:
+                i, (recipe, route) = pending.pop(0)
+                path = Path(tmp) / f"{i}.json"
+                path.write_text(json.dumps([{**recipe, "routes": [route]}]), encoding="utf-8")
+                log = open(Path(tmp) / f"{i}.log", "w+", encoding="utf-8")
+                command = [sys.executable, __file__, "--recipes", str(path), *options]
+                running.append((i, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log))
+            time.sleep(1)
+            for i, proc, log in [r for r in running if r[1].poll() is not None]:
+                running.remove((i, proc, log))
+                log.seek(0)
+                text = log.read()
+                if proc.returncode:
+                    print(f"{jobs[i][0]['name']} ({jobs[i][1]}) failed:\n{text[-3000:]}", flush=True)
+                rows[i] = [
+                    json.loads(line) for line in text.splitlines() if line.startswith('{"recipe"') and '"epoch"' in line
+                ]
+                for row in rows[i]:
+                    print(json.dumps(row), flush=True)
+    return [row for i in sorted(rows) for row in rows[i]]
+
+
+def over_runs(rows: list[dict], answers_dir: Path) -> None:
+    """The recipes as runs of one recipe: per route, seen-fact accuracy of each run at its last
+    answered moment, their mean and two-level interval; LoRA minus QLoRA over the runs."""
+    from farense.uncertainty import runs_difference, runs_mean_ci
+
+    last = {}
+    for r in rows:  # the last moment each recipe and route answered
+        last[(r["recipe"], r["route"])] = r["iteration"]
+    scores = {}
+    for (recipe, route), iteration in last.items():
+        answered = json.loads((answers_dir / f"{recipe}-{route}-{iteration}.json").read_text(encoding="utf-8"))
+        seen = {
+            a["id"]: float(a["fact_correct"])
+            for a in answered
+            if a.get("support") == SEEN and a["fact_correct"] is not None
+        }
+        scores.setdefault(route, []).append(seen)
+    print(
+        "\nover the runs: seen-fact accuracy of each run, mean, standard deviation, 95% interval (questions and runs)"
+    )
+    aligned = {}
+    for route, runs in scores.items():
+        ids = sorted(set.intersection(*(set(r) for r in runs)))
+        aligned[route] = ids, [[r[i] for i in ids] for r in runs]
+        per_run = [round(statistics.fmean(r), 4) for r in aligned[route][1]]
+        sd = round(statistics.stdev(per_run), 4) if len(per_run) > 1 else None
+        print(
+            f"  {route:<6} {per_run} mean {round(statistics.fmean(per_run), 4)} sd {sd} {runs_mean_ci(aligned[route][1])}"
+        )
+    if {"lora", "qlora"} <= aligned.keys():
+        common = sorted(set(aligned["lora"][0]) & set(aligned["qlora"][0]))
+        pick = {
+            route: [[dict(zip(ids, run))[i] for i in common] for run in runs] for route, (ids, runs) in aligned.items()
+        }
+        print(f"  LoRA minus QLoRA over the runs: {runs_difference(pick['lora'], pick['qlora'])}")
 
 
 if __name__ == "__main__":
