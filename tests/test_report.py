@@ -191,7 +191,26 @@ def test_with_several_training_runs_the_report_leads_with_their_mean():
     runs = across_runs(evals, replicates, first_seed=0, samples=200)
     page = knowledge_section(evals, {"pairs": compare(evals, samples=200), "runs": runs})
     assert "QLoRA (int4 base), mean of 2 runs" in page  # the chart draws the runs' mean, not the first run's 1.0
+    assert "QLoRA (int4 base), first run" in page  # the table below it, the shipped adapter's own figures
     assert "Over training runs" in page and "1.000, 0.000" in page and "0.500 [0.00, 1.00]" in page
     assert "One training run of each adapter" not in page
     assert "LoRA minus QLoRA on seen facts, over 2 and 2 training runs: +0.500" in page
     assert "The first runs alone: +0.000" in page
+
+
+def test_the_interval_chart_makes_room_for_long_labels():
+    import re
+
+    from farense.report_html import interval_chart_svg
+
+    label = "QLoRA (int4 base), mean of 5 runs"
+    short, long = (interval_chart_svg([(text, 0.5, [0.4, 0.6])]) for text in ("LoRA", label))
+
+    def axis_start(svg):  # where the plot begins: the x of its first tick line
+        return float(re.search(r'<line x1="([\d.]+)"', svg).group(1))
+
+    def width(svg):
+        return int(re.search(r'<svg [^>]*width="(\d+)"', svg).group(1))
+
+    assert axis_start(short) == 200 and axis_start(long) > 6.6 * len(label)
+    assert width(long) - axis_start(long) == width(short) - axis_start(short)  # the plot keeps its width

@@ -157,7 +157,7 @@ def knowledge_section(evals: dict, comparison: dict, costs: dict | None = None, 
         seen, unseen = e["answers"]["by_support"][SEEN], e["answers"]["by_support"][UNSEEN]
         rows.append(
             [
-                LABELS.get(n, n),
+                LABELS.get(n, n) + (", first run" if several(n) else ""),
                 _with_ci(seen["fact_accuracy"], seen["fact_accuracy_ci"]),
                 _with_ci(seen.get("facts_right"), seen.get("facts_right_ci")),
                 _with_ci(seen["f1"], seen["f1_ci"]),

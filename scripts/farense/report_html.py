@@ -235,7 +235,10 @@ def interval_chart_svg(
     rows = [r for r in rows if r[1] is not None]
     if not rows:
         return "<p><small>no data</small></p>"
-    left, right, step = 200, 20, 26
+    # the labels' column fits the longest label (12 px text: about 6.6 px a character); the plot
+    # keeps its width
+    left, right, step = max(200, int(6.6 * max(len(r[0]) for r in rows)) + 16), 20, 26
+    width += left - 200
     height = 40 + step * len(rows)
     w = width - left - right
     x = lambda v: left + (min(max(v, lo), hi) - lo) / ((hi - lo) or 1) * w  # noqa: E731
