@@ -8,8 +8,8 @@ interval (farense.uncertainty), overall and per support label.
 With training.replicates above 1 each adapter was also trained from the next seeds; across_runs
 then gives each model's runs, their mean and a two-level interval (questions and runs), and the
 same differences over the runs. One run's difference can be all seed: on Gemma 3 270M the first
-seed put QLoRA 17 points above LoRA, an interval excluding zero, and five seeds of each -1 point,
-[-10, +7] (BENCHMARKS.md 7.4).
+seed put QLoRA 17 points above LoRA, an interval excluding zero, and five seeds of each 0.9
+points below it, [-9.7, +7.0] (BENCHMARKS.md 7.4).
 """
 
 from __future__ import annotations
@@ -78,11 +78,15 @@ def runs_of(evals: dict[str, dict], replicates: dict[str, dict], first_seed: int
     return runs
 
 
-def _run_scores(runs: list[tuple[int, dict]], group: str, measure: str, ids: list[str] | None = None):
-    """Per run, its scores on the questions every run answered (or on `ids`), in one order."""
-    per_run = [_scores([r for r in e["answers"]["per_question"] if _keep(group)(r)], measure) for _, e in runs]
-    common = sorted(set.intersection(*(set(s) for s in per_run))) if ids is None else ids
-    return common, [[s[i] for i in common] for s in per_run]
+def _run_scores(runs: list[tuple[int, dict]], group: str, measure: str) -> list[dict[str, float]]:
+    """Per run, its scores by question id."""
+    return [_scores([r for r in e["answers"]["per_question"] if _keep(group)(r)], measure) for _, e in runs]
+
+
+def _aligned(per_run: list[dict[str, float]]) -> list[list[float]]:
+    """The runs' scores on the questions every one of them answered, in one order."""
+    ids = sorted(set.intersection(*(set(s) for s in per_run)))
+    return [[s[i] for i in ids] for s in per_run]
 
 
 def across_runs(
@@ -102,7 +106,7 @@ def across_runs(
     for name, model_runs in runs.items():
         groups = {}
         for group in ("overall",) + LABELS:
-            _, scores = _run_scores(model_runs, group, "fact_correct")
+            scores = _aligned(_run_scores(model_runs, group, "fact_correct"))
             means = [round(statistics.fmean(s), 4) if s else None for s in scores]
             groups[group] = {
                 "fact_accuracy_runs": means,
@@ -119,12 +123,10 @@ def across_runs(
         for group in ("overall",) + LABELS:
             measures = {}
             for measure in MEASURES:
-                ids_a, _ = _run_scores(runs[a], group, measure)
-                ids_b, _ = _run_scores(runs[b], group, measure)
-                common = sorted(set(ids_a) & set(ids_b))
-                _, scores_a = _run_scores(runs[a], group, measure, common)
-                _, scores_b = _run_scores(runs[b], group, measure, common)
-                measures[measure] = uncertainty.runs_difference(scores_a, scores_b, seed, samples)
+                per_run = _aligned(_run_scores(runs[a], group, measure) + _run_scores(runs[b], group, measure))
+                measures[measure] = uncertainty.runs_difference(
+                    per_run[: len(runs[a])], per_run[len(runs[a]) :], seed, samples
+                )
             result[group] = measures
         pairs[f"{a}-{b}"] = result
     return {"models": models, "pairs": pairs}

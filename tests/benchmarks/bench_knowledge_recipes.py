@@ -311,39 +311,34 @@ def side_by_side(jobs: list[tuple[dict, str]], args) -> list[dict]:
 
 def over_runs(rows: list[dict], answers_dir: Path) -> None:
     """The recipes as runs of one recipe: per route, seen-fact accuracy of each run at its last
-    answered moment, their mean and two-level interval; LoRA minus QLoRA over the runs."""
-    from farense.uncertainty import runs_difference, runs_mean_ci
+    answered moment, their mean and two-level interval, and LoRA minus QLoRA over the runs, as
+    the pipeline's comparison computes them (farense.comparison.across_runs)."""
+    from farense.comparison import across_runs
 
     last = {}
     for r in rows:  # the last moment each recipe and route answered
         last[(r["recipe"], r["route"])] = r["iteration"]
-    scores = {}
+    evals, replicates = {}, {}
     for (recipe, route), iteration in last.items():
         answered = json.loads((answers_dir / f"{recipe}-{route}-{iteration}.json").read_text(encoding="utf-8"))
-        seen = {
-            a["id"]: float(a["fact_correct"])
-            for a in answered
-            if a.get("support") == SEEN and a["fact_correct"] is not None
-        }
-        scores.setdefault(route, []).append(seen)
+        run = {"answers": {"per_question": [a for a in answered if a.get("support") in (SEEN, UNSEEN)]}}
+        if route in evals:
+            replicates[f"{route}-seed{len(replicates) + 1}"] = run  # a run's number, not its training seed
+        else:
+            evals[route] = run
+    result = across_runs(evals, replicates, first_seed=0) or {"models": {}, "pairs": {}}
     print(
         "\nover the runs: seen-fact accuracy of each run, mean, standard deviation, 95% interval (questions and runs)"
     )
-    aligned = {}
-    for route, runs in scores.items():
-        ids = sorted(set.intersection(*(set(r) for r in runs)))
-        aligned[route] = ids, [[r[i] for i in ids] for r in runs]
-        per_run = [round(statistics.fmean(r), 4) for r in aligned[route][1]]
-        sd = round(statistics.stdev(per_run), 4) if len(per_run) > 1 else None
+    for route, model in result["models"].items():
+        seen = model[SEEN]
         print(
-            f"  {route:<6} {per_run} mean {round(statistics.fmean(per_run), 4)} sd {sd} {runs_mean_ci(aligned[route][1])}"
+            f"  {route:<6} {seen['fact_accuracy_runs']} mean {seen['fact_accuracy']} sd {seen['fact_accuracy_sd']} "
+            f"{seen['fact_accuracy_ci']}"
         )
-    if {"lora", "qlora"} <= aligned.keys():
-        common = sorted(set(aligned["lora"][0]) & set(aligned["qlora"][0]))
-        pick = {
-            route: [[dict(zip(ids, run))[i] for i in common] for run in runs] for route, (ids, runs) in aligned.items()
-        }
-        print(f"  LoRA minus QLoRA over the runs: {runs_difference(pick['lora'], pick['qlora'])}")
+    lq = result["pairs"].get("lora-qlora", {}).get(SEEN, {}).get("fact_correct")
+    if lq:
+        print(f"  LoRA minus QLoRA over the runs: {lq}")
 
 
 if __name__ == "__main__":
