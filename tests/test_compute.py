@@ -2,29 +2,28 @@
 
 import pytest
 
-from farense.compute import DEQUANTIZE_MAX_SHARE, JIT_MIN_TOKENS, compute_route, prepare
+from farense.compute import DEQUANTIZE_MAX_SHARE, compute_route, prepare
 
 GB = 10**9
 
 
 @pytest.mark.parametrize(
-    "setting, quantized, on_cpu, cuda, memory, size, training, tokens, route",
+    "setting, quantized, on_cpu, cuda, memory, size, training, route",
     [
-        ("auto", True, True, False, None, 0, True, 1024, "float32"),  # a CPU: float32, whatever the model
-        ("auto", False, True, False, None, 0, True, 1024, "float32"),
-        ("float32", True, False, True, 141 * GB, 14 * GB, True, 1024, "float32"),  # asked for
-        ("auto", True, False, True, 141 * GB, 14 * GB, True, 1024, "dequantized"),  # an H200 and a 7B model
-        ("auto", True, False, True, 141 * GB, 14 * GB, False, 0, "dequantized"),  # its evaluation too
-        ("auto", True, False, True, 24 * GB, 14 * GB, True, 2048, "jit"),  # a 24 GB GPU: just in time
-        ("auto", True, False, True, 24 * GB, 14 * GB, True, 256, "native"),  # ... but not for 256 tokens a batch
-        ("auto", True, False, True, 24 * GB, 14 * GB, False, 0, "native"),  # nor to evaluate
-        ("auto", False, False, True, 141 * GB, 14 * GB, True, 1024, "native"),  # LoRA on the bf16 base
-        ("auto", True, False, False, None, 14 * GB, True, 1024, "native"),  # Metal keeps the int4 kernels
-        ("native", True, False, True, 141 * GB, 14 * GB, True, 1024, "native"),
-        ("jit", True, False, True, 141 * GB, 14 * GB, True, 256, "jit"),  # asked for
-        ("jit", True, False, False, None, 14 * GB, True, 1024, "jit"),  # on Metal too, when asked for
-        ("jit", True, True, False, None, 0, True, 1024, "jit"),  # and on a CPU
-        ("jit", True, True, False, None, 0, False, 0, "float32"),  # an evaluation: as auto
+        ("auto", True, True, False, None, 0, True, "float32"),  # a CPU: float32, whatever the model
+        ("auto", False, True, False, None, 0, True, "float32"),
+        ("float32", True, False, True, 141 * GB, 14 * GB, True, "float32"),  # asked for
+        ("auto", True, False, True, 141 * GB, 14 * GB, True, "dequantized"),  # an H200 and a 7B model
+        ("auto", True, False, True, 141 * GB, 14 * GB, False, "dequantized"),  # its evaluation too
+        ("auto", True, False, True, 24 * GB, 14 * GB, True, "jit"),  # a 24 GB GPU: just in time
+        ("auto", True, False, True, 24 * GB, 14 * GB, False, "native"),  # but not to evaluate
+        ("auto", False, False, True, 141 * GB, 14 * GB, True, "native"),  # LoRA on the bf16 base
+        ("auto", True, False, False, None, 14 * GB, True, "native"),  # Metal keeps the int4 kernels
+        ("native", True, False, True, 141 * GB, 14 * GB, True, "native"),
+        ("jit", True, False, True, 141 * GB, 14 * GB, True, "jit"),  # asked for
+        ("jit", True, False, False, None, 14 * GB, True, "jit"),  # on Metal too, when asked for
+        ("jit", True, True, False, None, 0, True, "jit"),  # and on a CPU
+        ("jit", True, True, False, None, 0, False, "float32"),  # an evaluation: as auto
         (
             "jit",
             False,
@@ -33,26 +32,19 @@ GB = 10**9
             None,
             0,
             True,
-            1024,
             "float32",
         ),  # nothing to dequantize (the LoRA baseline): as auto
-        ("jit", False, False, True, 141 * GB, 14 * GB, True, 1024, "native"),
+        ("jit", False, False, True, 141 * GB, 14 * GB, True, "native"),
     ],
 )
-def test_compute_route(setting, quantized, on_cpu, cuda, memory, size, training, tokens, route):
-    assert compute_route(setting, quantized, on_cpu, cuda, memory, size, training, tokens) == route
+def test_compute_route(setting, quantized, on_cpu, cuda, memory, size, training, route):
+    assert compute_route(setting, quantized, on_cpu, cuda, memory, size, training) == route
 
 
 def test_the_memory_threshold_is_a_share_of_the_gpu():
     memory = 100 * GB
     assert compute_route("auto", True, False, True, memory, int(DEQUANTIZE_MAX_SHARE * memory)) == "dequantized"
     assert compute_route("auto", True, False, True, memory, int(DEQUANTIZE_MAX_SHARE * memory) + 1) == "jit"
-    assert (
-        compute_route(
-            "auto", True, False, True, memory, int(DEQUANTIZE_MAX_SHARE * memory) + 1, True, JIT_MIN_TOKENS - 1
-        )
-        == "native"
-    )
 
 
 def int4_llama():

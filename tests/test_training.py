@@ -13,7 +13,14 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, snakemake
-from farense.memory_presets import GIB, graph_settings, pick_preset, preset_megabytes, resolve_training
+from farense.memory_presets import (
+    GIB,
+    LOW_MEMORY_GRAPHS,
+    graph_settings,
+    pick_preset,
+    preset_megabytes,
+    resolve_training,
+)
 
 TINY = str(ROOT / "tests/config/tiny.yaml")
 CONFIG = ("--configfile", "config/config.yaml", TINY)
@@ -234,7 +241,7 @@ def test_low_memory_training_on_linux_asks_for_smaller_cuda_graphs():
     training = yaml.safe_load((ROOT / "config/config.yaml").read_text())["training"]
     presets = ROOT / "config/memory"
     eight, sixteen = (resolve_training(dict(training, memory=m), presets) for m in ("8gb", "16gb"))
-    assert graph_settings(eight, "linux") == {"MLX_MAX_OPS_PER_BUFFER": "16", "MLX_MAX_MB_PER_BUFFER": "200"}
+    assert graph_settings(eight, "linux") == {"MLX_MAX_OPS_PER_BUFFER": "8", "MLX_MAX_MB_PER_BUFFER": "100"}
     assert graph_settings(eight, "darwin") == {} and graph_settings(sixteen, "linux") == {}
 
 
@@ -243,7 +250,7 @@ def test_the_run_record_names_the_graph_settings_the_8gb_preset_set(trained, tmp
     wf = shutil.copytree(trained, tmp_path / "wf", symlinks=True)
     snakemake(wf, "results/adapters/qlora", *CONFIG, "--config", 'training={"memory": "8gb"}')
     run = json.loads((wf / "results/runs/train_qlora.json").read_text())
-    expected = {"MLX_MAX_OPS_PER_BUFFER": "16", "MLX_MAX_MB_PER_BUFFER": "200"} if sys.platform == "linux" else {}
+    expected = LOW_MEMORY_GRAPHS if sys.platform == "linux" else {}
     assert {
         k: v for k, v in run["mlx_environment"].items() if k in ("MLX_MAX_OPS_PER_BUFFER", "MLX_MAX_MB_PER_BUFFER")
     } == expected

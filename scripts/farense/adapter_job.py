@@ -61,9 +61,7 @@ def run(job: dict, log, blas: str | None) -> None:
     if job["data_format"] == "chat":  # base models such as Mistral-7B-v0.1 ship no template; chat data needs one
         ensure_chat_template(tokenizer, model.model_type, log)
     # float32 on a CPU, int4 dequantized once on a GPU with memory to spare, else just in time or native kernels
-    model, compute_note = prepare(
-        model, settings["compute"], training=True, tokens_per_batch=options.batch_size * options.max_seq_length
-    )
+    model, compute_note = prepare(model, settings["compute"], training=True)
     log.info("compute: %s (device %s)", compute_note, mx.default_device())
     mask = options.mask_prompt and job["data_format"] != "text"
     # every line checked against the JSONL schema first (a line edited by hand: one line naming it)

@@ -7,9 +7,8 @@ evaluation.
 - On a CUDA GPU with memory to spare, "auto" computes against the int4 weights dequantized once
   (see DEQUANTIZE_MAX_SHARE), in training and in evaluation alike.
 - On a CUDA GPU where the dequantized copy does not fit, "auto" trains QLoRA against the int4
-  weights dequantized just in time, one layer's product at a time (farense.jit_dequant, "jit"),
-  when a batch holds JIT_MIN_TOKENS tokens or more; with fewer, and in evaluation, MLX's int4
-  kernels.
+  weights dequantized just in time, one layer's product at a time (farense.jit_dequant, "jit");
+  evaluation then uses MLX's int4 kernels.
 - Otherwise (Metal, "native") the model's own kernels.
 """
 
@@ -26,13 +25,12 @@ from __future__ import annotations
 #   (section 1.8). The values are the same; the sums are added in another order.
 DEQUANTIZE_MAX_SHARE = 0.25
 
-# compute: auto trains just in time (jit) only when a batch holds at least this many tokens
-# (training.batch_size x training.max_seq_length); below, with the int4 kernels. On the H200 at the
-# Mistral-7B shape (BENCHMARKS.md section 1.7): at 1 x 256 with checkpointing (the 8gb memory
-# preset) the int4 kernels trained at 2,113 tokens/s in 5.10 GB, just in time at 1,430 in 6.04
-# GB (dequantizing every weight costs the same for 256 tokens as for 2,048); at 2 x 512 just in
-# time was the faster, 4,102-5,994 tokens/s against 3,843-3,885. Between the two, not measured.
-JIT_MIN_TOKENS = 1024
+# compute: auto trains just in time (jit) at every batch size where the dequantized copy does not
+# fit. On the H200 at the Mistral-7B shape, just in time against the int4 kernels (BENCHMARKS.md
+# 1.7 and 1.12): 10,470 against about 4,300 tokens/s at 4 x 512; 6,474 against 3,843-3,885 at
+# 2 x 512; and, in the same run, 3,055-3,318 against 2,041-2,053 at 1 x 256 with checkpointing (the
+# 8gb preset), in 4.96 and 4.48 GB. (Before farense.dequant_kernel, mx.dequantize's slower
+# dequantization made just in time the slower route at 1 x 256: 1,430 tokens/s.)
 
 
 def compute_route(
@@ -43,15 +41,14 @@ def compute_route(
     total_memory: int | None,
     dequantized_bytes: int,
     training: bool = True,
-    tokens_per_batch: int = JIT_MIN_TOKENS,
 ) -> str:
     """How a model computes, for training.compute = `setting`:
     "float32" (on a CPU: MLX's int4 and float16 kernels are slow there; QLoRA dequantized first),
     "dequantized" (auto, CUDA, a quantized model whose dequantized weights take at most
     DEQUANTIZE_MAX_SHARE of the GPU's memory), "jit" (training a quantized model: asked for, or
-    auto on CUDA when the dequantized weights take more and a batch holds JIT_MIN_TOKENS tokens or
-    more) or "native" (int4 kernels, or the base's dtype). "jit" is auto for all else: an
-    evaluation, a model that is not quantized (the LoRA baseline's base)."""
+    auto on CUDA when the dequantized weights take more) or "native" (int4 kernels, or the base's
+    dtype). "jit" is auto for all else: an evaluation, a model that is not quantized (the LoRA
+    baseline's base)."""
     if setting == "jit" and quantized and training:
         return "jit"
     if setting == "jit":
@@ -61,7 +58,7 @@ def compute_route(
     if setting == "auto" and quantized and cuda and total_memory:
         if dequantized_bytes <= DEQUANTIZE_MAX_SHARE * total_memory:
             return "dequantized"
-        if training and tokens_per_batch >= JIT_MIN_TOKENS:
+        if training:
             return "jit"
     return "native"
 
@@ -83,9 +80,9 @@ def is_quantized(model) -> bool:
     return any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
 
 
-def prepare(model, setting: str, training: bool, tokens_per_batch: int = JIT_MIN_TOKENS):
+def prepare(model, setting: str, training: bool):
     """(model, note): the model ready to compute as `setting` (auto | native | float32 | jit)
-    asks (compute_route); `tokens_per_batch`: training's batch size times sequence length."""
+    asks (compute_route)."""
     import mlx.core as mx
     from mlx.utils import tree_flatten
     from mlx_lm.utils import dequantize_model, get_total_parameters
@@ -103,7 +100,6 @@ def prepare(model, setting: str, training: bool, tokens_per_batch: int = JIT_MIN
         total_memory,
         2 * get_total_parameters(model) if cuda else 0,
         training,
-        tokens_per_batch,
     )
     if (
         route == "float32"
@@ -131,6 +127,5 @@ def prepare(model, setting: str, training: bool, tokens_per_batch: int = JIT_MIN
         dtype = next(v.dtype for _, v in tree_flatten(model.parameters()) if mx.issubdtype(v.dtype, mx.floating))
         return model, f"dequantized int4 weights in {str(dtype).split('.')[-1]} (GPU memory to spare)"
     if quantized and cuda and setting in ("auto", "jit"):
-        why = "evaluation" if not training else f"{tokens_per_batch} tokens per batch, under {JIT_MIN_TOKENS}"
-        return model, f"int4 kernels (the dequantized copy does not fit; {why})"
+        return model, "int4 kernels (the dequantized copy does not fit; evaluation)"
     return model, "int4 kernels" if quantized else "native dtype"

@@ -9,8 +9,9 @@ next, and none from the forward pass to the backward. The base weight's gradient
 Why not MLX's int4 kernels (`quantized_matmul`): on an H200 at the Mistral-7B shape they trained
 at 4.3k tokens/s, against 17.0k for a bfloat16 model (BENCHMARKS.md section 1.1); cuBLAS's bf16
 GEMM is that much faster than the int4 kernels at thousands of rows. Dequantizing a layer costs
-one pass over its int4 weights and one write of its bf16 copy, small beside the GEMM at 2,048
-tokens per batch.
+one pass over its int4 weights and one write of its bf16 copy: with farense.dequant_kernel, 83 us
+for a 14336 x 4096 weight, so that even at 256 tokens a batch dequantizing and multiplying (129 us)
+beats MLX's int4 kernel (285 us; BENCHMARKS.md 1.12).
 
 Why a custom VJP: a plain `x @ dequantize(w).T` (the "int4-otf" experiment of
 bench_gpu_training.py) made autodiff keep every dequantized weight for the backward pass, and
@@ -33,13 +34,17 @@ from functools import lru_cache
 import mlx.core as mx
 import mlx.nn as nn
 
+from . import dequant_kernel
+
 
 @lru_cache(maxsize=None)
 def _product(group_size: int, bits: int, mode: str, has_biases: bool):
     """x @ dequantize(w).T with a VJP that recomputes the weight; one function per format."""
 
     def weight(w, scales, biases, dtype):
-        return mx.dequantize(w, scales, biases if has_biases else None, group_size, bits, mode=mode).astype(dtype)
+        # on CUDA farense.dequant_kernel's kernel (mx.dequantize's values, 2-3x faster), else mx.dequantize
+        biases = biases if has_biases else None
+        return dequant_kernel.dequantize(w, scales, biases, group_size, bits, mode=mode).astype(dtype)
 
     @mx.custom_function
     def product(x, w, scales, biases):

@@ -14,13 +14,15 @@ PRESET_KEYS = ("batch_size", "grad_accumulation", "max_seq_length", "grad_checkp
 GIB = 1024**3
 
 # Low-memory training on Linux (MLX's CUDA backend; its CPU backend has no graphs): MLX closes a
-# CUDA graph after this many ops or MB of inputs, read once per process when it first uses the
-# GPU, and a graph's inputs stay alive until it has run. Smaller graphs queue less ahead of the GPU:
-# at the Mistral-7B shape on an H200 the 8gb preset's step peaked at 4.63 GB at 2,238 tokens/s
-# with 16 / 200, against 6.45 GB (2,294) with MLX's defaults and 5.15 GB (2,017) with the lowered
-# memory limit alone (BENCHMARKS.md 1.9). Not on macOS: Metal's defaults are smaller already, and
-# what these would do there was not measured.
-LOW_MEMORY_GRAPHS = {"MLX_MAX_OPS_PER_BUFFER": "16", "MLX_MAX_MB_PER_BUFFER": "200"}
+# CUDA graph after this many ops or MB of inputs (its defaults on an H100/H200: 100 ops, 1,000 MB),
+# read once per process when it first uses the GPU, and a graph's inputs stay alive until it has
+# run. Smaller graphs queue less ahead of the GPU. At the Mistral-7B shape on an H200, the 8gb
+# preset's step: with the int4 kernels, 4.63 GB at 2,238 tokens/s with 16 / 200 against 6.45 GB
+# (2,294) with MLX's defaults (BENCHMARKS.md 1.9); just in time (the route on CUDA since 1.12),
+# with the lowered memory limit, 3,055-3,318 tokens/s with 8 / 100 against 2,699-2,952 with 16 /
+# 200 in the same run, both in 4.96 GB, and 6.04 GB with MLX's defaults. Not on macOS: Metal's
+# defaults are smaller already, and what these would do there was not measured.
+LOW_MEMORY_GRAPHS = {"MLX_MAX_OPS_PER_BUFFER": "8", "MLX_MAX_MB_PER_BUFFER": "100"}
 
 
 def total_memory_bytes() -> int:

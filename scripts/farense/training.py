@@ -241,18 +241,24 @@ def _save_best(model, path: Path) -> None:
         mx.save_safetensors(str(path), dict(tree_flatten(model.trainable_parameters())))
 
 
-# Low-memory training (training.grad_checkpoint, the 8gb memory preset) also lowers MLX's memory limit
-# to the memory in use when training starts (weights, adapters) plus this margin, for the time of
-# train(). The limit is a guideline, not a cap that fails: while active memory is over it, MLX's
-# eval waits for queued GPU work to finish before queueing more. Without it, the buffers held by
-# work queued ahead of the GPU (each op's inputs stay alive until its batch of kernels has run)
-# count in the peak: at the Mistral-7B shape with int4 weights and checkpointing on an H200,
-# 1 x 256 tokens peaked at 6.26 GB and 1 x 512 at 8.30 GB, where the step itself needs 4.4-4.6 GB;
-# with this limit, 5.15 and 5.20 GB at 7-11 % fewer tokens/s (BENCHMARKS.md 1.3).
-LOW_MEMORY_MARGIN_BYTES = 1_000_000_000
+# Low-memory training (training.grad_checkpoint, the 8gb memory preset) and just-in-time QLoRA lower
+# MLX's memory limit to the memory in use when training starts (weights, adapters) plus a margin,
+# for the time of train(). The limit is a guideline, not a cap that fails: while active memory is
+# over it, MLX's eval waits for queued GPU work to finish before queueing more. Without it, the
+# buffers held by work queued ahead of the GPU (each op's inputs and outputs stay alive until its
+# batch of kernels has run) count in the peak: at the Mistral-7B shape with int4 weights and
+# checkpointing on an H200, 1 x 256 tokens peaked at 6.26 GB and 1 x 512 at 8.30 GB, where the step
+# itself needs 4.4-4.6 GB; with a 1 GB margin, 5.15 and 5.20 GB at 7-11 % fewer tokens/s
+# (BENCHMARKS.md 1.3). Just in time at 1 x 256 (transient bf16 weights of up to 117 MB queued):
+# 5.99 GB with no limit, 5.21 / 4.96 / 4.83 GB with margins of 1 / 0.75 / 0.5 GB at 3,711 /
+# 3,055-3,318 / 2,303-3,039 tokens/s (1.12): 0.75 GB keeps the 8gb preset under 5 GB.
+LOW_MEMORY_MARGIN_BYTES = 750_000_000
+# Just in time without checkpointing (batches of 2 x 512 and more, where the activations dwarf the
+# queue): 1 GB, the margin of the figures in BENCHMARKS.md 1.7 and 1.12 (16.54 GB at 4 x 512).
+JIT_MARGIN_BYTES = 1_000_000_000
 
 
-def limit_queued_memory(margin: int = LOW_MEMORY_MARGIN_BYTES) -> None:
+def limit_queued_memory(margin: int) -> None:
     """Lower MLX's memory limit to the active memory plus `margin` (never raise it)."""
     limit = mx.get_active_memory() + margin
     if limit < mx.get_memory_limit():
@@ -344,10 +350,12 @@ def _train(
         log.info("resuming from the checkpoint at iteration %d (%s)", state.iteration, resumed.source)
     if options.grad_checkpoint:
         grad_checkpoint(model.layers[0])
-    if options.grad_checkpoint or uses_jit_dequant(model):
-        # the just-in-time route too: without the limit, work queued ahead of the GPU held its
-        # transient weights and activations, 30.0 GB at 4 x 512 on the H200 against 16.5 GB with it
-        limit_queued_memory()
+    if options.grad_checkpoint:
+        limit_queued_memory(LOW_MEMORY_MARGIN_BYTES)
+    elif uses_jit_dequant(model):
+        # without the limit, work queued ahead of the GPU held its transient weights and
+        # activations: 30.0 GB at 4 x 512 on the H200 against 16.5 GB with it
+        limit_queued_memory(JIT_MARGIN_BYTES)
 
     step, compiled_state = make_step(model, optimizer, options.grad_accumulation)
 
