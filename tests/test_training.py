@@ -262,6 +262,25 @@ def test_the_run_record_names_the_graph_settings_the_8gb_preset_set(trained, tmp
     assert run["mlx_environment"].get("MLX_PTX_CACHE_DIR") == os.environ.get("MLX_PTX_CACHE_DIR")
 
 
+def test_the_queued_memory_limit_is_the_memory_in_use_plus_the_margin_and_never_raised():
+    import mlx.core as mx
+
+    from farense.training import JIT_MARGIN_BYTES, LOW_MEMORY_MARGIN_BYTES, limit_queued_memory
+
+    assert LOW_MEMORY_MARGIN_BYTES < JIT_MARGIN_BYTES  # the 8gb preset's tighter queue (BENCHMARKS.md 1.12)
+    previous = mx.get_memory_limit()
+    weights = mx.zeros((4096, 1024))  # 16 MB in use
+    mx.eval(weights)
+    try:
+        limit_queued_memory(LOW_MEMORY_MARGIN_BYTES)
+        assert mx.get_memory_limit() == mx.get_active_memory() + LOW_MEMORY_MARGIN_BYTES
+        lowered = mx.get_memory_limit()
+        limit_queued_memory(JIT_MARGIN_BYTES)  # a larger margin does not raise it again
+        assert mx.get_memory_limit() == lowered
+    finally:
+        mx.set_memory_limit(previous)
+
+
 def test_memory_presets_and_overrides():
     import yaml
 
