@@ -29,7 +29,7 @@ DEQUANTIZE_MAX_SHARE = 0.25
 # fit. On the H200 at the Mistral-7B shape, just in time against the int4 kernels (BENCHMARKS.md
 # 1.7 and 1.12): 10,470 against about 4,300 tokens/s at 4 x 512; 6,474 against 3,843-3,885 at
 # 2 x 512; and, in the same run, 3,055-3,318 against 2,041-2,053 at 1 x 256 with checkpointing (the
-# 8gb preset), in 4.96 and 4.48 GB. (Before farense.dequant_kernel, mx.dequantize's slower
+# 8gb preset), in 4.96 and 4.48 GB (just in time on another machine: 2,211 and 2,418). (Before farense.dequant_kernel, mx.dequantize's slower
 # dequantization made just in time the slower route at 1 x 256: 1,430 tokens/s.)
 
 

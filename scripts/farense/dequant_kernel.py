@@ -3,7 +3,7 @@
 MLX's own `mx.dequantize` on CUDA (0.32.4) gives each thread one byte of the int4 weight: two
 values, two 2-byte stores. On an H200 it dequantized a 14336 x 4096 weight (29 MB of int4 in,
 117 MB of bfloat16 out) in 130-140 us, about 1.1 TB/s of the GPU's 4.8 (BENCHMARKS.md 1.12), and
-at 256 tokens a batch that was more than the product itself (89 us in bfloat16). Here each thread
+at 256 tokens a batch that was more than the product itself (82-89 us in bfloat16). Here each thread
 takes one 32-bit word (eight values, one group's scale and bias) and writes them with one 16-byte
 store. The arithmetic is MLX's, in the same order and dtype (`q * scale + bias` in the scales'
 dtype), so the values are the same bits as `mx.dequantize`'s; a test on the GPU checks it.
@@ -69,7 +69,7 @@ def dequantize(w, scales, biases, group_size: int, bits: int, mode: str = "affin
     `supported`, in the scales' dtype."""
     if not supported(w, scales, biases, group_size, bits, mode):
         return mx.dequantize(w, scales, biases, group_size, bits, mode=mode)
-    words = w.size
+    words = w.size  # a template constant: one compiled kernel per weight size, a handful per model
     (out,) = _kernel()(
         inputs=[w, scales, biases],
         template=[("T", scales.dtype), ("WORDS", words), ("GROUP_WORDS", group_size // 8)],

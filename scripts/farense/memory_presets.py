@@ -20,7 +20,8 @@ GIB = 1024**3
 # preset's step: with the int4 kernels, 4.63 GB at 2,238 tokens/s with 16 / 200 against 6.45 GB
 # (2,294) with MLX's defaults (BENCHMARKS.md 1.9); just in time (the route on CUDA since 1.12),
 # with the lowered memory limit, 3,055-3,318 tokens/s with 8 / 100 against 2,699-2,952 with 16 /
-# 200 in the same run, both in 4.96 GB, and 6.04 GB with MLX's defaults. Not on macOS: Metal's
+# 200 on one machine, both in 4.96 GB (8 / 100 on another: 2,211 and 2,418), and 6.04 GB with MLX's
+# defaults. Not on macOS: Metal's
 # defaults are smaller already, and what these would do there was not measured.
 LOW_MEMORY_GRAPHS = {"MLX_MAX_OPS_PER_BUFFER": "8", "MLX_MAX_MB_PER_BUFFER": "100"}
 
