@@ -265,9 +265,10 @@ def test_the_run_record_names_the_graph_settings_the_8gb_preset_set(trained, tmp
 def test_the_queued_memory_limit_is_the_memory_in_use_plus_the_margin_and_never_raised():
     import mlx.core as mx
 
-    from farense.training import JIT_MARGIN_BYTES, LOW_MEMORY_MARGIN_BYTES, limit_queued_memory
+    from farense.training import JIT_MARGIN_BYTES, LOW_MEMORY_MARGIN_BYTES, limit_queued_memory, queue_margin
 
     assert LOW_MEMORY_MARGIN_BYTES < JIT_MARGIN_BYTES  # the 8gb preset's tighter queue (BENCHMARKS.md 1.12)
+    assert queue_margin(True) == LOW_MEMORY_MARGIN_BYTES and queue_margin(False) == JIT_MARGIN_BYTES
     previous = mx.get_memory_limit()
     weights = mx.zeros((4096, 1024))  # 16 MB in use
     mx.eval(weights)

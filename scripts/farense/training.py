@@ -258,6 +258,12 @@ LOW_MEMORY_MARGIN_BYTES = 750_000_000
 JIT_MARGIN_BYTES = 1_000_000_000
 
 
+def queue_margin(grad_checkpoint: bool) -> int:
+    """The margin train() lowers the memory limit by: LOW_MEMORY_MARGIN_BYTES with checkpointing,
+    else JIT_MARGIN_BYTES (also used by tests/benchmarks/bench_gpu_training.py)."""
+    return LOW_MEMORY_MARGIN_BYTES if grad_checkpoint else JIT_MARGIN_BYTES
+
+
 def limit_queued_memory(margin: int) -> None:
     """Lower MLX's memory limit to the active memory plus `margin` (never raise it)."""
     limit = mx.get_active_memory() + margin
@@ -350,12 +356,10 @@ def _train(
         log.info("resuming from the checkpoint at iteration %d (%s)", state.iteration, resumed.source)
     if options.grad_checkpoint:
         grad_checkpoint(model.layers[0])
-    if options.grad_checkpoint:
-        limit_queued_memory(LOW_MEMORY_MARGIN_BYTES)
-    elif uses_jit_dequant(model):
-        # without the limit, work queued ahead of the GPU held its transient weights and
-        # activations: 30.0 GB at 4 x 512 on the H200 against 16.5 GB with it
-        limit_queued_memory(JIT_MARGIN_BYTES)
+    if options.grad_checkpoint or uses_jit_dequant(model):
+        # just in time without the limit, work queued ahead of the GPU held its transient weights
+        # and activations: 30.0 GB at 4 x 512 on the H200 against 16.5 GB with it
+        limit_queued_memory(queue_margin(options.grad_checkpoint))
 
     step, compiled_state = make_step(model, optimizer, options.grad_accumulation)
 

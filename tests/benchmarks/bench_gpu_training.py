@@ -27,8 +27,8 @@ Routes (--routes):
 
 With checkpointing, and on route int4-jit, MLX's memory limit is lowered as train() does
 (farense.training.limit_queued_memory: the active memory plus 0.75 GB with checkpointing, 1 GB
-without, so that eval waits for queued GPU work instead of holding its buffers); --limit off leaves it as it was (the figures before that
-change), --limit on off measures both. A config BATCHxLENGTHxN accumulates gradients over N batches
+without, so that eval waits for queued GPU work instead of holding its buffers); --limit off
+leaves it as it was (the figures before that change), --limit on off measures both. A config BATCHxLENGTHxN accumulates gradients over N batches
 as train() does with training.grad_accumulation.
 
 --probe VARIANT...: peak memory of pieces of the step (forward, value_and_grad, the step eager or
@@ -81,12 +81,11 @@ from mlx_lm.utils import dequantize_model, get_total_parameters  # noqa: E402
 from farense.compute import compute_route  # noqa: E402
 from farense.jit_dequant import use_jit_dequant  # noqa: E402
 from farense.training import (  # noqa: E402
-    JIT_MARGIN_BYTES,
-    LOW_MEMORY_MARGIN_BYTES,
     TrainOptions,
     limit_queued_memory,
     lora_config,
     make_step,
+    queue_margin,
     schedule,
 )
 
@@ -199,8 +198,7 @@ def time_config(
         if checkpoint:  # what train() does with training.grad_checkpoint
             grad_checkpoint(model.layers[0])
         if limit and (checkpoint or jit):
-            default = LOW_MEMORY_MARGIN_BYTES if checkpoint else JIT_MARGIN_BYTES  # train()'s
-            limit_queued_memory(default if margin_gb is None else int(margin_gb * 1e9))
+            limit_queued_memory(queue_margin(checkpoint) if margin_gb is None else int(margin_gb * 1e9))
         step, state = make_step(model, optimizer, accumulation)
         model.train()
         data, lengths = batches(vocab, batch, length, 4, seed=batch * 100_003 + length)
