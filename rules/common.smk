@@ -108,8 +108,9 @@ def checkpoint_folder(wildcards, output):
 
 # Low-memory training on Linux: smaller CUDA graphs (farense.memory_presets.LOW_MEMORY_GRAPHS). MLX
 # reads them once per process, so they are set here, before any job starts, and every job of the
-# run inherits them; a value already in the environment wins. The run records name them.
-for _name, _value in graph_settings(training_params(), sys.platform).items():
+# run inherits them (a training job that picks just in time sets them itself: farense.adapter_job);
+# a value already in the environment wins. The run records name them.
+for _name, _value in graph_settings(training_params()["grad_checkpoint"], sys.platform).items():
     os.environ.setdefault(_name, _value)
 
 # The GPU kernel cache the jobs share (farense.kernel_cache), given to them through the environment

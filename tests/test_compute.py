@@ -1,5 +1,7 @@
 """The choice of compute route (training.compute) and what it does to a real mlx-lm model."""
 
+import json
+
 import pytest
 
 from farense.compute import DEQUANTIZE_MAX_SHARE, compute_route, prepare
@@ -47,23 +49,26 @@ def test_the_memory_threshold_is_a_share_of_the_gpu():
     assert compute_route("auto", True, False, True, memory, int(DEQUANTIZE_MAX_SHARE * memory) + 1) == "jit"
 
 
+# a one-layer llama (mlx-lm's own model class) small enough for a CPU test
+LLAMA = dict(
+    model_type="llama",
+    hidden_size=64,
+    num_hidden_layers=1,
+    intermediate_size=128,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    rms_norm_eps=1e-5,
+    vocab_size=128,
+    tie_word_embeddings=False,
+)
+
+
 def int4_llama():
-    """A one-layer llama quantized to int4 (mlx-lm's own model class)."""
+    """A one-layer llama quantized to int4."""
     import mlx.nn as nn
     from mlx_lm.models import llama
 
-    args = llama.ModelArgs(
-        model_type="llama",
-        hidden_size=64,
-        num_hidden_layers=1,
-        intermediate_size=128,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        rms_norm_eps=1e-5,
-        vocab_size=128,
-        tie_word_embeddings=False,
-    )
-    model = llama.Model(args)
+    model = llama.Model(llama.ModelArgs(**LLAMA))
     nn.quantize(model, group_size=64, bits=4)
     return model
 
@@ -100,3 +105,39 @@ def test_a_model_too_large_for_float32_here_keeps_its_own_kernels_or_trains_just
     q = model.layers[0].self_attn.q_proj
     assert note == "int4 weights dequantized just in time, products in float32"
     assert type(q) is JitDequantLinear and q.weight.dtype == mx.uint32 and q.scales.dtype == mx.float32
+
+
+def test_the_facts_read_from_a_model_folder_are_those_of_the_loaded_model(tmp_path):
+    """folder_facts decides a training job's route before MLX queues work (the CUDA graph settings
+    depend on it): it must count as mlx-lm counts the loaded model, packed int4 and int8 weights too."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx.utils import tree_flatten
+    from mlx_lm.models import llama
+
+    from farense.compute import folder_facts, model_facts, route_for
+
+    args = dict(LLAMA, num_hidden_layers=2)
+    plain = llama.Model(llama.ModelArgs(**args))
+    mixed = llama.Model(llama.ModelArgs(**args))
+    # mlx-lm's mixed quantization: the MLP of the first block in 8 bits, the rest in 4
+    nn.quantize(
+        mixed,
+        class_predicate=lambda path, m: (
+            hasattr(m, "to_quantized") and ({"group_size": 64, "bits": 8} if "layers.0.mlp" in path else True)
+        ),
+        group_size=64,
+        bits=4,
+    )
+    quantization = {"group_size": 64, "bits": 4, "mode": "affine"}
+    quantization.update(
+        {f"model.layers.0.mlp.{p}": {"group_size": 64, "bits": 8} for p in ("gate_proj", "up_proj", "down_proj")}
+    )
+    for name, model, config in (("plain", plain, args), ("mixed", mixed, dict(args, quantization=quantization))):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps(config))
+        mx.save_safetensors(str(folder / "model.safetensors"), dict(tree_flatten(model.parameters())))
+        assert folder_facts(folder) == model_facts(model)
+        assert route_for("auto", True, *folder_facts(folder)) == route_for("auto", True, *model_facts(model))
+    assert model_facts(plain) == (False, model_facts(mixed)[1]) and model_facts(mixed)[0]

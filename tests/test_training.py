@@ -17,6 +17,7 @@ from farense.memory_presets import (
     GIB,
     LOW_MEMORY_GRAPHS,
     graph_settings,
+    graphs_bounded,
     pick_preset,
     preset_megabytes,
     resolve_training,
@@ -235,14 +236,21 @@ def test_auto_memory_preset_follows_memory(memory, preset):
     assert preset_megabytes(preset) == int(preset[:-2]) * 1024
 
 
-def test_low_memory_training_on_linux_asks_for_smaller_cuda_graphs():
+def test_memory_bound_training_on_linux_asks_for_smaller_cuda_graphs():
     import yaml
 
     training = yaml.safe_load((ROOT / "config/config.yaml").read_text())["training"]
     presets = ROOT / "config/memory"
     eight, sixteen = (resolve_training(dict(training, memory=m), presets) for m in ("8gb", "16gb"))
-    assert graph_settings(eight, "linux") == {"MLX_MAX_OPS_PER_BUFFER": "8", "MLX_MAX_MB_PER_BUFFER": "100"}
-    assert graph_settings(eight, "darwin") == {} and graph_settings(sixteen, "linux") == {}
+    assert eight["grad_checkpoint"] and not sixteen["grad_checkpoint"]
+    assert graph_settings(True, "linux") == {"MLX_MAX_OPS_PER_BUFFER": "4", "MLX_MAX_MB_PER_BUFFER": "50"}
+    assert graph_settings(True, "darwin") == {} and graph_settings(False, "linux") == {}
+    # what train() reads back: a value set by hand before the run wins, and may be larger
+    assert graphs_bounded(LOW_MEMORY_GRAPHS) and graphs_bounded(
+        {"MLX_MAX_OPS_PER_BUFFER": "2", "MLX_MAX_MB_PER_BUFFER": "8"}
+    )
+    assert not graphs_bounded({}) and not graphs_bounded(dict(LOW_MEMORY_GRAPHS, MLX_MAX_MB_PER_BUFFER="1000"))
+    assert not graphs_bounded(dict(LOW_MEMORY_GRAPHS, MLX_MAX_OPS_PER_BUFFER="x"))
 
 
 def test_the_run_record_names_the_graph_settings_the_8gb_preset_set(trained, tmp_path):
@@ -262,13 +270,33 @@ def test_the_run_record_names_the_graph_settings_the_8gb_preset_set(trained, tmp
     assert run["mlx_environment"].get("MLX_PTX_CACHE_DIR") == os.environ.get("MLX_PTX_CACHE_DIR")
 
 
+def test_a_job_that_trains_just_in_time_asks_for_the_small_graphs_itself(trained, tmp_path):
+    # compute: jit without checkpointing (the tiny config's preset): the route is decided from the
+    # model folder before MLX queues work, and the job sets the graphs that bound the queue (1.13)
+    wf = shutil.copytree(trained, tmp_path / "wf", symlinks=True)
+    snakemake(wf, "results/adapters/qlora", *CONFIG, "--config", 'training={"compute": "jit"}')
+    graphs = ("MLX_MAX_OPS_PER_BUFFER", "MLX_MAX_MB_PER_BUFFER")
+    run = json.loads((wf / "results/runs/train_qlora.json").read_text())
+    summary = json.loads((wf / "results/adapters/qlora/training_summary.json").read_text())
+    assert summary["compute"].startswith("int4 weights dequantized just in time")
+    assert {k: v for k, v in run["mlx_environment"].items() if k in graphs} == (
+        LOW_MEMORY_GRAPHS if sys.platform == "linux" else {}
+    )
+    # the default route on this CPU (float32) and the LoRA baseline leave MLX's graphs as they are
+    for job in ("train_qlora", "train_lora"):
+        default = json.loads((trained / f"results/runs/{job}.json").read_text())
+        assert not set(graphs) & set(default["mlx_environment"])
+
+
 def test_the_queued_memory_limit_is_the_memory_in_use_plus_the_margin_and_never_raised():
     import mlx.core as mx
 
     from farense.training import JIT_MARGIN_BYTES, LOW_MEMORY_MARGIN_BYTES, limit_queued_memory, queue_margin
 
     assert LOW_MEMORY_MARGIN_BYTES < JIT_MARGIN_BYTES  # the 8gb preset's tighter queue (BENCHMARKS.md 1.12)
-    assert queue_margin(True) == LOW_MEMORY_MARGIN_BYTES and queue_margin(False) == JIT_MARGIN_BYTES
+    assert queue_margin(True, False) == queue_margin(True, True) == LOW_MEMORY_MARGIN_BYTES
+    # just in time: small CUDA graphs bound the queue themselves (1.13), else the 1 GB margin
+    assert queue_margin(False, True) is None and queue_margin(False, False) == JIT_MARGIN_BYTES
     previous = mx.get_memory_limit()
     weights = mx.zeros((4096, 1024))  # 16 MB in use
     mx.eval(weights)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sys
 import time
 from contextlib import nullcontext
@@ -41,27 +42,36 @@ def run(job: dict, log, blas: str | None) -> None:
     from tqdm import tqdm
 
     from . import training as training_module
-    from .artifact_checks import load_model
+    from .artifact_checks import check_model_dir, load_model
     from .chat_templates import ensure_chat_template
-    from .compute import prepare
+    from .compute import folder_facts, prepare, route_for
+    from .memory_presets import graph_settings
     from .run_record import peak_memory_gb, write_run
     from .split_lines import mlx_dataset
     from .textio import atomic_dir, write_json_atomic
     from .training import TrainOptions, fingerprint, lora_config, train
 
-    world = mx.distributed.init()  # one process unless mlx.launch started ranks
-    main_rank = world.rank() == 0
     settings = dict(job["training"])
     options = TrainOptions.from_config(
         settings, ignore=("memory", "compute")
     )  # the preset's name; the compute route (below)
     model_path = job["model"]
     log.info("BLAS: %s; memory preset %s; model %s", blas, settings.get("memory"), model_path)
-    model, tokenizer = load_model(model_path)  # a damaged model folder: one line naming the file
+    # float32 on a CPU, int4 dequantized once on a GPU with memory to spare, else just in time or
+    # native kernels: decided from the folder's files before MLX queues any work, since just in time
+    # needs smaller CUDA graphs (memory_presets.graph_settings), which MLX reads only then
+    route = None
+    if Path(model_path).is_dir():
+        check_model_dir(model_path)  # a damaged model folder: one line naming the file
+        route = route_for(settings["compute"], True, *folder_facts(model_path))
+        for name, value in graph_settings(options.grad_checkpoint or route == "jit", sys.platform).items():
+            os.environ.setdefault(name, value)
+    world = mx.distributed.init()  # one process unless mlx.launch started ranks
+    main_rank = world.rank() == 0
+    model, tokenizer = load_model(model_path)
     if job["data_format"] == "chat":  # base models such as Mistral-7B-v0.1 ship no template; chat data needs one
         ensure_chat_template(tokenizer, model.model_type, log)
-    # float32 on a CPU, int4 dequantized once on a GPU with memory to spare, else just in time or native kernels
-    model, compute_note = prepare(model, settings["compute"], training=True)
+    model, compute_note = prepare(model, settings["compute"], training=True, route=route)
     log.info("compute: %s (device %s)", compute_note, mx.default_device())
     mask = options.mask_prompt and job["data_format"] != "text"
     # every line checked against the JSONL schema first (a line edited by hand: one line naming it)

@@ -14,6 +14,11 @@ evaluation.
 
 from __future__ import annotations
 
+import json
+import math
+import struct
+from pathlib import Path
+
 # compute: auto on a CUDA GPU computes against the int4 weights dequantized once (to the float
 # dtype of their scales: the very values the int4 kernels compute with), when those weights take
 # at most this share of the GPU's memory. Measured on an H200 (BENCHMARKS.md):
@@ -27,10 +32,10 @@ DEQUANTIZE_MAX_SHARE = 0.25
 
 # compute: auto trains just in time (jit) at every batch size where the dequantized copy does not
 # fit. On the H200 at the Mistral-7B shape, just in time against the int4 kernels (BENCHMARKS.md
-# 1.7 and 1.12): 10,470 against about 4,300 tokens/s at 4 x 512; 6,474 against 3,843-3,885 at
-# 2 x 512; and, in the same run, 3,055-3,318 against 2,041-2,053 at 1 x 256 with checkpointing (the
-# 8gb preset), in 4.96 and 4.48 GB (just in time on another machine: 2,211 and 2,418). (Before farense.dequant_kernel, mx.dequantize's slower
-# dequantization made just in time the slower route at 1 x 256: 1,430 tokens/s.)
+# 1.7, 1.12, 1.13): 15,278 tokens/s in 16.73 GB at 4 x 512 (small CUDA graphs, no memory limit)
+# against about 4,300 for the int4 kernels; and 2,211-3,415 against 2,002-2,053 tokens/s at 1 x 256
+# with checkpointing (the 8gb preset), in 4.96 and 4.48 GB. (Before farense.dequant_kernel, mx.dequantize's
+# slower dequantization made just in time the slower route at 1 x 256: 1,430 tokens/s.)
 
 
 def compute_route(
@@ -80,35 +85,72 @@ def is_quantized(model) -> bool:
     return any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
 
 
-def prepare(model, setting: str, training: bool):
-    """(model, note): the model ready to compute as `setting` (auto | native | float32 | jit)
-    asks (compute_route)."""
-    import mlx.core as mx
-    from mlx.utils import tree_flatten
-    from mlx_lm.utils import dequantize_model, get_total_parameters
+def model_facts(model) -> tuple[bool, int]:
+    """(quantized, parameters) of a loaded model; packed int4 weights count as the weights they hold."""
+    from mlx_lm.utils import get_total_parameters
 
-    quantized = is_quantized(model)
+    return is_quantized(model), get_total_parameters(model)
+
+
+def folder_facts(model_dir: str | Path) -> tuple[bool, int]:
+    """model_facts of an MLX model folder, read from config.json and the safetensors headers alone:
+    no weight is read and MLX runs no op, so a training job knows its route, and so the CUDA graph
+    settings it needs (farense.memory_presets.graph_settings), before MLX first uses the GPU (MLX
+    reads those settings once, when it first queues work there)."""
+    model_dir = Path(model_dir)
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    quantization = config.get("quantization") or {}
+    shapes = {}
+    for path in sorted(model_dir.glob("model*.safetensors")):  # the files mlx-lm loads
+        with path.open("rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(length))
+        shapes.update({name: info["shape"] for name, info in header.items() if name != "__metadata__"})
+    parameters = 0
+    for name, shape in shapes.items():
+        module, _, leaf = name.rpartition(".")
+        packed = f"{module}.scales" in shapes
+        if packed and leaf in ("scales", "biases"):
+            continue  # the quantization's own arrays
+        size = math.prod(shape)
+        if packed and leaf == "weight":
+            # per-module settings (mixed quantization) are dicts under the module's path
+            own = quantization.get(module)
+            bits = own.get("bits", quantization["bits"]) if isinstance(own, dict) else quantization["bits"]
+            size = size * 32 // bits
+        parameters += size
+    return bool(quantization), parameters
+
+
+def route_for(setting: str, training: bool, quantized: bool, parameters: int) -> str:
+    """The route (compute_route) for a model of these facts on this machine. Asks MLX only which
+    device it uses and how much memory that has, which queues nothing on the GPU."""
+    import mlx.core as mx
+
     on_cpu = mx.default_device() == mx.cpu
     cuda = getattr(getattr(mx, "cuda", None), "is_available", lambda: False)()
     total_memory = mx.device_info().get("total_memory") if cuda else None
     # int4 conversions keep a 2-byte float dtype (bf16/fp16) for scales: the dequantized size
-    route = compute_route(
-        setting,
-        quantized,
-        on_cpu,
-        cuda,
-        total_memory,
-        2 * get_total_parameters(model) if cuda else 0,
-        training,
-    )
-    if (
-        route == "float32"
-        and setting != "float32"
-        and 4 * get_total_parameters(model) > CPU_FLOAT32_MAX_SHARE * _system_memory()
-    ):
+    route = compute_route(setting, quantized, on_cpu, cuda, total_memory, 2 * parameters if cuda else 0, training)
+    if route == "float32" and setting != "float32" and 4 * parameters > CPU_FLOAT32_MAX_SHARE * _system_memory():
         # a model too large to hold in float32 here (a 7B model on a CPU): int4 weights
         # dequantized just in time when training (float32 products), else its own kernels
         route = "jit" if quantized and training else "native"
+    return route
+
+
+def prepare(model, setting: str, training: bool, route: str | None = None):
+    """(model, note): the model ready to compute as `setting` (auto | native | float32 | jit)
+    asks (compute_route), or by `route` where the caller decided it already (route_for)."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from mlx_lm.utils import dequantize_model
+
+    quantized = is_quantized(model)
+    on_cpu = mx.default_device() == mx.cpu
+    cuda = getattr(getattr(mx, "cuda", None), "is_available", lambda: False)()
+    if route is None:
+        route = route_for(setting, training, *model_facts(model))
     if route == "float32":
         if quantized:
             model = dequantize_model(model)

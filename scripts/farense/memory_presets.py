@@ -13,17 +13,18 @@ from .config_check import load_yaml
 PRESET_KEYS = ("batch_size", "grad_accumulation", "max_seq_length", "grad_checkpoint")
 GIB = 1024**3
 
-# Low-memory training on Linux (MLX's CUDA backend; its CPU backend has no graphs): MLX closes a
-# CUDA graph after this many ops or MB of inputs (its defaults on an H100/H200: 100 ops, 1,000 MB),
-# read once per process when it first uses the GPU, and a graph's inputs stay alive until it has
-# run. Smaller graphs queue less ahead of the GPU. At the Mistral-7B shape on an H200, the 8gb
-# preset's step: with the int4 kernels, 4.63 GB at 2,238 tokens/s with 16 / 200 against 6.45 GB
-# (2,294) with MLX's defaults (BENCHMARKS.md 1.9); just in time (the route on CUDA since 1.12),
-# with the lowered memory limit, 3,055-3,318 tokens/s with 8 / 100 against 2,699-2,952 with 16 /
-# 200 on one machine, both in 4.96 GB (8 / 100 on another: 2,211 and 2,418), and 6.04 GB with MLX's
-# defaults. Not on macOS: Metal's
-# defaults are smaller already, and what these would do there was not measured.
-LOW_MEMORY_GRAPHS = {"MLX_MAX_OPS_PER_BUFFER": "8", "MLX_MAX_MB_PER_BUFFER": "100"}
+# Memory-bound training on Linux (MLX's CUDA backend; its CPU backend has no graphs): the low-memory
+# presets (checkpointing) and QLoRA trained just in time. MLX closes a CUDA graph after this many
+# ops or MB of inputs (its defaults on an H100/H200: 100 ops, 1,000 MB), read once per process
+# when it first queues work on the GPU, and a graph's inputs stay alive until it has run. Smaller
+# graphs queue less ahead of the GPU. At the Mistral-7B shape on one H200 (BENCHMARKS.md 1.13),
+# just in time at 4 x 512 with no memory limit: 15,278 tokens/s in 16.73 GB with 4 / 50, 15,473-
+# 15,521 in 17.49 GB with 8 / 100, 15,736 in 18.69 GB with 16 / 200, 15,907 in 30.03 GB with MLX's
+# defaults; with MLX's defaults and the memory limit train() used before (1 GB), 10,044-11,608 in
+# 16.5-16.7 GB. The 8gb preset's step (1 x 256, checkpointing, the limit of 0.75 GB): 3,415 tokens/s
+# with 4 / 50 (one run), 2,211-3,318 with 8 / 100 (seven runs, 1.12 and 1.13), all in 4.96 GB.
+# Not on macOS: Metal's defaults are smaller already, and what these would do there was not measured.
+LOW_MEMORY_GRAPHS = {"MLX_MAX_OPS_PER_BUFFER": "4", "MLX_MAX_MB_PER_BUFFER": "50"}
 
 
 def total_memory_bytes() -> int:
@@ -54,10 +55,19 @@ def preset_megabytes(name: str) -> int:
     return int(name.removesuffix("gb")) * 1024
 
 
-def graph_settings(resolved: dict, platform: str) -> dict[str, str]:
-    """The environment variables that resolved training options call for on `platform`
-    (sys.platform): smaller CUDA graphs for low-memory training on Linux, else none."""
-    return dict(LOW_MEMORY_GRAPHS) if resolved["grad_checkpoint"] and platform.startswith("linux") else {}
+def graph_settings(memory_bound: bool, platform: str) -> dict[str, str]:
+    """The environment variables that memory-bound training (checkpointing, or just in time) calls
+    for on `platform` (sys.platform): smaller CUDA graphs on Linux, else none."""
+    return dict(LOW_MEMORY_GRAPHS) if memory_bound and platform.startswith("linux") else {}
+
+
+def graphs_bounded(environ) -> bool:
+    """Whether `environ` holds CUDA graphs at most as large as LOW_MEMORY_GRAPHS (a value set
+    before the workflow started wins over graph_settings', so it may hold others)."""
+    return all(
+        environ.get(name, "").isdigit() and int(environ[name]) <= int(value)
+        for name, value in LOW_MEMORY_GRAPHS.items()
+    )
 
 
 def resolve_training(training: dict, presets_dir: str | Path, memory_bytes: int | None = None) -> dict:

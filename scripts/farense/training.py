@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -44,6 +45,7 @@ from .diskspace import writing
 from .errors import PipelineError
 from .jit_dequant import uses_jit_dequant
 from .loss import chunked_loss
+from .memory_presets import graphs_bounded
 from .options import from_config
 
 log = logging.getLogger(__name__)
@@ -241,27 +243,40 @@ def _save_best(model, path: Path) -> None:
         mx.save_safetensors(str(path), dict(tree_flatten(model.trainable_parameters())))
 
 
-# Low-memory training (training.grad_checkpoint, the 8gb memory preset) and just-in-time QLoRA lower
-# MLX's memory limit to the memory in use when training starts (weights, adapters) plus a margin,
-# for the time of train(). The limit is a guideline, not a cap that fails: while active memory is
-# over it, MLX's eval waits for queued GPU work to finish before queueing more. Without it, the
-# buffers held by work queued ahead of the GPU (each op's inputs and outputs stay alive until its
-# batch of kernels has run) count in the peak: at the Mistral-7B shape with int4 weights and
-# checkpointing on an H200, 1 x 256 tokens peaked at 6.26 GB and 1 x 512 at 8.30 GB, where the step
-# itself needs 4.4-4.6 GB; with a 1 GB margin, 5.15 and 5.20 GB at 7-11 % fewer tokens/s
-# (BENCHMARKS.md 1.3). Just in time at 1 x 256 (transient bf16 weights of up to 117 MB queued):
-# 5.99 GB with no limit, 5.21 / 4.96 / 4.83 GB with margins of 1 / 0.75 / 0.5 GB at 3,711 /
-# 3,055-3,318 / 2,303-3,039 tokens/s (1.12): 0.75 GB keeps the 8gb preset under 5 GB.
+# Low-memory training (training.grad_checkpoint, the 8gb memory preset), and just-in-time QLoRA
+# where CUDA's graphs are not small (below), lower MLX's memory limit to the memory in use when
+# training starts (weights, adapters) plus a margin, for the time of train(). The limit is a
+# guideline, not a cap that fails: while active memory is over it, MLX's eval waits for queued GPU
+# work to finish before queueing more. Without it, the buffers held by work queued ahead of the GPU
+# (each op's inputs and outputs stay alive until its batch of kernels has run) count in the peak: at
+# the Mistral-7B shape with int4 weights and checkpointing on an H200, 1 x 256 tokens peaked at 6.26
+# GB and 1 x 512 at 8.30 GB, where the step itself needs 4.4-4.6 GB; with a 1 GB margin, 5.15 and
+# 5.20 GB at 7-11 % fewer tokens/s (BENCHMARKS.md 1.3). Just in time at 1 x 256 (transient bf16
+# weights of up to 117 MB queued): 5.99 GB with no limit, 5.21 / 4.96 / 4.83 GB with margins of 1 /
+# 0.75 / 0.5 GB at 3,711 / 3,055-3,318 / 2,303-3,039 tokens/s (1.12): 0.75 GB keeps the 8gb preset
+# under 5 GB.
 LOW_MEMORY_MARGIN_BYTES = 750_000_000
 # Just in time without checkpointing (batches of 2 x 512 and more, where the activations dwarf the
-# queue): 1 GB, the margin of the figures in BENCHMARKS.md 1.7 and 1.12 (16.54 GB at 4 x 512).
+# queue): no limit where the CUDA graphs are small (memory_presets.LOW_MEMORY_GRAPHS, which bound the
+# queue themselves): 15,278 tokens/s in 16.73 GB at 4 x 512 on the H200, against 10,044-11,608 in
+# 16.5-16.7 GB with MLX's graphs and a 1 GB margin (BENCHMARKS.md 1.13). Elsewhere (larger graphs
+# set by hand, Metal) that margin, JIT_MARGIN_BYTES: 30.0 GB at 4 x 512 without it.
 JIT_MARGIN_BYTES = 1_000_000_000
 
 
-def queue_margin(grad_checkpoint: bool) -> int:
-    """The margin train() lowers the memory limit by: LOW_MEMORY_MARGIN_BYTES with checkpointing,
-    else JIT_MARGIN_BYTES (also used by tests/benchmarks/bench_gpu_training.py)."""
-    return LOW_MEMORY_MARGIN_BYTES if grad_checkpoint else JIT_MARGIN_BYTES
+def queue_margin(grad_checkpoint: bool, small_graphs: bool) -> int | None:
+    """The margin train() lowers the memory limit by (None: no limit): LOW_MEMORY_MARGIN_BYTES with
+    checkpointing; else none with small CUDA graphs (`small_graphs`), JIT_MARGIN_BYTES without
+    (also used by tests/benchmarks/bench_gpu_training.py)."""
+    if grad_checkpoint:
+        return LOW_MEMORY_MARGIN_BYTES
+    return None if small_graphs else JIT_MARGIN_BYTES
+
+
+def small_cuda_graphs() -> bool:
+    """Whether MLX computes on CUDA here with graphs no larger than LOW_MEMORY_GRAPHS."""
+    cuda = getattr(getattr(mx, "cuda", None), "is_available", lambda: False)()
+    return cuda and mx.default_device() == mx.gpu and graphs_bounded(os.environ)
 
 
 def limit_queued_memory(margin: int) -> None:
@@ -357,9 +372,9 @@ def _train(
     if options.grad_checkpoint:
         grad_checkpoint(model.layers[0])
     if options.grad_checkpoint or uses_jit_dequant(model):
-        # just in time without the limit, work queued ahead of the GPU held its transient weights
-        # and activations: 30.0 GB at 4 x 512 on the H200 against 16.5 GB with it
-        limit_queued_memory(queue_margin(options.grad_checkpoint))
+        margin = queue_margin(options.grad_checkpoint, small_cuda_graphs())
+        if margin is not None:
+            limit_queued_memory(margin)
 
     step, compiled_state = make_step(model, optimizer, options.grad_accumulation)
 

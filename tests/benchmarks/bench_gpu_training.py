@@ -26,10 +26,13 @@ Routes (--routes):
   int4-f32   the int4 weights dequantized once to float32 (the pipeline's route on a CPU)
 
 With checkpointing, and on route int4-jit, MLX's memory limit is lowered as train() does
-(farense.training.limit_queued_memory: the active memory plus 0.75 GB with checkpointing, 1 GB
-without, so that eval waits for queued GPU work instead of holding its buffers); --limit off
-leaves it as it was (the figures before that change), --limit on off measures both. A config BATCHxLENGTHxN accumulates gradients over N batches
-as train() does with training.grad_accumulation.
+(farense.training.queue_margin: the active memory plus 0.75 GB with checkpointing; without, none
+where CUDA's graphs are the pipeline's small ones, else 1 GB; so that eval waits for queued GPU
+work instead of holding its buffers); --limit off leaves it as it was, --limit on off measures
+both. MLX reads its graph settings once per process: run the pipeline's with
+MLX_MAX_OPS_PER_BUFFER=4 MLX_MAX_MB_PER_BUFFER=50 (farense.memory_presets.LOW_MEMORY_GRAPHS).
+A config BATCHxLENGTHxN accumulates gradients over N batches as train() does with
+training.grad_accumulation.
 
 --probe VARIANT...: peak memory of pieces of the step (forward, value_and_grad, the step eager or
 compiled, under a memory limit, without the allocator cache) for --probe-configs, int4 route with
@@ -86,6 +89,7 @@ from farense.training import (  # noqa: E402
     lora_config,
     make_step,
     queue_margin,
+    small_cuda_graphs,
     schedule,
 )
 
@@ -197,8 +201,9 @@ def time_config(
         optimizer.init(model.trainable_parameters())
         if checkpoint:  # what train() does with training.grad_checkpoint
             grad_checkpoint(model.layers[0])
-        if limit and (checkpoint or jit):
-            limit_queued_memory(queue_margin(checkpoint) if margin_gb is None else int(margin_gb * 1e9))
+        margin = queue_margin(checkpoint, small_cuda_graphs()) if margin_gb is None else int(margin_gb * 1e9)
+        if limit and (checkpoint or jit) and margin is not None:
+            limit_queued_memory(margin)
         step, state = make_step(model, optimizer, accumulation)
         model.train()
         data, lengths = batches(vocab, batch, length, 4, seed=batch * 100_003 + length)
