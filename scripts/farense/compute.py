@@ -86,6 +86,13 @@ def is_quantized(model) -> bool:
     return any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
 
 
+def cuda_available() -> bool:
+    """Whether this MLX has a CUDA GPU (a build without the CUDA backend has no mx.cuda)."""
+    import mlx.core as mx
+
+    return getattr(getattr(mx, "cuda", None), "is_available", lambda: False)()
+
+
 def model_facts(model) -> tuple[bool, int]:
     """(quantized, parameters) of a loaded model; packed int4 weights count as the weights they hold."""
     from mlx_lm.utils import get_total_parameters
@@ -129,7 +136,7 @@ def route_for(setting: str, training: bool, quantized: bool, parameters: int) ->
     import mlx.core as mx
 
     on_cpu = mx.default_device() == mx.cpu
-    cuda = getattr(getattr(mx, "cuda", None), "is_available", lambda: False)()
+    cuda = cuda_available()
     total_memory = mx.device_info().get("total_memory") if cuda else None
     # int4 conversions keep a 2-byte float dtype (bf16/fp16) for scales: the dequantized size
     route = compute_route(setting, quantized, on_cpu, cuda, total_memory, 2 * parameters if cuda else 0, training)
@@ -149,7 +156,7 @@ def prepare(model, setting: str, training: bool, route: str | None = None):
 
     quantized = is_quantized(model)
     on_cpu = mx.default_device() == mx.cpu
-    cuda = getattr(getattr(mx, "cuda", None), "is_available", lambda: False)()
+    cuda = cuda_available()
     if route is None:
         route = route_for(setting, training, *model_facts(model))
     if route == "float32":

@@ -41,6 +41,7 @@ from mlx.utils import tree_flatten, tree_map
 from mlx_lm.tuner.trainer import evaluate, grad_checkpoint, iterate_batches
 
 from . import checkpoints
+from .compute import cuda_available
 from .diskspace import writing
 from .errors import PipelineError
 from .jit_dequant import uses_jit_dequant
@@ -275,8 +276,7 @@ def queue_margin(grad_checkpoint: bool, small_graphs: bool) -> int | None:
 
 def small_cuda_graphs() -> bool:
     """Whether MLX computes on CUDA here with graphs no larger than LOW_MEMORY_GRAPHS."""
-    cuda = getattr(getattr(mx, "cuda", None), "is_available", lambda: False)()
-    return cuda and mx.default_device() == mx.gpu and graphs_bounded(os.environ)
+    return cuda_available() and mx.default_device() == mx.gpu and graphs_bounded(os.environ)
 
 
 def limit_queued_memory(margin: int) -> None:

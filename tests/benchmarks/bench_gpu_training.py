@@ -81,7 +81,7 @@ from mlx_lm.tuner.trainer import default_loss, grad_checkpoint  # noqa: E402
 from mlx_lm.tuner.utils import linear_to_lora_layers  # noqa: E402
 from mlx_lm.utils import dequantize_model, get_total_parameters  # noqa: E402
 
-from farense.compute import compute_route  # noqa: E402
+from farense.compute import compute_route, cuda_available  # noqa: E402
 from farense.jit_dequant import use_jit_dequant  # noqa: E402
 from farense.training import (  # noqa: E402
     TrainOptions,
@@ -507,7 +507,7 @@ def main() -> None:
         built = time.perf_counter() - tic
         model_gb = mx.get_active_memory() / 1e9
         if route == "int4":  # what train_adapter.py's training.compute: auto picks for this model here
-            cuda = getattr(getattr(mx, "cuda", None), "is_available", lambda: False)()
+            cuda = cuda_available()
             total = mx.device_info().get("total_memory") if cuda else None
             size = 2 * get_total_parameters(model)
             choice = compute_route("auto", True, mx.default_device() == mx.cpu, cuda, total, size)
