@@ -22,8 +22,9 @@ GIB = 1024**3
 # 15,521 in 17.49 GB with 8 / 100, 15,736 in 18.69 GB with 16 / 200, 15,907 in 30.03 GB with MLX's
 # defaults; with MLX's defaults and the memory limit train() used before (1 GB), 10,044-11,608 in
 # 16.5-16.7 GB. The 8gb preset's step (1 x 256, checkpointing, the limit of 0.75 GB), over 64 steps
-# (1.14): 2,061-2,410 tokens/s with 4 / 50, 2,237-2,396 with 8 / 100, all in 4.96 GB; 1 / 10 and
-# 2 / 25 were no faster, and without the limit every size passed 5 GB.
+# (1.14): 2,061-2,410 tokens/s with 4 / 50, 2,237-2,396 with 8 / 100, all in 4.96 GB (2,761-3,308
+# in 5.01-5.03 GB with 4 / 50 on a second H200); 1 / 10 and 2 / 25 were no faster, and without the
+# limit every size passed 5 GB.
 # Not on macOS: Metal's defaults are smaller already, and what these would do there was not measured.
 LOW_MEMORY_GRAPHS = {"MLX_MAX_OPS_PER_BUFFER": "4", "MLX_MAX_MB_PER_BUFFER": "50"}
 
