@@ -161,9 +161,11 @@ def test_divergence_watchdog_names_the_step(trained):
 
 
 def test_resume_after_a_kill_ends_at_the_same_adapter(trained):
-    longer = ("--config", 'training={"epochs": 2.0, "checkpoint_every": 20}')
+    # the tiny config's 0.5 epochs are 152 steps here: killed at a checkpoint from step 40 on, the
+    # run has 100 or more steps left (2 epochs, 608 steps, took this test 94 s instead of 35 s)
+    options = ("--config", 'training={"checkpoint_every": 20}')
     shutil.rmtree(trained / "results/checkpoints/qlora", ignore_errors=True)
-    snakemake(trained, "results/adapters/qlora", *CONFIG, *longer, "--forcerun", "train_qlora")
+    snakemake(trained, "results/adapters/qlora", *CONFIG, *options, "--forcerun", "train_qlora")
     reference = load_adapter(trained / "results/adapters/qlora/adapters.safetensors")
     uninterrupted = json.loads((trained / "results/adapters/qlora/training_summary.json").read_text())
     assert json.loads((trained / "results/runs/train_qlora.json").read_text())["resumed_from"] is None
@@ -177,7 +179,7 @@ def test_resume_after_a_kill_ends_at_the_same_adapter(trained):
         "1",
         "results/adapters/qlora",
         *CONFIG,
-        *longer,
+        *options,
         "--forcerun",
         "train_qlora",
     ]
@@ -197,7 +199,7 @@ def test_resume_after_a_kill_ends_at_the_same_adapter(trained):
     assert killed_at >= 40
 
     # What a user does after a kill (README): run the same target again; no --unlock.
-    snakemake(trained, "results/adapters/qlora", *CONFIG, *longer)
+    snakemake(trained, "results/adapters/qlora", *CONFIG, *options)
     summary = json.loads((trained / "results/adapters/qlora/training_summary.json").read_text())
     run = json.loads((trained / "results/runs/train_qlora.json").read_text())  # how the run went: resumed
     assert run["resumed_from"] == killed_at and summary["iterations"] == uninterrupted["iterations"] > killed_at
