@@ -161,8 +161,8 @@ def test_divergence_watchdog_names_the_step(trained):
 
 
 def test_resume_after_a_kill_ends_at_the_same_adapter(trained):
-    # the tiny config's 0.5 epochs are 152 steps here: killed at a checkpoint from step 40 on, the
-    # run has 100 or more steps left (2 epochs, 608 steps, took this test 94 s instead of 35 s)
+    # the tiny config's 0.5 epochs: 152 steps here, killed once a checkpoint of step 40 or later is
+    # written (2 epochs, 608 steps, made this test take 94 s instead of 35 s)
     options = ("--config", 'training={"checkpoint_every": 20}')
     shutil.rmtree(trained / "results/checkpoints/qlora", ignore_errors=True)
     snakemake(trained, "results/adapters/qlora", *CONFIG, *options, "--forcerun", "train_qlora")
