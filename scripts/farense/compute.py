@@ -34,9 +34,9 @@ DEQUANTIZE_MAX_SHARE = 0.25
 # fit. On the H200 at the Mistral-7B shape, just in time against the int4 kernels (BENCHMARKS.md
 # 1.7, 1.12-1.14): 12,961-15,278 tokens/s in 16.73 GB at 4 x 512 (small CUDA graphs, no memory
 # limit) against about 4,300 for the int4 kernels; and 2,061-2,410 against 2,009-2,070 tokens/s over
-# 64 steps at 1 x 256 with checkpointing (the 8gb preset), in 4.96 and 4.48 GB. (Before farense.dequant_kernel,
-# mx.dequantize's slower dequantization made just in time the slower route at 1 x 256: 1,430
-# tokens/s.)
+# 64 steps at 1 x 256 with checkpointing (the 8gb preset), in 4.96 and 4.48 GB. (Before
+# farense.dequant_kernel, mx.dequantize's slower dequantization made just in time the slower route
+# at 1 x 256: 1,430 tokens/s.)
 
 
 def compute_route(
